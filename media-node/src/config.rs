@@ -1,0 +1,248 @@
+//! Media node configuration: read from an environment map, validated as a whole
+//! before any port is bound or any worker is started.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Everything a media node needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// Stable identity of this node in the cluster registry. Default: hostname.
+    pub node_id: String,
+    /// Number of mediasoup workers, one per core by default.
+    pub workers: usize,
+    /// Address the WebRTC servers listen on (all workers share it).
+    pub rtc_listen_ip: IpAddr,
+    /// Address or hostname announced to browsers in ICE candidates (NAT, Kubernetes).
+    /// `None` announces `rtc_listen_ip`.
+    pub announced_address: Option<String>,
+    /// Worker `i` listens on UDP and TCP port `rtc_base_port + i`.
+    pub rtc_base_port: u16,
+    /// HTTP endpoint for health and Prometheus metrics.
+    pub http_listen: SocketAddr,
+    /// How long a draining node keeps serving its rooms after SIGTERM.
+    pub drain_grace: Duration,
+}
+
+/// A configuration that cannot be used; names the variable and the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A variable is set but cannot be parsed.
+    #[error("{var}={value:?}: {reason}")]
+    Invalid {
+        /// Environment variable name.
+        var: &'static str,
+        /// The value found.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The worker ports do not fit below 65536.
+    #[error("THRONG_RTC_BASE_PORT={base} with {workers} workers needs ports up to {last}, beyond 65535")]
+    PortRangeOverflow {
+        /// First port.
+        base: u16,
+        /// Worker count.
+        workers: usize,
+        /// Last port that would be needed.
+        last: usize,
+    },
+    /// The HTTP port falls inside the workers' RTC port range.
+    #[error("THRONG_HTTP_LISTEN port {port} collides with the RTC ports {first}..={last}")]
+    PortCollision {
+        /// The HTTP port.
+        port: u16,
+        /// First RTC port.
+        first: u16,
+        /// Last RTC port.
+        last: u16,
+    },
+}
+
+/// Environment variable names, in one place for docs and tests.
+pub mod vars {
+    /// Node id.
+    pub const NODE_ID: &str = "THRONG_NODE_ID";
+    /// Worker count.
+    pub const WORKERS: &str = "THRONG_WORKERS";
+    /// RTC listen IP.
+    pub const RTC_LISTEN_IP: &str = "THRONG_RTC_LISTEN_IP";
+    /// Announced address.
+    pub const ANNOUNCED_ADDRESS: &str = "THRONG_ANNOUNCED_ADDRESS";
+    /// First RTC port.
+    pub const RTC_BASE_PORT: &str = "THRONG_RTC_BASE_PORT";
+    /// HTTP listen address.
+    pub const HTTP_LISTEN: &str = "THRONG_HTTP_LISTEN";
+    /// Drain grace period in seconds.
+    pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
+}
+
+fn parse<T: std::str::FromStr>(
+    env: &HashMap<String, String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            var,
+            value: v.to_string(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates the configuration from an environment map
+    /// (`std::env::vars().collect()` in `main`, a literal map in tests).
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let default_id = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "media-node".to_string());
+        let node_id: String = parse(env, vars::NODE_ID, default_id)?;
+        if node_id.is_empty()
+            || node_id.len() > 64
+            || !node_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::Invalid {
+                var: vars::NODE_ID,
+                value: node_id,
+                reason: "1 to 64 characters of [A-Za-z0-9._-]".into(),
+            });
+        }
+
+        let workers: usize = parse(env, vars::WORKERS, num_cpus::get())?;
+        if workers == 0 || workers > 256 {
+            return Err(ConfigError::Invalid {
+                var: vars::WORKERS,
+                value: workers.to_string(),
+                reason: "between 1 and 256".into(),
+            });
+        }
+
+        let rtc_listen_ip: IpAddr = parse(env, vars::RTC_LISTEN_IP, IpAddr::from([0, 0, 0, 0]))?;
+        let announced_address = env
+            .get(vars::ANNOUNCED_ADDRESS)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        if rtc_listen_ip.is_unspecified() && announced_address.is_none() {
+            return Err(ConfigError::Invalid {
+                var: vars::ANNOUNCED_ADDRESS,
+                value: String::new(),
+                reason: format!(
+                    "required when {} is unspecified ({rtc_listen_ip}): browsers need a reachable address",
+                    vars::RTC_LISTEN_IP
+                ),
+            });
+        }
+
+        let rtc_base_port: u16 = parse(env, vars::RTC_BASE_PORT, 40000)?;
+        if rtc_base_port < 1024 {
+            return Err(ConfigError::Invalid {
+                var: vars::RTC_BASE_PORT,
+                value: rtc_base_port.to_string(),
+                reason: "must be 1024 or above".into(),
+            });
+        }
+        let last = rtc_base_port as usize + workers - 1;
+        if last > u16::MAX as usize {
+            return Err(ConfigError::PortRangeOverflow { base: rtc_base_port, workers, last });
+        }
+
+        let http_listen: SocketAddr = parse(env, vars::HTTP_LISTEN, SocketAddr::from(([127, 0, 0, 1], 9100)))?;
+        let port = http_listen.port();
+        if port != 0 && (rtc_base_port..=last as u16).contains(&port) {
+            return Err(ConfigError::PortCollision { port, first: rtc_base_port, last: last as u16 });
+        }
+
+        let drain_grace_secs: u64 = parse(env, vars::DRAIN_GRACE_SECS, 300)?;
+
+        Ok(Self {
+            node_id,
+            workers,
+            rtc_listen_ip,
+            announced_address,
+            rtc_base_port,
+            http_listen,
+            drain_grace: Duration::from_secs(drain_grace_secs),
+        })
+    }
+
+    /// UDP and TCP port of worker `index`.
+    pub fn rtc_port(&self, index: usize) -> u16 {
+        self.rtc_base_port + index as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_need_an_announced_address_when_listening_on_all_interfaces() {
+        let err = NodeConfig::from_env(&env(&[])).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var: vars::ANNOUNCED_ADDRESS, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_full_configuration_parses() {
+        let c = NodeConfig::from_env(&env(&[
+            (vars::NODE_ID, "node-a"),
+            (vars::WORKERS, "3"),
+            (vars::RTC_LISTEN_IP, "127.0.0.1"),
+            (vars::RTC_BASE_PORT, "41000"),
+            (vars::HTTP_LISTEN, "127.0.0.1:0"),
+            (vars::DRAIN_GRACE_SECS, "7"),
+        ]))
+        .unwrap();
+        assert_eq!(c.node_id, "node-a");
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.rtc_port(2), 41002);
+        assert_eq!(c.announced_address, None);
+        assert_eq!(c.drain_grace, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases = [
+            (vars::WORKERS, "zero"),
+            (vars::WORKERS, "0"),
+            (vars::RTC_LISTEN_IP, "localhost:80"),
+            (vars::RTC_BASE_PORT, "80"),
+            (vars::RTC_BASE_PORT, "70000"),
+            (vars::NODE_ID, "has space"),
+            (vars::DRAIN_GRACE_SECS, "-1"),
+        ];
+        for (var, value) in cases {
+            let mut e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1")]);
+            e.insert(var.to_string(), value.to_string());
+            match NodeConfig::from_env(&e) {
+                Err(ConfigError::Invalid { var: v, .. }) => assert_eq!(v, var, "{value}"),
+                other => panic!("{var}={value}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn port_range_must_fit_and_not_collide() {
+        let e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1"), (vars::RTC_BASE_PORT, "65535"), (vars::WORKERS, "2")]);
+        assert!(matches!(NodeConfig::from_env(&e), Err(ConfigError::PortRangeOverflow { last: 65536, .. })));
+        let e = env(&[
+            (vars::RTC_LISTEN_IP, "127.0.0.1"),
+            (vars::RTC_BASE_PORT, "40000"),
+            (vars::WORKERS, "4"),
+            (vars::HTTP_LISTEN, "127.0.0.1:40003"),
+        ]);
+        assert!(matches!(NodeConfig::from_env(&e), Err(ConfigError::PortCollision { port: 40003, .. })));
+    }
+}

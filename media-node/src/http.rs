@@ -1,0 +1,81 @@
+//! The node's HTTP side: liveness for the orchestrator and a status document
+//! for operators. Not on the media path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::workers::NodeWorker;
+
+/// Shared state behind the HTTP endpoints.
+#[derive(Clone)]
+pub struct HttpState {
+    /// This node's id.
+    pub node_id: Arc<str>,
+    /// The node's workers.
+    pub workers: Arc<[NodeWorker]>,
+    /// Set once a worker died: the node is no longer healthy.
+    pub dead: Arc<AtomicBool>,
+    /// Set on SIGTERM: no new rooms.
+    pub draining: Arc<AtomicBool>,
+}
+
+#[derive(Serialize)]
+struct WorkerStatus {
+    index: usize,
+    worker_id: String,
+    port: u16,
+    /// CPU time (user + system) the worker thread used, in milliseconds.
+    cpu_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct NodeStatus {
+    node_id: String,
+    healthy: bool,
+    draining: bool,
+    workers: Vec<WorkerStatus>,
+}
+
+/// `/healthz` and `/status`.
+pub fn app(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .route("/", get(status))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.dead.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "worker died\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    let mut workers = Vec::with_capacity(state.workers.len());
+    for w in state.workers.iter() {
+        let cpu_ms = w.resource_usage().await.ok().map(|u| (u.ru_utime + u.ru_stime) as u64);
+        workers.push(WorkerStatus {
+            index: w.index,
+            worker_id: w.worker.id().to_string(),
+            port: w.port,
+            cpu_ms,
+        });
+    }
+    let status = NodeStatus {
+        node_id: state.node_id.to_string(),
+        healthy: !state.dead.load(Ordering::Relaxed),
+        draining: state.draining.load(Ordering::Relaxed),
+        workers,
+    };
+    Json(serde_json::to_value(status).expect("status serializes"))
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need on a Debian bookworm machine
+# that reaches only the package registries: Debian packages (when missing), the
+# prepared mediasoup-sys inputs, and the npm packages of the browser tests.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+DEB_PACKAGES=(
+  # mediasoup worker build inputs (scripts/prepare-mediasoup.sh)
+  libssl-dev flatbuffers-compiler libflatbuffers-dev pkg-config dpkg-dev
+  # gRPC codegen
+  protobuf-compiler
+  # real components started by tests and by `make run`
+  redis-server
+  # real browser for the browser tests
+  chromium chromium-driver
+  # loopback-only network namespaces for WebRTC tests
+  iproute2 util-linux curl
+)
+
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for tool in cargo node npm python3; do
+  command -v "$tool" >/dev/null || { echo "install-deps: $tool is required and not on PATH" >&2; exit 1; }
+done
+if ! command -v cargo-nextest >/dev/null; then
+  echo "install-deps: installing cargo-nextest from crates.io" >&2
+  cargo install --locked cargo-nextest
+fi
+
+"$ROOT/scripts/prepare-mediasoup.sh"
+
+# Browser-test packages: reinstall only when the lockfile changed.
+E2E="$ROOT/e2e"
+if [[ ! -f "$E2E/node_modules/.package-lock.json" || "$E2E/package-lock.json" -nt "$E2E/node_modules/.package-lock.json" ]]; then
+  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$E2E" && npm run --silent build)
