@@ -39,7 +39,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// The worker ports do not fit below 65536.
-    #[error("THRONG_RTC_BASE_PORT={base} with {workers} workers needs ports up to {last}, beyond 65535")]
+    #[error(
+        "THRONG_RTC_BASE_PORT={base} with {workers} workers needs ports up to {last}, beyond 65535"
+    )]
     PortRangeOverflow {
         /// First port.
         base: u16,
@@ -108,7 +110,9 @@ impl NodeConfig {
         let node_id: String = parse(env, vars::NODE_ID, default_id)?;
         if node_id.is_empty()
             || node_id.len() > 64
-            || !node_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(ConfigError::Invalid {
                 var: vars::NODE_ID,
@@ -152,13 +156,25 @@ impl NodeConfig {
         }
         let last = rtc_base_port as usize + workers - 1;
         if last > u16::MAX as usize {
-            return Err(ConfigError::PortRangeOverflow { base: rtc_base_port, workers, last });
+            return Err(ConfigError::PortRangeOverflow {
+                base: rtc_base_port,
+                workers,
+                last,
+            });
         }
 
-        let http_listen: SocketAddr = parse(env, vars::HTTP_LISTEN, SocketAddr::from(([127, 0, 0, 1], 9100)))?;
+        let http_listen: SocketAddr = parse(
+            env,
+            vars::HTTP_LISTEN,
+            SocketAddr::from(([127, 0, 0, 1], 9100)),
+        )?;
         let port = http_listen.port();
         if port != 0 && (rtc_base_port..=last as u16).contains(&port) {
-            return Err(ConfigError::PortCollision { port, first: rtc_base_port, last: last as u16 });
+            return Err(ConfigError::PortCollision {
+                port,
+                first: rtc_base_port,
+                last: last as u16,
+            });
         }
 
         let drain_grace_secs: u64 = parse(env, vars::DRAIN_GRACE_SECS, 300)?;
@@ -185,13 +201,25 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_need_an_announced_address_when_listening_on_all_interfaces() {
         let err = NodeConfig::from_env(&env(&[])).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { var: vars::ANNOUNCED_ADDRESS, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    var: vars::ANNOUNCED_ADDRESS,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -235,14 +263,24 @@ mod tests {
 
     #[test]
     fn port_range_must_fit_and_not_collide() {
-        let e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1"), (vars::RTC_BASE_PORT, "65535"), (vars::WORKERS, "2")]);
-        assert!(matches!(NodeConfig::from_env(&e), Err(ConfigError::PortRangeOverflow { last: 65536, .. })));
+        let e = env(&[
+            (vars::RTC_LISTEN_IP, "127.0.0.1"),
+            (vars::RTC_BASE_PORT, "65535"),
+            (vars::WORKERS, "2"),
+        ]);
+        assert!(matches!(
+            NodeConfig::from_env(&e),
+            Err(ConfigError::PortRangeOverflow { last: 65536, .. })
+        ));
         let e = env(&[
             (vars::RTC_LISTEN_IP, "127.0.0.1"),
             (vars::RTC_BASE_PORT, "40000"),
             (vars::WORKERS, "4"),
             (vars::HTTP_LISTEN, "127.0.0.1:40003"),
         ]);
-        assert!(matches!(NodeConfig::from_env(&e), Err(ConfigError::PortCollision { port: 40003, .. })));
+        assert!(matches!(
+            NodeConfig::from_env(&e),
+            Err(ConfigError::PortCollision { port: 40003, .. })
+        ));
     }
 }

@@ -63,7 +63,7 @@ async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
 async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let mut workers = Vec::with_capacity(state.workers.len());
     for w in state.workers.iter() {
-        let cpu_ms = w.resource_usage().await.ok().map(|u| (u.ru_utime + u.ru_stime) as u64);
+        let cpu_ms = w.cpu_time().ok().map(|d| d.as_millis() as u64);
         workers.push(WorkerStatus {
             index: w.index,
             worker_id: w.worker.id().to_string(),

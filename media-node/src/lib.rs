@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod cpu;
 pub mod http;
 pub mod workers;
 
@@ -51,8 +52,14 @@ pub async fn run(
     let pool = WorkerPool::start(&config, died_tx).await?;
     let listener = TcpListener::bind(config.http_listen)
         .await
-        .map_err(|source| NodeError::Bind { addr: config.http_listen, source })?;
-    let http_addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.http_listen, source })?;
+        .map_err(|source| NodeError::Bind {
+            addr: config.http_listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: config.http_listen,
+        source,
+    })?;
 
     let dead = Arc::new(AtomicBool::new(false));
     let draining = Arc::new(AtomicBool::new(false));

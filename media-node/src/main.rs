@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     // `tracing-log` bridges mediasoup's `log` output into tracing.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
 
     let env = std::env::vars().collect();
@@ -30,7 +32,11 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    match media_node::run(config, shutdown, |addr| println!("media node status: http://{addr}/status")).await {
+    match media_node::run(config, shutdown, |addr| {
+        println!("media node status: http://{addr}/status")
+    })
+    .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "media node stopped");

@@ -9,11 +9,14 @@
 use std::net::IpAddr;
 
 use mediasoup::prelude::*;
-use mediasoup::worker::{RequestError, WorkerLogLevel, WorkerResourceUsage};
+use std::time::Duration;
+
+use mediasoup::worker::{CreateWebRtcServerError, WorkerLogLevel};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use crate::config::NodeConfig;
+use crate::cpu::ThreadId;
 
 /// Failure to bring the worker pool up.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +39,7 @@ pub enum WorkerPoolError {
         /// Port.
         port: u16,
         /// mediasoup's error.
-        source: mediasoup::webrtc_server::CreateWebRtcServerError,
+        source: CreateWebRtcServerError,
     },
 }
 
@@ -60,12 +63,14 @@ pub struct NodeWorker {
     pub worker: Worker,
     /// Its WebRtcServer: every WebRTC transport of this worker uses it.
     pub webrtc_server: WebRtcServer,
+    /// The worker's thread, for CPU accounting.
+    pub thread: ThreadId,
 }
 
 impl NodeWorker {
-    /// CPU time used by the worker thread so far (mediasoup resource usage).
-    pub async fn resource_usage(&self) -> Result<WorkerResourceUsage, RequestError> {
-        self.worker.get_resource_usage().await
+    /// CPU time (user + system) the worker thread used so far.
+    pub fn cpu_time(&self) -> std::io::Result<Duration> {
+        self.thread.cpu_time()
     }
 }
 
@@ -100,8 +105,13 @@ impl WorkerPool {
         let manager = WorkerManager::new();
         let mut workers = Vec::with_capacity(config.workers);
         for index in 0..config.workers {
+            let thread = ThreadId::default();
             let mut settings = WorkerSettings::default();
             settings.log_level = WorkerLogLevel::Warn;
+            settings.thread_initializer = Some({
+                let thread = thread.clone();
+                std::sync::Arc::new(move || thread.record_current())
+            });
             let worker = manager
                 .create_worker(settings)
                 .await
@@ -131,9 +141,18 @@ impl WorkerPool {
                     source,
                 })?;
             info!(worker = index, worker_id = %worker.id(), port, "worker ready (UDP+TCP)");
-            workers.push(NodeWorker { index, port, worker, webrtc_server });
+            workers.push(NodeWorker {
+                index,
+                port,
+                worker,
+                webrtc_server,
+                thread,
+            });
         }
-        Ok(Self { workers, _manager: manager })
+        Ok(Self {
+            workers,
+            _manager: manager,
+        })
     }
 
     /// The node's workers, by index.

@@ -20,6 +20,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router as HttpRouter};
+use mediasoup::consumer::ConsumerRtpStreamStat;
 use mediasoup::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -90,7 +91,10 @@ fn transport(state: &AppState, params: &Value) -> Result<WebRtcTransport, RpcErr
         .ok_or_else(|| RpcError(format!("unknown transport {id}")))
 }
 
-async fn rpc(State(state): State<AppState>, Json(req): Json<RpcRequest>) -> Result<Json<Value>, RpcError> {
+async fn rpc(
+    State(state): State<AppState>,
+    Json(req): Json<RpcRequest>,
+) -> Result<Json<Value>, RpcError> {
     let p = &req.params;
     let reply = match req.method.as_str() {
         "routerRtpCapabilities" => json!(state.router.rtp_capabilities()),
@@ -146,21 +150,31 @@ async fn rpc(State(state): State<AppState>, Json(req): Json<RpcRequest>) -> Resu
             let rtp_capabilities: RtpCapabilities = field(p, "rtpCapabilities")?;
             let mut options = ConsumerOptions::new(producer_id, rtp_capabilities);
             options.paused = true;
-            let consumer = t.consume(options).await.map_err(|e| RpcError(e.to_string()))?;
+            let consumer = t
+                .consume(options)
+                .await
+                .map_err(|e| RpcError(e.to_string()))?;
             let reply = json!({
                 "id": consumer.id(),
                 "producerId": producer_id,
                 "kind": consumer.kind(),
                 "rtpParameters": consumer.rtp_parameters(),
             });
-            state.consumers.lock().unwrap().insert(consumer.id(), consumer);
+            state
+                .consumers
+                .lock()
+                .unwrap()
+                .insert(consumer.id(), consumer);
             reply
         }
         "resume" => {
             let id: ConsumerId = field(p, "consumerId")?;
             let consumer = state.consumers.lock().unwrap().get(&id).cloned();
             let consumer = consumer.ok_or_else(|| RpcError(format!("unknown consumer {id}")))?;
-            consumer.resume().await.map_err(|e| RpcError(e.to_string()))?;
+            consumer
+                .resume()
+                .await
+                .map_err(|e| RpcError(e.to_string()))?;
             json!({})
         }
         other => return Err(RpcError(format!("unknown method {other}"))),
@@ -173,7 +187,10 @@ const PAGE: &str = r#"<!doctype html>
 <body><script type="module" src="/worker-roundtrip.js"></script></body></html>"#;
 
 async fn bundle(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript")], state.bundle.as_str().to_owned())
+    (
+        [(header::CONTENT_TYPE, "text/javascript")],
+        state.bundle.as_str().to_owned(),
+    )
 }
 
 fn e2e_dir() -> PathBuf {
@@ -189,8 +206,14 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
     });
 
     let manager = WorkerManager::new();
-    let worker = manager.create_worker(WorkerSettings::default()).await.expect("worker");
-    let router = worker.create_router(RouterOptions::new(media_codecs())).await.expect("router");
+    let worker = manager
+        .create_worker(WorkerSettings::default())
+        .await
+        .expect("worker");
+    let router = worker
+        .create_router(RouterOptions::new(media_codecs()))
+        .await
+        .expect("router");
     let state = AppState {
         router,
         bundle: Arc::new(bundle_js),
@@ -222,35 +245,78 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
     .expect("browser run timed out")
     .expect("failed to start node (is Node.js installed?)");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser run failed: {}\n{stderr}", output.status);
-    let result: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("bad result from browser ({e}): {}\n{stderr}", String::from_utf8_lossy(&output.stdout)));
+    assert!(
+        output.status.success(),
+        "browser run failed: {}\n{stderr}",
+        output.status
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad result from browser ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
     eprintln!("browser result: {result}");
 
     let num = |path: &str| -> f64 {
-        result.pointer(path).and_then(Value::as_f64).unwrap_or_else(|| panic!("{path} missing in {result}"))
+        result
+            .pointer(path)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("{path} missing in {result}"))
     };
     // Both transports completed ICE + DTLS.
     assert_eq!(result["sendConnectionState"], "connected");
     assert_eq!(result["recvConnectionState"], "connected");
-    assert_eq!(result.pointer("/last/dtlsState").and_then(Value::as_str), Some("connected"));
-    let cipher = result.pointer("/last/srtpCipher").and_then(Value::as_str).unwrap_or_default();
+    assert_eq!(
+        result.pointer("/last/dtlsState").and_then(Value::as_str),
+        Some("connected")
+    );
+    let cipher = result
+        .pointer("/last/srtpCipher")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     assert!(
-        ["AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80"].contains(&cipher),
+        // Chromium's names for the DTLS-SRTP profiles mediasoup offers.
+        [
+            "SRTP_AEAD_AES_256_GCM",
+            "SRTP_AEAD_AES_128_GCM",
+            "SRTP_AES128_CM_SHA1_80"
+        ]
+        .contains(&cipher),
         "unexpected SRTP cipher {cipher:?}"
     );
     // Video came back and was decoded, and kept being decoded during the window.
     let frames_first = num("/first/inbound/video/framesDecoded");
     let frames_last = num("/last/inbound/video/framesDecoded");
-    assert!(frames_last >= 30.0, "only {frames_last} video frames decoded");
-    assert!(frames_last > frames_first, "video frames stopped: {frames_first} -> {frames_last}");
+    assert!(
+        frames_last >= 30.0,
+        "only {frames_last} video frames decoded"
+    );
+    assert!(
+        frames_last > frames_first,
+        "video frames stopped: {frames_first} -> {frames_last}"
+    );
     // Audio packets came back, kept coming, and carried the fake device's beep.
     let audio_first = num("/first/inbound/audio/packetsReceived");
     let audio_last = num("/last/inbound/audio/packetsReceived");
-    assert!(audio_last >= 100.0, "only {audio_last} audio packets received");
-    assert!(audio_last > audio_first, "audio stopped: {audio_first} -> {audio_last}");
-    assert!(num("/audioPeak") > 0.1, "received audio is silent: peak {}", num("/audioPeak"));
-    assert_eq!(num("/last/inbound/audio/packetsLost"), 0.0, "audio packets lost on loopback");
+    assert!(
+        audio_last >= 100.0,
+        "only {audio_last} audio packets received"
+    );
+    assert!(
+        audio_last > audio_first,
+        "audio stopped: {audio_first} -> {audio_last}"
+    );
+    assert!(
+        num("/audioPeak") > 0.1,
+        "received audio is silent: peak {}",
+        num("/audioPeak")
+    );
+    assert_eq!(
+        num("/last/inbound/audio/packetsLost"),
+        0.0,
+        "audio packets lost on loopback"
+    );
 
     // The worker's own view: producers received and consumers forwarded RTP.
     let producers: Vec<Producer> = state.producers.lock().unwrap().values().cloned().collect();
@@ -258,7 +324,11 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
     for producer in producers {
         let stats = producer.get_stats().await.expect("producer stats");
         let packets: u64 = stats.iter().map(|s| s.packet_count).sum();
-        assert!(packets > 50, "{:?} producer received only {packets} packets", producer.kind());
+        assert!(
+            packets > 50,
+            "{:?} producer received only {packets} packets",
+            producer.kind()
+        );
     }
     let consumers: Vec<Consumer> = state.consumers.lock().unwrap().values().cloned().collect();
     assert_eq!(consumers.len(), 2);
@@ -273,7 +343,11 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
                 ConsumerRtpStreamStat::Inbound(_) => None,
             })
             .sum();
-        assert!(sent > 50, "{:?} consumer sent only {sent} packets", consumer.kind());
+        assert!(
+            sent > 50,
+            "{:?} consumer sent only {sent} packets",
+            consumer.kind()
+        );
     }
     server.abort();
 }

@@ -16,8 +16,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroU8};
 use std::time::Duration;
 
+use mediasoup::consumer::{ConsumerRtpStreamStat, ConsumerStat};
 use mediasoup::prelude::*;
-use mediasoup::rtp_parameters::RtcpParameters;
+use mediasoup::producer::ProducerStat;
+use mediasoup::types::data_structures::TransportTuple;
 use tokio::net::UdpSocket;
 
 const PACKETS: usize = 300;
@@ -91,7 +93,9 @@ fn ingest_parameters() -> RtpParameters {
 /// or a wrong keystream would all show.
 fn payload(i: usize) -> Vec<u8> {
     let len = 40 + (i * 37) % 200;
-    (0..len).map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8).collect()
+    (0..len)
+        .map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8)
+        .collect()
 }
 
 fn rtp_packet(i: usize) -> Vec<u8> {
@@ -136,8 +140,14 @@ struct Pair {
 
 async fn two_workers() -> Pair {
     let manager = WorkerManager::new();
-    let worker_a = manager.create_worker(WorkerSettings::default()).await.expect("worker A");
-    let worker_b = manager.create_worker(WorkerSettings::default()).await.expect("worker B");
+    let worker_a = manager
+        .create_worker(WorkerSettings::default())
+        .await
+        .expect("worker A");
+    let worker_b = manager
+        .create_worker(WorkerSettings::default())
+        .await
+        .expect("worker B");
     let router_a = worker_a
         .create_router(RouterOptions::new(vec![opus_capability()]))
         .await
@@ -146,11 +156,18 @@ async fn two_workers() -> Pair {
         .create_router(RouterOptions::new(vec![opus_capability()]))
         .await
         .expect("router B");
-    Pair { _manager: manager, router_a, router_b }
+    Pair {
+        _manager: manager,
+        router_a,
+        router_b,
+    }
 }
 
-fn local_addr(tuple: &mediasoup::data_structures::TransportTuple) -> SocketAddr {
-    SocketAddr::new(tuple.local_address().parse().expect("tuple ip"), tuple.local_port())
+fn local_addr(tuple: &TransportTuple) -> SocketAddr {
+    SocketAddr::new(
+        tuple.local_address().parse().expect("tuple ip"),
+        tuple.local_port(),
+    )
 }
 
 /// Which worker-to-worker leg carries the SRTP.
@@ -171,12 +188,19 @@ struct Outcome {
 }
 
 async fn run(leg: Leg) -> Outcome {
-    let Pair { _manager, router_a, router_b } = two_workers().await;
+    let Pair {
+        _manager,
+        router_a,
+        router_b,
+    } = two_workers().await;
 
     // Ingest on worker A: plain RTP from a local socket (comedia).
     let mut ingest_opts = PlainTransportOptions::new(localhost());
     ingest_opts.comedia = true;
-    let ingest = router_a.create_plain_transport(ingest_opts).await.expect("ingest transport");
+    let ingest = router_a
+        .create_plain_transport(ingest_opts)
+        .await
+        .expect("ingest transport");
     let producer = ingest
         .produce(ProducerOptions::new(MediaKind::Audio, ingest_parameters()))
         .await
@@ -188,7 +212,10 @@ async fn run(leg: Leg) -> Outcome {
             Leg::Pipe => {
                 let mut opts = PipeTransportOptions::new(localhost());
                 opts.enable_srtp = true;
-                let pipe_a = router_a.create_pipe_transport(opts.clone()).await.expect("pipe A");
+                let pipe_a = router_a
+                    .create_pipe_transport(opts.clone())
+                    .await
+                    .expect("pipe A");
                 let pipe_b = router_b.create_pipe_transport(opts).await.expect("pipe B");
                 let (a, b) = (local_addr(&pipe_a.tuple()), local_addr(&pipe_b.tuple()));
                 pipe_a
@@ -208,7 +235,10 @@ async fn run(leg: Leg) -> Outcome {
                     .await
                     .expect("connect pipe B");
                 let pipe_consumer = pipe_a
-                    .consume(ConsumerOptions::new(producer.id(), RtpCapabilities::default()))
+                    .consume(ConsumerOptions::new(
+                        producer.id(),
+                        RtpCapabilities::default(),
+                    ))
                     .await
                     .expect("pipe consumer");
                 let pipe_producer = pipe_b
@@ -221,15 +251,26 @@ async fn run(leg: Leg) -> Outcome {
                     .expect("pipe producer");
                 let sa = pipe_a.srtp_parameters().expect("pipe A srtp").crypto_suite;
                 let sb = pipe_b.srtp_parameters().expect("pipe B srtp").crypto_suite;
-                (pipe_producer, sa, sb, vec![Box::new((pipe_a, pipe_b, pipe_consumer))])
+                (
+                    pipe_producer,
+                    sa,
+                    sb,
+                    vec![Box::new((pipe_a, pipe_b, pipe_consumer))],
+                )
             }
             Leg::Plain(suite) | Leg::PlainWrongKey(suite) => {
                 let wrong_key = matches!(leg, Leg::PlainWrongKey(_));
                 let mut opts = PlainTransportOptions::new(localhost());
                 opts.enable_srtp = true;
                 opts.srtp_crypto_suite = suite;
-                let plain_a = router_a.create_plain_transport(opts.clone()).await.expect("plain A");
-                let plain_b = router_b.create_plain_transport(opts).await.expect("plain B");
+                let plain_a = router_a
+                    .create_plain_transport(opts.clone())
+                    .await
+                    .expect("plain A");
+                let plain_b = router_b
+                    .create_plain_transport(opts)
+                    .await
+                    .expect("plain B");
                 let (a, b) = (local_addr(&plain_a.tuple()), local_addr(&plain_b.tuple()));
                 plain_a
                     .connect(PlainTransportRemoteParameters {
@@ -248,7 +289,11 @@ async fn run(leg: Leg) -> Outcome {
                         srtp_parameters: plain_a.srtp_parameters().map(|mut p| {
                             if wrong_key {
                                 // Same length, different key: flip the first base64 character.
-                                let first = if p.key_base64.starts_with('A') { "B" } else { "A" };
+                                let first = if p.key_base64.starts_with('A') {
+                                    "B"
+                                } else {
+                                    "A"
+                                };
                                 p.key_base64.replace_range(0..1, first);
                             }
                             p
@@ -267,14 +312,27 @@ async fn run(leg: Leg) -> Outcome {
                     ))
                     .await
                     .expect("leg producer");
-                let sa = plain_a.srtp_parameters().expect("plain A srtp").crypto_suite;
-                let sb = plain_b.srtp_parameters().expect("plain B srtp").crypto_suite;
-                (producer_b, sa, sb, vec![Box::new((plain_a, plain_b, consumer_a))])
+                let sa = plain_a
+                    .srtp_parameters()
+                    .expect("plain A srtp")
+                    .crypto_suite;
+                let sb = plain_b
+                    .srtp_parameters()
+                    .expect("plain B srtp")
+                    .crypto_suite;
+                (
+                    producer_b,
+                    sa,
+                    sb,
+                    vec![Box::new((plain_a, plain_b, consumer_a))],
+                )
             }
         };
 
     // Receiver on worker B: a plain consumer sending RTP to a local socket.
-    let receiver_socket = UdpSocket::bind("127.0.0.1:0").await.expect("receiver socket");
+    let receiver_socket = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("receiver socket");
     let receiver_addr = receiver_socket.local_addr().unwrap();
     let receiver = router_b
         .create_plain_transport(PlainTransportOptions::new(localhost()))
@@ -290,7 +348,10 @@ async fn run(leg: Leg) -> Outcome {
         .await
         .expect("connect receiver");
     let consumer = receiver
-        .consume(ConsumerOptions::new(far_producer.id(), receiver_capabilities()))
+        .consume(ConsumerOptions::new(
+            far_producer.id(),
+            receiver_capabilities(),
+        ))
         .await
         .expect("receiver consumer");
 
@@ -299,7 +360,10 @@ async fn run(leg: Leg) -> Outcome {
     let ingest_addr = local_addr(&ingest.tuple());
     let send = async {
         for i in 0..PACKETS {
-            sender.send_to(&rtp_packet(i), ingest_addr).await.expect("send rtp");
+            sender
+                .send_to(&rtp_packet(i), ingest_addr)
+                .await
+                .expect("send rtp");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
@@ -307,12 +371,13 @@ async fn run(leg: Leg) -> Outcome {
         let mut received = Vec::with_capacity(PACKETS);
         let mut buf = vec![0u8; 2048];
         while received.len() < PACKETS {
-            let n = match tokio::time::timeout(Duration::from_secs(5), receiver_socket.recv(&mut buf))
-                .await
-            {
-                Ok(r) => r.expect("recv"),
-                Err(_) => break, // nothing for 5 s: report what arrived
-            };
+            let n =
+                match tokio::time::timeout(Duration::from_secs(5), receiver_socket.recv(&mut buf))
+                    .await
+                {
+                    Ok(r) => r.expect("recv"),
+                    Err(_) => break, // nothing for 5 s: report what arrived
+                };
             if let Some(p) = rtp_payload(&buf[..n]) {
                 received.push(p.to_vec());
             }
@@ -344,17 +409,39 @@ async fn run(leg: Leg) -> Outcome {
 fn assert_intact(outcome: &Outcome, suite: SrtpCryptoSuite) {
     assert_eq!(outcome.suite_a, suite, "worker A SRTP crypto suite");
     assert_eq!(outcome.suite_b, suite, "worker B SRTP crypto suite");
-    assert_eq!(outcome.received.len(), PACKETS, "packets received at the far end");
+    assert_eq!(
+        outcome.received.len(),
+        PACKETS,
+        "packets received at the far end"
+    );
     for (i, got) in outcome.received.iter().enumerate() {
-        assert_eq!(got, &payload(i), "payload of packet {i} differs after the SRTP leg");
+        assert_eq!(
+            got,
+            &payload(i),
+            "payload of packet {i} differs after the SRTP leg"
+        );
     }
     // The producer on worker B decrypted every packet and saw no gap.
-    assert_eq!(outcome.far_producer.len(), 1, "one stream on the far producer");
+    assert_eq!(
+        outcome.far_producer.len(),
+        1,
+        "one stream on the far producer"
+    );
     let far = &outcome.far_producer[0];
-    assert_eq!(far.packet_count, PACKETS as u64, "packets counted by the far producer");
+    assert_eq!(
+        far.packet_count, PACKETS as u64,
+        "packets counted by the far producer"
+    );
     assert_eq!(far.packets_lost, 0, "packets lost on the SRTP leg");
-    assert_eq!(outcome.receiver_consumer.len(), 1, "one stream on the receiving consumer");
-    assert_eq!(outcome.receiver_consumer[0].packet_count, PACKETS as u64, "packets sent by the consumer");
+    assert_eq!(
+        outcome.receiver_consumer.len(),
+        1,
+        "one stream on the receiving consumer"
+    );
+    assert_eq!(
+        outcome.receiver_consumer[0].packet_count, PACKETS as u64,
+        "packets sent by the consumer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,7 +465,14 @@ async fn srtp_plain_transport_aead_aes_256_gcm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srtp_with_a_wrong_key_delivers_nothing() {
     let outcome = run(Leg::PlainWrongKey(SrtpCryptoSuite::AesCm128HmacSha180)).await;
-    assert!(outcome.received.is_empty(), "{} packets passed a wrong SRTP key", outcome.received.len());
+    assert!(
+        outcome.received.is_empty(),
+        "{} packets passed a wrong SRTP key",
+        outcome.received.len()
+    );
     let far: u64 = outcome.far_producer.iter().map(|s| s.packet_count).sum();
-    assert_eq!(far, 0, "far producer accepted packets authenticated with another key");
+    assert_eq!(
+        far, 0,
+        "far producer accepted packets authenticated with another key"
+    );
 }
