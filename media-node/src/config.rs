@@ -23,6 +23,16 @@ pub struct NodeConfig {
     pub http_listen: SocketAddr,
     /// How long a draining node keeps serving its rooms after SIGTERM.
     pub drain_grace: Duration,
+    /// Where the gRPC service listens.
+    pub grpc_listen: SocketAddr,
+    /// host:port coordinators dial; defaults to `grpc_listen`.
+    pub grpc_advertise: String,
+    /// Redis for the load report; `None` runs without one (GetNodeInfo only).
+    pub redis_url: Option<String>,
+    /// How often the load report is written.
+    pub report_interval: Duration,
+    /// TTL of the load report: a node silent this long is gone.
+    pub report_ttl: Duration,
 }
 
 /// A configuration that cannot be used; names the variable and the reason.
@@ -78,6 +88,16 @@ pub mod vars {
     pub const HTTP_LISTEN: &str = "THRONG_HTTP_LISTEN";
     /// Drain grace period in seconds.
     pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
+    /// gRPC listen address.
+    pub const GRPC_LISTEN: &str = "THRONG_GRPC_LISTEN";
+    /// gRPC address advertised to coordinators.
+    pub const GRPC_ADVERTISE: &str = "THRONG_GRPC_ADVERTISE";
+    /// Redis URL.
+    pub const REDIS_URL: &str = "THRONG_REDIS_URL";
+    /// Report interval in milliseconds.
+    pub const REPORT_INTERVAL_MS: &str = "THRONG_REPORT_INTERVAL_MS";
+    /// Report TTL in milliseconds.
+    pub const REPORT_TTL_MS: &str = "THRONG_REPORT_TTL_MS";
 }
 
 fn parse<T: std::str::FromStr>(
@@ -179,6 +199,68 @@ impl NodeConfig {
 
         let drain_grace_secs: u64 = parse(env, vars::DRAIN_GRACE_SECS, 300)?;
 
+        let grpc_listen: SocketAddr = parse(
+            env,
+            vars::GRPC_LISTEN,
+            SocketAddr::from(([127, 0, 0, 1], 50051)),
+        )?;
+        let grpc_port = grpc_listen.port();
+        if grpc_port != 0 && (rtc_base_port..=last as u16).contains(&grpc_port) {
+            return Err(ConfigError::PortCollision {
+                port: grpc_port,
+                first: rtc_base_port,
+                last: last as u16,
+            });
+        }
+        let grpc_advertise = match env
+            .get(vars::GRPC_ADVERTISE)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => {
+                let ok = v.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+                });
+                if !ok {
+                    return Err(ConfigError::Invalid {
+                        var: vars::GRPC_ADVERTISE,
+                        value: v.into(),
+                        reason: "host:port".into(),
+                    });
+                }
+                v.to_string()
+            }
+            None => grpc_listen.to_string(),
+        };
+        let redis_url = env
+            .get(vars::REDIS_URL)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://"))
+            {
+                return Err(ConfigError::Invalid {
+                    var: vars::REDIS_URL,
+                    value: url.clone(),
+                    reason: "a redis://, rediss:// or redis+unix:// URL".into(),
+                });
+            }
+        }
+        let report_interval_ms: u64 = parse(env, vars::REPORT_INTERVAL_MS, 1000)?;
+        let report_ttl_ms: u64 = parse(env, vars::REPORT_TTL_MS, 3000)?;
+        if report_interval_ms == 0 || report_ttl_ms <= report_interval_ms {
+            return Err(ConfigError::Invalid {
+                var: vars::REPORT_TTL_MS,
+                value: report_ttl_ms.to_string(),
+                reason: format!(
+                    "must exceed {} ({report_interval_ms}), itself above 0",
+                    vars::REPORT_INTERVAL_MS
+                ),
+            });
+        }
+
         Ok(Self {
             node_id,
             workers,
@@ -187,6 +269,11 @@ impl NodeConfig {
             rtc_base_port,
             http_listen,
             drain_grace: Duration::from_secs(drain_grace_secs),
+            grpc_listen,
+            grpc_advertise,
+            redis_url,
+            report_interval: Duration::from_millis(report_interval_ms),
+            report_ttl: Duration::from_millis(report_ttl_ms),
         })
     }
 
@@ -250,6 +337,10 @@ mod tests {
             (vars::RTC_BASE_PORT, "70000"),
             (vars::NODE_ID, "has space"),
             (vars::DRAIN_GRACE_SECS, "-1"),
+            (vars::GRPC_LISTEN, "nowhere"),
+            (vars::GRPC_ADVERTISE, "no-port"),
+            (vars::REDIS_URL, "http://localhost"),
+            (vars::REPORT_TTL_MS, "500"),
         ];
         for (var, value) in cases {
             let mut e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1")]);

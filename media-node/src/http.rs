@@ -22,8 +22,8 @@ pub struct HttpState {
     pub workers: Arc<[NodeWorker]>,
     /// Set once a worker died: the node is no longer healthy.
     pub dead: Arc<AtomicBool>,
-    /// Set on SIGTERM: no new rooms.
-    pub draining: Arc<AtomicBool>,
+    /// The node's rooms (draining flag and counts).
+    pub rooms: Arc<crate::rooms::Rooms>,
 }
 
 #[derive(Serialize)]
@@ -74,7 +74,7 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
     let status = NodeStatus {
         node_id: state.node_id.to_string(),
         healthy: !state.dead.load(Ordering::Relaxed),
-        draining: state.draining.load(Ordering::Relaxed),
+        draining: state.rooms.is_draining(),
         workers,
     };
     Json(serde_json::to_value(status).expect("status serializes"))

@@ -1,25 +1,37 @@
 //! Throng media node: turns one machine into SFU capacity.
 //!
-//! Data path on this side: coordinator --gRPC--> node -> worker -> router.
-//! - [`config`]: environment, validated before anything is bound;
-//! - [`workers`]: one mediasoup worker per core, each with its WebRtcServer port;
-//! - [`http`]: liveness and status for operators.
+//! Data path on this side: coordinator --gRPC--> [`rpc`] -> [`rooms`] ->
+//! [`workers`] (one mediasoup worker per core, each with its WebRtcServer
+//! port) -> router. [`load`] reports counts and CPU to Redis with a TTL;
+//! [`http`] serves liveness and status to operators; [`config`] is read and
+//! validated before anything is bound.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod cpu;
+pub mod error;
 pub mod http;
+pub mod load;
+pub mod rooms;
+pub mod rpc;
 pub mod workers;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use throng_proto::media::media_node_server::MediaNodeServer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
+use crate::load::{LoadTracker, RedisReporter};
+use crate::rooms::Rooms;
+use crate::rpc::{MediaService, NodeIdentity};
 use crate::workers::{WorkerDied, WorkerPool, WorkerPoolError};
 
 /// Why the node stopped with an error.
@@ -28,73 +40,219 @@ pub enum NodeError {
     /// Workers could not start.
     #[error(transparent)]
     Workers(#[from] WorkerPoolError),
-    /// The HTTP endpoint could not bind.
+    /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// Address.
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
         /// OS error.
         source: std::io::Error,
     },
+    /// Redis was configured and cannot be reached.
+    #[error(transparent)]
+    Redis(#[from] load::ReportError),
     /// A worker died while serving.
     #[error("worker {} died: {}", .0.index, .0.reason)]
     WorkerDied(WorkerDied),
 }
 
-/// Runs the node until `shutdown` resolves (Ok) or a worker dies (Err).
-/// `ready` receives the bound HTTP address once everything listens.
+/// Addresses the node ended up listening on (ports may have been 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// gRPC service.
+    pub grpc: SocketAddr,
+    /// Health and status.
+    pub http: SocketAddr,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| NodeError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Runs the node until `shutdown` resolves and its rooms drained (Ok), or a
+/// worker dies (Err). `ready` receives the bound addresses once serving.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()>,
-    ready: impl FnOnce(std::net::SocketAddr),
+    ready: impl FnOnce(Bound),
 ) -> Result<(), NodeError> {
     let (died_tx, mut died_rx) = mpsc::unbounded_channel();
     let pool = WorkerPool::start(&config, died_tx).await?;
-    let listener = TcpListener::bind(config.http_listen)
-        .await
-        .map_err(|source| NodeError::Bind {
-            addr: config.http_listen,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| NodeError::Bind {
-        addr: config.http_listen,
-        source,
-    })?;
+    let workers: Arc<[workers::NodeWorker]> = pool.workers().to_vec().into();
+    let rooms = Rooms::new(
+        workers.clone(),
+        config.rtc_listen_ip,
+        config.announced_address.clone(),
+    );
+
+    let (grpc_listener, grpc_addr) = bind(config.grpc_listen).await?;
+    let (http_listener, http_addr) = bind(config.http_listen).await?;
+    let grpc_advertise = if config.grpc_listen.port() == 0
+        && config.grpc_advertise == config.grpc_listen.to_string()
+    {
+        grpc_addr.to_string()
+    } else {
+        config.grpc_advertise.clone()
+    };
+    let identity = NodeIdentity {
+        node_id: config.node_id.clone(),
+        grpc_address: grpc_advertise,
+        announced_address: config
+            .announced_address
+            .clone()
+            .unwrap_or_else(|| config.rtc_listen_ip.to_string()),
+    };
+
+    let tracker = LoadTracker::new(workers.len());
+    let reporter = match &config.redis_url {
+        Some(url) => {
+            let reporter = RedisReporter::connect(url, config.report_ttl).await?;
+            tracker.sample(&workers);
+            reporter
+                .write(&tracker.report(&identity, &rooms, false))
+                .await?;
+            Some(reporter)
+        }
+        None => None,
+    };
+    let report_task = tokio::spawn(load::report_loop(
+        tracker.clone(),
+        identity.clone(),
+        rooms.clone(),
+        reporter.clone(),
+        config.report_interval,
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<MediaNodeServer<MediaService>>()
+        .await;
+    let service = MediaService::new(
+        rooms.clone(),
+        identity.clone(),
+        tracker.clone(),
+        stop_rx.clone(),
+    );
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(MediaNodeServer::new(service))
+            .serve_with_incoming_shutdown(
+                // Small request/response frames: without TCP_NODELAY every call
+                // waits out Nagle against the peer's delayed ACK (~40 ms).
+                TcpIncoming::from(grpc_listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(Some(Duration::from_secs(30))),
+                stopped(stop_rx.clone()),
+            ),
+    );
 
     let dead = Arc::new(AtomicBool::new(false));
-    let draining = Arc::new(AtomicBool::new(false));
-    let state = http::HttpState {
+    let http_state = http::HttpState {
         node_id: config.node_id.as_str().into(),
-        workers: pool.workers().to_vec().into(),
+        workers: workers.clone(),
         dead: dead.clone(),
-        draining: draining.clone(),
+        rooms: rooms.clone(),
     };
-    let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::app(state))
-            .with_graceful_shutdown(async {
-                let _ = stop_http_rx.await;
-            })
-            .await
+    let http = tokio::spawn(
+        axum::serve(http_listener, http::app(http_state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    info!(node_id = %config.node_id, grpc = %grpc_addr, http = %http_addr, workers = workers.len(), "media node ready");
+    ready(Bound {
+        grpc: grpc_addr,
+        http: http_addr,
     });
-    info!(node_id = %config.node_id, http = %http_addr, workers = config.workers, "media node ready");
-    ready(http_addr);
 
+    tokio::pin!(shutdown);
     let outcome = tokio::select! {
-        () = shutdown => {
-            draining.store(true, Ordering::Relaxed);
-            info!("shutdown requested");
+        () = &mut shutdown => {
+            rooms.set_draining();
+            if let Some(r) = &reporter {
+                if let Err(e) = r.write(&tracker.report(&identity, &rooms, false)).await {
+                    warn!(error = %e, "draining report not written");
+                }
+            }
+            info!(rooms = rooms.router_count(), grace = ?config.drain_grace, "draining");
+            tokio::select! {
+                () = drained(&rooms, config.drain_grace) => Ok(()),
+                Some(death) = died_rx.recv() => Err(death),
+            }
+        }
+        Some(death) = died_rx.recv() => Err(death),
+    };
+
+    report_task.abort();
+    let result = match outcome {
+        Ok(()) => {
+            if let Some(r) = &reporter {
+                if let Err(e) = r.remove(&config.node_id).await {
+                    warn!(error = %e, "report not removed; it expires with its TTL");
+                }
+            }
             Ok(())
         }
-        Some(death) = died_rx.recv() => {
-            dead.store(true, Ordering::Relaxed);
+        Err(death) => {
+            dead.store(true, Ordering::SeqCst);
+            health_reporter
+                .set_not_serving::<MediaNodeServer<MediaService>>()
+                .await;
+            rooms.emit_worker_died(death.index, death.reason.clone());
+            if let Some(r) = &reporter {
+                if let Err(e) = r.write(&tracker.report(&identity, &rooms, true)).await {
+                    warn!(error = %e, "dead report not written");
+                }
+            }
+            // Let event streams carry the death to coordinators.
+            tokio::time::sleep(Duration::from_millis(200)).await;
             Err(NodeError::WorkerDied(death))
         }
     };
-    let _ = stop_http_tx.send(());
-    if let Err(e) = server.await {
-        warn!(error = %e, "http server task failed");
+    let _ = stop_tx.send(true);
+    if let Err(e) = grpc
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        warn!(error = %e, "gRPC server stopped with an error");
     }
+    if let Err(e) = http
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        warn!(error = %e, "HTTP server stopped with an error");
+    }
+    drop(rooms);
     drop(pool);
-    outcome
+    result
+}
+
+/// Resolves when no router is left or the grace period ended.
+async fn drained(rooms: &Rooms, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    while rooms.router_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = rooms.router_count();
+    if left > 0 {
+        warn!(
+            routers = left,
+            "drain grace period over; closing the remaining rooms"
+        );
+    } else {
+        info!("all rooms closed");
+    }
 }

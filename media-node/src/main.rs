@@ -32,8 +32,11 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    match media_node::run(config, shutdown, |addr| {
-        println!("media node status: http://{addr}/status")
+    match media_node::run(config, shutdown, |bound| {
+        println!(
+            "media node: gRPC {} status http://{}/status",
+            bound.grpc, bound.http
+        )
     })
     .await
     {

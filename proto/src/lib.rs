@@ -10,3 +10,5 @@
 pub mod media {
     tonic::include_proto!("throng.media.v1");
 }
+
+pub mod report;

@@ -1,0 +1,658 @@
+//! The media node's gRPC API against real mediasoup workers, real gRPC on
+//! 127.0.0.1 and a real redis-server: pipes within and across nodes, ingest,
+//! churn back to zero, bad input, death and drain.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::AsyncCommands;
+use throng_proto::media as pb;
+use throng_proto::report::{node_key, NodeReport};
+use tonic::Code;
+
+async fn router(client: &mut Client, room: &str, worker: u32) -> pb::RouterInfo {
+    client
+        .create_router(pb::CreateRouterRequest {
+            room_id: room.into(),
+            worker_index: worker,
+        })
+        .await
+        .expect("create router")
+        .into_inner()
+}
+
+/// A plain receiver on `router_id` sending RTP to `sink`, consuming `producer_id` (resumed).
+async fn plain_consumer(
+    client: &mut Client,
+    router_id: &str,
+    participant: &str,
+    producer_id: &str,
+    sink: &RtpSink,
+) -> String {
+    let t = client
+        .create_plain_transport(pb::CreatePlainTransportRequest {
+            router_id: router_id.into(),
+            participant_id: participant.into(),
+            comedia: false,
+            enable_srtp: false,
+            srtp_crypto_suite: String::new(),
+        })
+        .await
+        .expect("plain transport")
+        .into_inner();
+    client
+        .connect_plain_transport(pb::ConnectPlainTransportRequest {
+            transport_id: t.transport_id.clone(),
+            ip: sink.addr().ip().to_string(),
+            port: u32::from(sink.addr().port()),
+            srtp_parameters_json: String::new(),
+        })
+        .await
+        .expect("connect plain");
+    let c = client
+        .consume(pb::ConsumeRequest {
+            transport_id: t.transport_id,
+            producer_id: producer_id.into(),
+            rtp_capabilities_json: opus_capabilities_json(),
+        })
+        .await
+        .expect("consume")
+        .into_inner();
+    client
+        .resume_consumer(pb::ConsumerRequest {
+            consumer_id: c.consumer_id.clone(),
+        })
+        .await
+        .expect("resume");
+    c.consumer_id
+}
+
+fn addr(ip: &str, port: u32) -> std::net::SocketAddr {
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+async fn node_info(client: &mut Client) -> pb::NodeInfo {
+    client
+        .get_node_info(pb::GetNodeInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn totals(info: &pb::NodeInfo) -> (u32, u32, u32, u32) {
+    info.workers.iter().fold((0, 0, 0, 0), |(r, t, p, c), w| {
+        (
+            r + w.routers,
+            t + w.transports,
+            p + w.producers,
+            c + w.consumers,
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_audio_and_video_reach_a_consumer_on_another_worker_through_a_pipe() {
+    let node = InProcessNode::start(node_env("pipe-node", 2, None)).await;
+    let mut client = node.client.clone();
+    let r0 = router(&mut client, "room-1", 0).await;
+    let r1 = router(&mut client, "room-1", 1).await;
+
+    let ingest = client
+        .create_ingest(pb::CreateIngestRequest {
+            router_id: r0.router_id.clone(),
+            participant_id: "recording".into(),
+        })
+        .await
+        .expect("ingest")
+        .into_inner();
+    for producer in [&ingest.audio_producer_id, &ingest.video_producer_id] {
+        client
+            .pipe_producer_to_router(pb::PipeProducerToRouterRequest {
+                producer_id: producer.clone(),
+                target_router_id: r1.router_id.clone(),
+            })
+            .await
+            .expect("pipe to worker 1");
+    }
+    let audio_sink = RtpSink::bind().await;
+    let video_sink = RtpSink::bind().await;
+    let audio_consumer = plain_consumer(
+        &mut client,
+        &r1.router_id,
+        "viewer",
+        &ingest.audio_producer_id,
+        &audio_sink,
+    )
+    .await;
+    let video_consumer = plain_consumer(
+        &mut client,
+        &r1.router_id,
+        "viewer",
+        &ingest.video_producer_id,
+        &video_sink,
+    )
+    .await;
+
+    let n = 100;
+    let send_audio = send_rtp(
+        addr(&ingest.ip, ingest.audio_port),
+        ingest.audio_payload_type as u8,
+        ingest.audio_ssrc,
+        false,
+        n,
+    );
+    let send_video = send_rtp(
+        addr(&ingest.ip, ingest.video_port),
+        ingest.video_payload_type as u8,
+        ingest.video_ssrc,
+        true,
+        n,
+    );
+    let (_, _, audio_got, video_got) = tokio::join!(
+        send_audio,
+        send_video,
+        audio_sink.count(n, Duration::from_secs(3)),
+        video_sink.count(n, Duration::from_secs(3))
+    );
+    assert_eq!(
+        audio_got, n,
+        "audio packets through the worker-to-worker pipe"
+    );
+    assert_eq!(
+        video_got, n,
+        "video packets through the worker-to-worker pipe"
+    );
+    assert_eq!(
+        consumer_packets(&mut client, &audio_consumer).await,
+        n as u64
+    );
+    assert_eq!(
+        consumer_packets(&mut client, &video_consumer).await,
+        n as u64
+    );
+
+    // Both workers carry objects: the source on 0, the piped copy on 1.
+    let info = node_info(&mut client).await;
+    assert!(
+        info.workers[0].producers >= 2 && info.workers[1].producers >= 2,
+        "{info:?}"
+    );
+
+    // Closing the source closes the piped copy and the consumers behind it.
+    let mut events = client
+        .events(pb::EventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .close_producer(pb::ProducerRequest {
+            producer_id: ingest.audio_producer_id.clone(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut consumer_closed = false;
+    while !consumer_closed && Instant::now() < deadline {
+        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), events.message())
+            .await
+            .map(|r| r.transpose())
+        {
+            if let Some(pb::event::Event::ConsumerClosed(c)) = ev.event {
+                consumer_closed = c.consumer_id == audio_consumer && c.reason == "producer_closed";
+            }
+        }
+    }
+    assert!(
+        consumer_closed,
+        "consumer of the piped producer was not closed"
+    );
+    let err = client
+        .resume_consumer(pb::ConsumerRequest {
+            consumer_id: audio_consumer,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    node.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_on_node_a_reaches_a_consumer_on_node_b_and_closing_it_closes_the_consumer() {
+    let a = NodeProcess::spawn(node_env("node-a", 1, None)).await;
+    let b = NodeProcess::spawn(node_env("node-b", 1, None)).await;
+    let mut ca = connect(a.grpc).await;
+    let mut cb = connect(b.grpc).await;
+    let ra = router(&mut ca, "big-room", 0).await;
+    let rb = router(&mut cb, "big-room", 0).await;
+
+    let ingest = ca
+        .create_ingest(pb::CreateIngestRequest {
+            router_id: ra.router_id.clone(),
+            participant_id: "speaker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The pipe: each side's address and SRTP key go to the other (the
+    // coordinator's job in production).
+    let pa = ca
+        .create_pipe_transport(pb::CreatePipeTransportRequest {
+            router_id: ra.router_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pb_ = cb
+        .create_pipe_transport(pb::CreatePipeTransportRequest {
+            router_id: rb.router_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        pa.srtp_parameters_json.contains("AEAD_AES_256_GCM"),
+        "pipe is SRTP: {}",
+        pa.srtp_parameters_json
+    );
+    ca.connect_pipe_transport(pb::ConnectPipeTransportRequest {
+        pipe_transport_id: pa.pipe_transport_id.clone(),
+        ip: pb_.ip.clone(),
+        port: pb_.port,
+        srtp_parameters_json: pb_.srtp_parameters_json.clone(),
+    })
+    .await
+    .unwrap();
+    cb.connect_pipe_transport(pb::ConnectPipeTransportRequest {
+        pipe_transport_id: pb_.pipe_transport_id.clone(),
+        ip: pa.ip.clone(),
+        port: pa.port,
+        srtp_parameters_json: pa.srtp_parameters_json.clone(),
+    })
+    .await
+    .unwrap();
+    let piped = ca
+        .consume_to_pipe(pb::ConsumeToPipeRequest {
+            pipe_transport_id: pa.pipe_transport_id.clone(),
+            producer_id: ingest.audio_producer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let far = cb
+        .produce_from_pipe(pb::ProduceFromPipeRequest {
+            pipe_transport_id: pb_.pipe_transport_id.clone(),
+            producer_id: ingest.audio_producer_id.clone(),
+            kind: piped.kind,
+            rtp_parameters_json: piped.rtp_parameters_json,
+            paused: piped.producer_paused,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        far.producer_id, ingest.audio_producer_id,
+        "the piped producer keeps the source id"
+    );
+
+    let sink = RtpSink::bind().await;
+    let consumer =
+        plain_consumer(&mut cb, &rb.router_id, "listener", &far.producer_id, &sink).await;
+    let n = 100;
+    let (_, got) = tokio::join!(
+        send_rtp(
+            addr(&ingest.ip, ingest.audio_port),
+            ingest.audio_payload_type as u8,
+            ingest.audio_ssrc,
+            false,
+            n
+        ),
+        sink.count(n, Duration::from_secs(3))
+    );
+    assert_eq!(got, n, "RTP across the node-to-node SRTP pipe");
+    assert_eq!(consumer_packets(&mut cb, &consumer).await, n as u64);
+
+    // Close on A; A announces it; relaying that to B closes B's copy and its consumer.
+    let mut events_a = ca.events(pb::EventsRequest {}).await.unwrap().into_inner();
+    let mut events_b = cb.events(pb::EventsRequest {}).await.unwrap().into_inner();
+    ca.close_producer(pb::ProducerRequest {
+        producer_id: ingest.audio_producer_id.clone(),
+    })
+    .await
+    .unwrap();
+    let announced = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let ev = events_a.message().await.unwrap().unwrap();
+            if let Some(pb::event::Event::ProducerClosed(p)) = ev.event {
+                break p;
+            }
+        }
+    })
+    .await
+    .expect("ProducerClosed on node A");
+    assert_eq!(announced.producer_id, ingest.audio_producer_id);
+    assert_eq!(announced.room_id, "big-room");
+    cb.close_producer(pb::ProducerRequest {
+        producer_id: announced.producer_id,
+    })
+    .await
+    .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let ev = events_b.message().await.unwrap().unwrap();
+            if let Some(pb::event::Event::ConsumerClosed(c)) = ev.event {
+                break c;
+            }
+        }
+    })
+    .await
+    .expect("ConsumerClosed on node B");
+    assert_eq!(closed.consumer_id, consumer);
+    assert_eq!(closed.reason, "producer_closed");
+    let (_, _, producers_b, consumers_b) = totals(&node_info(&mut cb).await);
+    assert_eq!(
+        (producers_b, consumers_b),
+        (0, 0),
+        "node B keeps nothing of the closed producer"
+    );
+}
+
+fn webrtc_audio_rtp_parameters(ssrc: u32) -> String {
+    serde_json::json!({
+        "mid": "0",
+        "codecs": [{"mimeType": "audio/opus", "payloadType": 100, "clockRate": 48000, "channels": 2, "parameters": {}, "rtcpFeedback": []}],
+        "headerExtensions": [],
+        "encodings": [{"ssrc": ssrc}],
+        "rtcp": {"cname": format!("p{ssrc}"), "reducedSize": true}
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_participants_join_and_leave_and_every_count_returns_to_zero() {
+    let redis = Redis::start();
+    let node = InProcessNode::start(node_env("churn-node", 2, Some(&redis))).await;
+    let mut client = node.client.clone();
+    let rooms = [
+        router(&mut client, "churn-a", 0).await,
+        router(&mut client, "churn-b", 1).await,
+    ];
+
+    let participants = 200;
+    let mut producers: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for i in 0..participants {
+        let room = &rooms[i % 2];
+        let pid = format!("p{i}");
+        let send = client
+            .create_web_rtc_transport(pb::CreateWebRtcTransportRequest {
+                router_id: room.router_id.clone(),
+                participant_id: pid.clone(),
+                producing: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let recv = client
+            .create_web_rtc_transport(pb::CreateWebRtcTransportRequest {
+                router_id: room.router_id.clone(),
+                participant_id: pid.clone(),
+                producing: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let produced = client
+            .produce(pb::ProduceRequest {
+                transport_id: send.transport_id,
+                kind: pb::MediaKind::Audio as i32,
+                rtp_parameters_json: webrtc_audio_rtp_parameters(1000 + i as u32),
+                paused: false,
+                source: "mic".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // Consume up to 3 earlier participants of the same room.
+        for other in producers[i % 2].iter().rev().take(3) {
+            client
+                .consume(pb::ConsumeRequest {
+                    transport_id: recv.transport_id.clone(),
+                    producer_id: other.clone(),
+                    rtp_capabilities_json: opus_capabilities_json(),
+                })
+                .await
+                .unwrap();
+        }
+        producers[i % 2].push(produced.producer_id);
+    }
+    let (routers, transports, producer_count, consumers) = totals(&node_info(&mut client).await);
+    assert_eq!((routers, transports, producer_count), (2, 400, 200));
+    // In each room of 100, the k-th participant consumes min(k, 3) earlier ones.
+    let per_room: u32 = (0..100).map(|k: u32| k.min(3)).sum();
+    assert_eq!(consumers, 2 * per_room);
+
+    for i in 0..participants {
+        client
+            .close_participant(pb::CloseParticipantRequest {
+                participant_id: format!("p{i}"),
+            })
+            .await
+            .unwrap();
+    }
+    for room in &rooms {
+        client
+            .close_router(pb::CloseRouterRequest {
+                router_id: room.router_id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    // mediasoup's close events run asynchronously: give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let t = totals(&node_info(&mut client).await);
+        if t == (0, 0, 0, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts did not return to zero: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and so does the report in Redis, within a report interval or two.
+    let mut conn = redis.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let json: Option<String> = conn.get(node_key("churn-node")).await.unwrap();
+        let report: NodeReport =
+            serde_json::from_str(&json.expect("node report in redis")).unwrap();
+        let zero = report
+            .workers
+            .iter()
+            .all(|w| (w.routers, w.transports, w.producers, w.consumers) == (0, 0, 0, 0));
+        if zero {
+            assert_eq!(report.workers.len(), 2);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis report not back to zero: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop().await.expect("clean stop");
+    let gone: Option<String> = conn.get(node_key("churn-node")).await.unwrap();
+    assert!(gone.is_none(), "a cleanly stopped node removes its report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_statuses_and_other_rooms_keep_working() {
+    let node = InProcessNode::start(node_env("strict-node", 1, None)).await;
+    let mut client = node.client.clone();
+    let healthy = router(&mut client, "healthy-room", 0).await;
+    let ingest = client
+        .create_ingest(pb::CreateIngestRequest {
+            router_id: healthy.router_id.clone(),
+            participant_id: "feed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sink = RtpSink::bind().await;
+    plain_consumer(
+        &mut client,
+        &healthy.router_id,
+        "viewer",
+        &ingest.audio_producer_id,
+        &sink,
+    )
+    .await;
+
+    let healthy_recv = client
+        .create_web_rtc_transport(pb::CreateWebRtcTransportRequest {
+            router_id: healthy.router_id.clone(),
+            participant_id: "picky".into(),
+            producing: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let victim = router(&mut client, "victim-room", 0).await;
+    let t = client
+        .create_web_rtc_transport(pb::CreateWebRtcTransportRequest {
+            router_id: victim.router_id.clone(),
+            participant_id: "mallory".into(),
+            producing: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let unknown = "3f1c2a9e-0000-4000-8000-000000000000";
+
+    let cases: Vec<(&str, Code, tonic::Status)> = vec![
+        ("router on a missing worker", Code::InvalidArgument, client.create_router(pb::CreateRouterRequest { room_id: "x".into(), worker_index: 7 }).await.unwrap_err()),
+        ("empty room id", Code::InvalidArgument, client.create_router(pb::CreateRouterRequest { room_id: String::new(), worker_index: 0 }).await.unwrap_err()),
+        ("malformed router id", Code::InvalidArgument, client.close_router(pb::CloseRouterRequest { router_id: "not-an-id".into() }).await.unwrap_err()),
+        ("unknown router", Code::NotFound, client.close_router(pb::CloseRouterRequest { router_id: unknown.into() }).await.unwrap_err()),
+        ("unknown transport", Code::NotFound, client.connect_web_rtc_transport(pb::ConnectWebRtcTransportRequest { transport_id: unknown.into(), dtls_parameters_json: "{}".into() }).await.unwrap_err()),
+        ("bad DTLS JSON", Code::InvalidArgument, client.connect_web_rtc_transport(pb::ConnectWebRtcTransportRequest { transport_id: t.transport_id.clone(), dtls_parameters_json: "{\"role\": 5}".into() }).await.unwrap_err()),
+        ("bad RTP parameters", Code::InvalidArgument, client.produce(pb::ProduceRequest { transport_id: t.transport_id.clone(), kind: pb::MediaKind::Audio as i32, rtp_parameters_json: "[]".into(), paused: false, source: String::new() }).await.unwrap_err()),
+        ("RTP parameters the router cannot take", Code::InvalidArgument, client.produce(pb::ProduceRequest { transport_id: t.transport_id.clone(), kind: pb::MediaKind::Audio as i32, rtp_parameters_json: serde_json::json!({"codecs": [{"mimeType": "audio/G722", "payloadType": 9, "clockRate": 8000, "parameters": {}, "rtcpFeedback": []}], "encodings": [{"ssrc": 5}], "headerExtensions": [], "rtcp": {}}).to_string(), paused: false, source: String::new() }).await.unwrap_err()),
+        ("unspecified kind", Code::InvalidArgument, client.produce(pb::ProduceRequest { transport_id: t.transport_id.clone(), kind: 0, rtp_parameters_json: webrtc_audio_rtp_parameters(9), paused: false, source: String::new() }).await.unwrap_err()),
+        ("consume with capabilities that cannot", Code::FailedPrecondition, client.consume(pb::ConsumeRequest { transport_id: healthy_recv.transport_id.clone(), producer_id: ingest.audio_producer_id.clone(), rtp_capabilities_json: serde_json::json!({"codecs": [], "headerExtensions": []}).to_string() }).await.unwrap_err()),
+        ("consume a producer of another room", Code::NotFound, client.consume(pb::ConsumeRequest { transport_id: t.transport_id.clone(), producer_id: ingest.audio_producer_id.clone(), rtp_capabilities_json: opus_capabilities_json() }).await.unwrap_err()),
+        ("unknown consumer", Code::NotFound, client.resume_consumer(pb::ConsumerRequest { consumer_id: unknown.into() }).await.unwrap_err()),
+        ("stats without a target", Code::InvalidArgument, client.get_stats(pb::GetStatsRequest { target: None }).await.unwrap_err()),
+        ("pipe between two routers of one worker", Code::FailedPrecondition, client.pipe_producer_to_router(pb::PipeProducerToRouterRequest { producer_id: ingest.audio_producer_id.clone(), target_router_id: victim.router_id.clone() }).await.unwrap_err()),
+        ("consume on a pipe-only call", Code::FailedPrecondition, client.consume_to_pipe(pb::ConsumeToPipeRequest { pipe_transport_id: t.transport_id.clone(), producer_id: ingest.audio_producer_id.clone() }).await.unwrap_err()),
+    ];
+    for (what, code, status) in cases {
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        assert!(!status.message().is_empty(), "{what}: empty message");
+    }
+    // Calls for a closed object.
+    client
+        .close_transport(pb::CloseTransportRequest {
+            transport_id: t.transport_id.clone(),
+        })
+        .await
+        .unwrap();
+    let again = client
+        .close_transport(pb::CloseTransportRequest {
+            transport_id: t.transport_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NotFound);
+
+    // The healthy room still forwards media.
+    let n = 50;
+    let (_, got) = tokio::join!(
+        send_rtp(
+            addr(&ingest.ip, ingest.audio_port),
+            ingest.audio_payload_type as u8,
+            ingest.audio_ssrc,
+            false,
+            n
+        ),
+        sink.count(n, Duration::from_secs(3))
+    );
+    assert_eq!(got, n, "the healthy room was disturbed");
+    node.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_vanishes_from_redis_within_its_ttl_and_a_drained_node_exits_zero() {
+    let redis = Redis::start();
+    let mut conn = redis.conn().await;
+
+    // SIGKILL: no goodbye; the TTL (1.5 s here) removes the report.
+    let mut killed = NodeProcess::spawn(node_env("doomed", 1, Some(&redis))).await;
+    let present: Option<String> = conn.get(node_key("doomed")).await.unwrap();
+    assert!(present.is_some(), "a running node reports itself");
+    killed.signal("KILL");
+    let killed_at = Instant::now();
+    let _ = killed.child.wait().await;
+    loop {
+        let v: Option<String> = conn.get(node_key("doomed")).await.unwrap();
+        if v.is_none() {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_millis(1500 + 1000),
+            "report outlived its TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // SIGTERM with a room open: draining is reported, new rooms are refused,
+    // and the node exits 0 once its last room closes.
+    let mut env = node_env("retiring", 1, Some(&redis));
+    env.insert(
+        media_node::config::vars::DRAIN_GRACE_SECS.into(),
+        "30".into(),
+    );
+    let mut drained = NodeProcess::spawn(env).await;
+    let mut client = connect(drained.grpc).await;
+    let room = router(&mut client, "last-room", 0).await;
+    drained.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let json: Option<String> = conn.get(node_key("retiring")).await.unwrap();
+        let report: NodeReport =
+            serde_json::from_str(&json.expect("report while draining")).unwrap();
+        if report.draining {
+            break;
+        }
+        assert!(Instant::now() < deadline, "draining flag never reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = client
+        .create_router(pb::CreateRouterRequest {
+            room_id: "late".into(),
+            worker_index: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        drained.child.try_wait().unwrap().is_none(),
+        "node left while a room was open"
+    );
+    client
+        .close_router(pb::CloseRouterRequest {
+            router_id: room.router_id,
+        })
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), drained.child.wait())
+        .await
+        .expect("node exits")
+        .unwrap();
+    assert!(status.success(), "drained node exit status: {status}");
+    let gone: Option<String> = conn.get(node_key("retiring")).await.unwrap();
+    assert!(gone.is_none());
+}

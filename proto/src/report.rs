@@ -1,0 +1,56 @@
+//! The load report a media node keeps in Redis, read by coordinators.
+//!
+//! Key `throng:node:{node_id}` holds the JSON below with a TTL of a few
+//! seconds, rewritten every second: a node that dies vanishes when its TTL
+//! expires. The sorted set `throng:nodes` lists node ids by last report time
+//! (milliseconds) so coordinators can find the keys without scanning.
+
+use serde::{Deserialize, Serialize};
+
+/// Redis key of a node's report.
+pub fn node_key(node_id: &str) -> String {
+    format!("throng:node:{node_id}")
+}
+
+/// Sorted set of node ids, scored by last report time in ms since the epoch.
+pub const NODES_INDEX_KEY: &str = "throng:nodes";
+
+/// One worker's load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// Worker index on the node.
+    pub index: u32,
+    /// UDP and TCP port of its WebRtcServer.
+    pub port: u16,
+    /// Routers.
+    pub routers: u32,
+    /// Transports.
+    pub transports: u32,
+    /// Producers.
+    pub producers: u32,
+    /// Consumers.
+    pub consumers: u32,
+    /// Worker thread CPU time since start, ms.
+    pub cpu_time_ms: u64,
+    /// Share of one core over the last interval, 0.0 to 1.0.
+    pub cpu_load: f64,
+}
+
+/// A node's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Node id.
+    pub node_id: String,
+    /// host:port of its gRPC service.
+    pub grpc_address: String,
+    /// Address announced to browsers.
+    pub announced_address: String,
+    /// No new placements when set.
+    pub draining: bool,
+    /// Set once when a worker died, just before the node exits.
+    pub dead: bool,
+    /// Workers by index.
+    pub workers: Vec<WorkerReport>,
+    /// When this report was written, ms since the epoch.
+    pub reported_at_ms: u64,
+}
