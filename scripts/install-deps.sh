@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   chromium chromium-driver
   # loopback-only network namespaces for WebRTC tests
   iproute2 util-linux curl
+  # the documented ingest command is tested with ffmpeg
+  ffmpeg
 )
 
 missing=()

@@ -347,6 +347,10 @@ pub struct IngestCreated {
     pub audio_port: u16,
     /// VP8 RTP port.
     pub video_port: u16,
+    /// Opus RTCP port.
+    pub audio_rtcp_port: u16,
+    /// VP8 RTCP port.
+    pub video_rtcp_port: u16,
     /// Audio producer.
     pub audio_producer_id: ProducerId,
     /// Video producer.
@@ -1543,9 +1547,11 @@ impl Rooms {
     ) -> Result<IngestCreated, MediaError> {
         check_name("participant_id", participant_id)?;
         let (router, _, worker) = self.router_entry(router_id)?;
+        // RTCP not muxed: ffmpeg sends RTCP from a second socket, and with comedia
+        // a muxed transport would lock onto whichever source spoke first.
         let mut options = PlainTransportOptions::new(self.pipe_listen_info());
         options.comedia = true;
-        options.rtcp_mux = true;
+        options.rtcp_mux = false;
         let audio_t = router
             .create_plain_transport(options.clone())
             .await
@@ -1556,6 +1562,14 @@ impl Rooms {
             .map_err(|e| MediaError::Rejected(format!("cannot create ingest transport: {e}")))?;
         let (ip, audio_port) = tuple_addr(&audio_t.tuple());
         let (_, video_port) = tuple_addr(&video_t.tuple());
+        let rtcp_port = |t: &PlainTransport| t.rtcp_tuple().map(|tuple| tuple_addr(&tuple).1);
+        let (Some(audio_rtcp_port), Some(video_rtcp_port)) =
+            (rtcp_port(&audio_t), rtcp_port(&video_t))
+        else {
+            return Err(MediaError::Rejected(
+                "ingest transport has no RTCP port".into(),
+            ));
+        };
         let participant = Some(participant_id.to_string());
         self.register_transport(
             AnyTransport::Plain(audio_t.clone()),
@@ -1615,6 +1629,8 @@ impl Rooms {
             ip,
             audio_port,
             video_port,
+            audio_rtcp_port,
+            video_rtcp_port,
             audio_producer_id: audio_p.id(),
             video_producer_id: video_p.id(),
         };

@@ -359,6 +359,8 @@ impl MediaNode for MediaService {
             video_ssrc: rooms::ingest::VIDEO_SSRC,
             audio_producer_id: i.audio_producer_id.to_string(),
             video_producer_id: i.video_producer_id.to_string(),
+            audio_rtcp_port: u32::from(i.audio_rtcp_port),
+            video_rtcp_port: u32::from(i.video_rtcp_port),
         })
     }
 

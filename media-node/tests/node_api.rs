@@ -656,3 +656,117 @@ async fn a_killed_node_vanishes_from_redis_within_its_ttl_and_a_drained_node_exi
     let gone: Option<String> = conn.get(node_key("retiring")).await.unwrap();
     assert!(gone.is_none());
 }
+
+/// The ingest command documented in the README, run for real: ffmpeg loops a
+/// recording into a room and a consumer receives both audio and video.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_loops_a_recording_into_a_room_with_the_documented_command() {
+    let node = InProcessNode::start(node_env("ingest-node", 1, None)).await;
+    let mut client = node.client.clone();
+    let room = router(&mut client, "screening", 0).await;
+    let ingest = client
+        .create_ingest(pb::CreateIngestRequest {
+            router_id: room.router_id.clone(),
+            participant_id: "projector".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let audio_sink = RtpSink::bind().await;
+    let video_sink = RtpSink::bind().await;
+    let audio_consumer = plain_consumer(
+        &mut client,
+        &room.router_id,
+        "audience",
+        &ingest.audio_producer_id,
+        &audio_sink,
+    )
+    .await;
+    let video_consumer = plain_consumer(
+        &mut client,
+        &room.router_id,
+        "audience",
+        &ingest.video_producer_id,
+        &video_sink,
+    )
+    .await;
+
+    // A 2-second "recording" to loop.
+    let dir = std::env::temp_dir().join(format!("throng-ingest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("recording.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .args([
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "2",
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "aac",
+        ])
+        .arg(&recording)
+        .status()
+        .expect("ffmpeg must be installed (scripts/install-deps.sh installs it)");
+    assert!(made.success());
+
+    // The README's command, with the ingest's address and ports filled in.
+    let (ip, a, ar, v, vr) = (
+        &ingest.ip,
+        ingest.audio_port,
+        ingest.audio_rtcp_port,
+        ingest.video_port,
+        ingest.video_rtcp_port,
+    );
+    let tee = format!(
+        "[select=a:f=rtp:ssrc={}:payload_type={}]rtp://{ip}:{a}?rtcpport={ar}&pkt_size=1200|[select=v:f=rtp:ssrc={}:payload_type={}]rtp://{ip}:{v}?rtcpport={vr}&pkt_size=1200",
+        ingest.audio_ssrc, ingest.audio_payload_type, ingest.video_ssrc, ingest.video_payload_type
+    );
+    let mut ffmpeg = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-re", "-stream_loop", "-1", "-i"])
+        .arg(&recording)
+        .args([
+            "-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", "-ac", "2", "-ar", "48000",
+        ])
+        .args([
+            "-map",
+            "0:v:0",
+            "-c:v",
+            "libvpx",
+            "-b:v",
+            "800k",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+        ])
+        .args(["-g", "60", "-pix_fmt", "yuv420p", "-f", "tee", &tee])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Longer than the recording: the loop must keep feeding.
+    let (audio_got, video_got) = tokio::join!(
+        audio_sink.count(200, Duration::from_secs(3)),
+        video_sink.count(150, Duration::from_secs(3))
+    );
+    let _ = ffmpeg.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    // 20 ms Opus frames: 200 packets is 4 s of audio, past the 2 s recording.
+    assert_eq!(audio_got, 200, "audio packets from ffmpeg");
+    assert_eq!(video_got, 150, "video packets from ffmpeg");
+    assert!(consumer_packets(&mut client, &audio_consumer).await >= 200);
+    assert!(consumer_packets(&mut client, &video_consumer).await >= 150);
+    node.stop().await.expect("clean stop");
+}
