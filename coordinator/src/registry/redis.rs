@@ -1,0 +1,384 @@
+//! Redis registry: every coordinator of a cluster shares it. Placement and
+//! release are Lua scripts, so a reservation is checked and made in one atomic
+//! step however many coordinators place at once.
+//!
+//! Keys (besides the nodes' own reports, see `throng_proto::report`):
+//! - `throng:reserved`                     hash  `node/worker` -> consumer units reserved
+//! - `throng:room:{room}:participants`     hash  participant -> `node/worker|cost`
+//! - `throng:room:{room}:routers`          hash  `node/worker` -> router id ("" while created)
+//! - `throng:rooms`                        set   rooms with participants or routers
+//! - `throng:node-placements:{node}`       set   `room\nparticipant` placed on the node
+//! - `throng:node-rooms:{node}`            set   rooms with a router on the node
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use throng_proto::report::{node_key, NodeReport, NODES_INDEX_KEY};
+
+use super::{
+    Placement, PlacementRefused, PlacementRequest, Registry, RegistryError, Released, RoomState,
+    WorkerRef,
+};
+
+const RESERVED: &str = "throng:reserved";
+const ROOMS: &str = "throng:rooms";
+
+fn participants_key(room: &str) -> String {
+    format!("throng:room:{room}:participants")
+}
+
+fn routers_key(room: &str) -> String {
+    format!("throng:room:{room}:routers")
+}
+
+/// The same rule as `memory::choose`, in Lua.
+const PLACE: &str = r#"
+local reserved_key, parts_key, routers_key, rooms_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local pid, cost, cap, room = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local existing = redis.call('HGET', parts_key, pid)
+if existing then
+  local w, c = string.match(existing, '^(.*)|(%d+)$')
+  local router = redis.call('HGET', routers_key, w)
+  return {'placed', w, router or '', c, '0'}
+end
+local count = redis.call('HLEN', parts_key)
+if count >= cap then
+  return {'room_full', tostring(count)}
+end
+local room_workers, room_nodes = {}, {}
+local routers = redis.call('HGETALL', routers_key)
+for i = 1, #routers, 2 do
+  room_workers[routers[i]] = true
+  room_nodes[string.match(routers[i], '^(.*)/%d+$')] = true
+end
+local best, best_r, best_c, best_rank = nil, 0, 1, 99
+for i = 5, #ARGV, 2 do
+  local w, capw = ARGV[i], tonumber(ARGV[i + 1])
+  local r = tonumber(redis.call('HGET', reserved_key, w) or '0')
+  if r + cost <= capw then
+    local rank = 3
+    if room_workers[w] then
+      rank = 1
+    elseif room_nodes[string.match(w, '^(.*)/%d+$')] then
+      rank = 2
+    end
+    local lhs, rhs = r * best_c, best_r * capw
+    if best == nil or rank < best_rank or (rank == best_rank and (lhs < rhs or (lhs == rhs and w < best))) then
+      best, best_r, best_c, best_rank = w, r, capw, rank
+    end
+  end
+end
+if best == nil then
+  return {'no_capacity', tostring(cost)}
+end
+local node = string.match(best, '^(.*)/%d+$')
+redis.call('HINCRBY', reserved_key, best, cost)
+redis.call('HSET', parts_key, pid, best .. '|' .. cost)
+redis.call('SADD', rooms_key, room)
+redis.call('SADD', 'throng:node-placements:' .. node, room .. '\n' .. pid)
+local router = redis.call('HGET', routers_key, best)
+local new = '0'
+if not router then
+  redis.call('HSET', routers_key, best, '')
+  redis.call('SADD', 'throng:node-rooms:' .. node, room)
+  router, new = '', '1'
+end
+return {'placed', best, router, tostring(cost), new}
+"#;
+
+const RELEASE: &str = r#"
+local reserved_key, parts_key, routers_key, rooms_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local pid, room = ARGV[1], ARGV[2]
+local v = redis.call('HGET', parts_key, pid)
+if not v then
+  return false
+end
+local w, c = string.match(v, '^(.*)|(%d+)$')
+if redis.call('HINCRBY', reserved_key, w, -tonumber(c)) <= 0 then
+  redis.call('HDEL', reserved_key, w)
+end
+redis.call('HDEL', parts_key, pid)
+redis.call('SREM', 'throng:node-placements:' .. string.match(w, '^(.*)/%d+$'), room .. '\n' .. pid)
+local left = redis.call('HLEN', parts_key)
+if left == 0 and redis.call('HLEN', routers_key) == 0 then
+  redis.call('SREM', rooms_key, room)
+end
+return {w, tostring(left)}
+"#;
+
+const REMOVE_ROUTER: &str = r#"
+local parts_key, routers_key, rooms_key = KEYS[1], KEYS[2], KEYS[3]
+local w, room = ARGV[1], ARGV[2]
+redis.call('HDEL', routers_key, w)
+redis.call('SREM', 'throng:node-rooms:' .. string.match(w, '^(.*)/%d+$'), room)
+if redis.call('HLEN', parts_key) == 0 and redis.call('HLEN', routers_key) == 0 then
+  redis.call('SREM', rooms_key, room)
+end
+return 1
+"#;
+
+const SET_ROUTER: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', 'throng:node-rooms:' .. string.match(ARGV[1], '^(.*)/%d+$'), ARGV[3])
+return 1
+"#;
+
+const EVICT_NODE: &str = r#"
+local reserved_key, rooms_key = KEYS[1], KEYS[2]
+local node = ARGV[1]
+local prefix = node .. '/'
+local placements = redis.call('SMEMBERS', 'throng:node-placements:' .. node)
+for _, m in ipairs(placements) do
+  local room, pid = string.match(m, '^(.*)\n(.*)$')
+  redis.call('HDEL', 'throng:room:' .. room .. ':participants', pid)
+end
+local rooms = redis.call('SMEMBERS', 'throng:node-rooms:' .. node)
+for _, m in ipairs(placements) do
+  table.insert(rooms, (string.match(m, '^(.*)\n')))
+end
+for _, room in ipairs(rooms) do
+  local routers_key = 'throng:room:' .. room .. ':routers'
+  local fields = redis.call('HKEYS', routers_key)
+  for _, f in ipairs(fields) do
+    if string.sub(f, 1, #prefix) == prefix then
+      redis.call('HDEL', routers_key, f)
+    end
+  end
+  if redis.call('HLEN', 'throng:room:' .. room .. ':participants') == 0 and redis.call('HLEN', routers_key) == 0 then
+    redis.call('SREM', rooms_key, room)
+  end
+end
+local reserved = redis.call('HKEYS', reserved_key)
+for _, f in ipairs(reserved) do
+  if string.sub(f, 1, #prefix) == prefix then
+    redis.call('HDEL', reserved_key, f)
+  end
+end
+redis.call('DEL', 'throng:node-placements:' .. node, 'throng:node-rooms:' .. node)
+return placements
+"#;
+
+/// The Redis registry.
+#[derive(Clone)]
+pub struct RedisRegistry {
+    conn: ConnectionManager,
+    place: Script,
+    release: Script,
+    remove_router: Script,
+    set_router: Script,
+    evict: Script,
+}
+
+impl RedisRegistry {
+    /// Connects (reconnecting automatically) to `url`.
+    pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        Ok(Self {
+            conn,
+            place: Script::new(PLACE),
+            release: Script::new(RELEASE),
+            remove_router: Script::new(REMOVE_ROUTER),
+            set_router: Script::new(SET_ROUTER),
+            evict: Script::new(EVICT_NODE),
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+fn worker(key: &str) -> Result<WorkerRef, RegistryError> {
+    WorkerRef::parse(key).ok_or_else(|| RegistryError::Corrupt(format!("worker key {key:?}")))
+}
+
+fn number(s: &str) -> Result<u32, RegistryError> {
+    s.parse()
+        .map_err(|_| RegistryError::Corrupt(format!("number {s:?}")))
+}
+
+#[async_trait::async_trait]
+impl Registry for RedisRegistry {
+    async fn nodes(&self) -> Result<Vec<NodeReport>, RegistryError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(NODES_INDEX_KEY)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| node_key(id)).collect();
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let mut nodes = Vec::new();
+        for (id, value) in ids.iter().zip(values) {
+            match value {
+                Some(json) => nodes.push(
+                    serde_json::from_str(&json)
+                        .map_err(|e| RegistryError::Corrupt(format!("report of {id}: {e}")))?,
+                ),
+                // Expired: the node is gone; drop it from the index too.
+                None => {
+                    let _: () = redis::cmd("ZREM")
+                        .arg(NODES_INDEX_KEY)
+                        .arg(id)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(nodes)
+    }
+
+    async fn place(
+        &self,
+        req: &PlacementRequest,
+    ) -> Result<Result<Placement, PlacementRefused>, RegistryError> {
+        let mut inv = self.place.prepare_invoke();
+        inv.key(RESERVED)
+            .key(participants_key(&req.room_id))
+            .key(routers_key(&req.room_id))
+            .key(ROOMS)
+            .arg(&req.participant_id)
+            .arg(req.cost)
+            .arg(req.room_cap)
+            .arg(&req.room_id);
+        for c in &req.candidates {
+            inv.arg(c.worker.key()).arg(c.capacity);
+        }
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn()).await?;
+        match reply.first().map(String::as_str) {
+            Some("placed") if reply.len() == 5 => Ok(Ok(Placement {
+                worker: worker(&reply[1])?,
+                router_id: Some(reply[2].clone()).filter(|r| !r.is_empty()),
+                cost: number(&reply[3])?,
+                new_router: reply[4] == "1",
+            })),
+            Some("room_full") if reply.len() == 2 => {
+                Ok(Err(PlacementRefused::RoomFull(number(&reply[1])?)))
+            }
+            Some("no_capacity") if reply.len() == 2 => {
+                Ok(Err(PlacementRefused::NoCapacity(number(&reply[1])?)))
+            }
+            _ => Err(RegistryError::Corrupt(format!("place reply {reply:?}"))),
+        }
+    }
+
+    async fn set_router(
+        &self,
+        room_id: &str,
+        w: &WorkerRef,
+        router_id: &str,
+    ) -> Result<(), RegistryError> {
+        let _: i64 = self
+            .set_router
+            .key(routers_key(room_id))
+            .key(ROOMS)
+            .arg(w.key())
+            .arg(router_id)
+            .arg(room_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn router(&self, room_id: &str, w: &WorkerRef) -> Result<Option<String>, RegistryError> {
+        let v: Option<String> = redis::cmd("HGET")
+            .arg(routers_key(room_id))
+            .arg(w.key())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(v.filter(|r| !r.is_empty()))
+    }
+
+    async fn release(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+    ) -> Result<Option<Released>, RegistryError> {
+        let reply: Option<Vec<String>> = self
+            .release
+            .key(RESERVED)
+            .key(participants_key(room_id))
+            .key(routers_key(room_id))
+            .key(ROOMS)
+            .arg(participant_id)
+            .arg(room_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match reply {
+            None => Ok(None),
+            Some(r) if r.len() == 2 => Ok(Some(Released {
+                worker: worker(&r[0])?,
+                room_participants_left: number(&r[1])?,
+            })),
+            Some(r) => Err(RegistryError::Corrupt(format!("release reply {r:?}"))),
+        }
+    }
+
+    async fn remove_router(&self, room_id: &str, w: &WorkerRef) -> Result<(), RegistryError> {
+        let _: i64 = self
+            .remove_router
+            .key(participants_key(room_id))
+            .key(routers_key(room_id))
+            .key(ROOMS)
+            .arg(w.key())
+            .arg(room_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn reserved(&self, w: &WorkerRef) -> Result<u32, RegistryError> {
+        let v: Option<u32> = redis::cmd("HGET")
+            .arg(RESERVED)
+            .arg(w.key())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn room(&self, room_id: &str) -> Result<RoomState, RegistryError> {
+        let mut conn = self.conn();
+        let participants: u32 = redis::cmd("HLEN")
+            .arg(participants_key(room_id))
+            .query_async(&mut conn)
+            .await?;
+        let routers: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(routers_key(room_id))
+            .query_async(&mut conn)
+            .await?;
+        let mut routers = routers
+            .into_iter()
+            .map(|(w, r)| Ok((worker(&w)?, Some(r).filter(|r| !r.is_empty()))))
+            .collect::<Result<Vec<_>, RegistryError>>()?;
+        routers.sort();
+        Ok(RoomState {
+            participants,
+            routers,
+        })
+    }
+
+    async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError> {
+        let placements: Vec<String> = self
+            .evict
+            .key(RESERVED)
+            .key(ROOMS)
+            .arg(node_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let mut evicted = placements
+            .iter()
+            .map(|m| {
+                m.split_once('\n')
+                    .map(|(r, p)| (r.to_string(), p.to_string()))
+                    .ok_or_else(|| RegistryError::Corrupt(format!("placement {m:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        evicted.sort();
+        Ok(evicted)
+    }
+}
