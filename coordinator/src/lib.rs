@@ -4,4 +4,147 @@
 //! [`registry`] (Redis, or memory on a single machine) -> media RPC -> node.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod conference;
+pub mod config;
+pub mod http;
+pub mod media_rpc;
 pub mod registry;
+pub mod signaling;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use throng_proto::media as pb;
+use throng_proto::report::{NodeReport, WorkerReport};
+use tracing::{info, warn};
+
+use crate::auth::TokenKey;
+use crate::conference::Conference;
+use crate::config::CoordinatorConfig;
+use crate::registry::memory::MemoryRegistry;
+use crate::registry::redis::RedisRegistry;
+use crate::registry::Registry;
+
+/// Why the coordinator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// Redis unreachable at start.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    /// The listener could not bind.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// How often node reports are read (and, without Redis, polled).
+const NODE_POLL: Duration = Duration::from_secs(1);
+
+/// Runs the coordinator until `shutdown` resolves; `ready` gets the bound address.
+pub async fn run(
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), CoordinatorError> {
+    let (registry, memory): (Arc<dyn Registry>, Option<Arc<MemoryRegistry>>) =
+        match &config.redis_url {
+            Some(url) => (Arc::new(RedisRegistry::connect(url).await?), None),
+            None => {
+                let m = Arc::new(MemoryRegistry::new());
+                (m.clone(), Some(m))
+            }
+        };
+    let conference = Conference::new(registry.clone(), config.placement.clone());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| CoordinatorError::Bind(config.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CoordinatorError::Bind(config.listen, e))?;
+
+    if let Some(memory) = memory {
+        tokio::spawn(poll_nodes(memory, config.media_nodes.clone()));
+    }
+    tokio::spawn(watch_nodes(conference.clone()));
+
+    let state = http::AppState {
+        conference,
+        tokens: TokenKey::new(config.token_secret.as_bytes()),
+        api_key: config.api_key.as_str().into(),
+        admin_key: config.admin_key.as_str().into(),
+    };
+    info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
+    ready(addr);
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| CoordinatorError::Bind(addr, e))
+}
+
+/// Without Redis, nodes cannot report themselves: ask them (GetNodeInfo).
+async fn poll_nodes(memory: Arc<MemoryRegistry>, addresses: Vec<String>) {
+    let clients = media_rpc::MediaClients::new();
+    let mut ticker = tokio::time::interval(NODE_POLL);
+    loop {
+        ticker.tick().await;
+        for address in &addresses {
+            let Ok(mut client) = clients.client(address, address) else {
+                continue;
+            };
+            match client.get_node_info(pb::GetNodeInfoRequest {}).await {
+                Ok(info) => {
+                    let info = info.into_inner();
+                    let report = NodeReport {
+                        node_id: info.node_id,
+                        grpc_address: info.grpc_address,
+                        announced_address: info.announced_address,
+                        draining: info.draining,
+                        dead: false,
+                        workers: info
+                            .workers
+                            .into_iter()
+                            .map(|w| WorkerReport {
+                                index: w.index,
+                                port: w.port as u16,
+                                routers: w.routers,
+                                transports: w.transports,
+                                producers: w.producers,
+                                consumers: w.consumers,
+                                cpu_time_ms: w.cpu_time_ms,
+                                cpu_load: w.cpu_load,
+                            })
+                            .collect(),
+                        reported_at_ms: 0,
+                    };
+                    memory.report_node(report, NODE_POLL * 3);
+                }
+                Err(status) => warn!(%address, %status, "media node not answering"),
+            }
+        }
+    }
+}
+
+/// Notices nodes that vanished (report expired) or reported themselves dead.
+async fn watch_nodes(conference: Arc<Conference>) {
+    let mut known: HashSet<String> = HashSet::new();
+    let mut ticker = tokio::time::interval(NODE_POLL);
+    loop {
+        ticker.tick().await;
+        let Ok(nodes) = conference.registry().nodes().await else {
+            continue;
+        };
+        let live: HashSet<String> = nodes
+            .iter()
+            .filter(|n| !n.dead)
+            .map(|n| n.node_id.clone())
+            .collect();
+        for lost in known.difference(&live) {
+            warn!(node = %lost, "media node lost");
+            conference.node_lost(lost).await;
+        }
+        known = live;
+    }
+}

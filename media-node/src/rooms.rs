@@ -571,6 +571,12 @@ impl Rooms {
         Ok((r.router.clone(), r.room_id.clone(), r.worker_index))
     }
 
+    /// An existing router and its worker index.
+    pub fn router(&self, router_id: &str) -> Result<(Router, usize), MediaError> {
+        let (router, _, worker) = self.router_entry(router_id)?;
+        Ok((router, worker))
+    }
+
     /// Closes a router and, with it, everything on it.
     pub fn close_router(&self, router_id: &str) -> Result<(), MediaError> {
         let id: RouterId = parse_id("router_id", router_id)?;

@@ -59,6 +59,15 @@ fn ok<T>(value: T) -> Res<T> {
     Ok(Response::new(value))
 }
 
+fn router_info(router: &mediasoup::router::Router, worker: usize) -> pb::RouterInfo {
+    pb::RouterInfo {
+        router_id: router.id().to_string(),
+        worker_index: worker as u32,
+        rtp_capabilities_json: serde_json::to_string(&router.rtp_capabilities())
+            .expect("serialize"),
+    }
+}
+
 fn empty(r: Result<(), MediaError>) -> Res<pb::Empty> {
     r.map(|()| Response::new(pb::Empty {}))
         .map_err(Status::from)
@@ -76,12 +85,12 @@ impl MediaNode for MediaService {
             .rooms
             .create_router(&r.room_id, r.worker_index as usize)
             .await?;
-        ok(pb::RouterInfo {
-            router_id: router.id().to_string(),
-            worker_index: worker as u32,
-            rtp_capabilities_json: serde_json::to_string(&router.rtp_capabilities())
-                .expect("serialize"),
-        })
+        ok(router_info(&router, worker))
+    }
+
+    async fn get_router(&self, req: Request<pb::GetRouterRequest>) -> Res<pb::RouterInfo> {
+        let (router, worker) = self.rooms.router(&req.into_inner().router_id)?;
+        ok(router_info(&router, worker))
     }
 
     async fn close_router(&self, req: Request<pb::CloseRouterRequest>) -> Res<pb::Empty> {

@@ -1,0 +1,160 @@
+//! Coordinator configuration from an environment map, validated before any
+//! port is bound.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::conference::PlacementSettings;
+
+/// Everything a coordinator needs to start.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// HTTP + WebSocket listen address.
+    pub listen: SocketAddr,
+    /// Shared Redis; `None` runs the single-machine in-memory registry.
+    pub redis_url: Option<String>,
+    /// Media nodes to poll when there is no Redis (host:port of their gRPC).
+    pub media_nodes: Vec<String>,
+    /// Secret join tokens are signed with (HS256).
+    pub token_secret: String,
+    /// Key for `/api/token`.
+    pub api_key: String,
+    /// Key for `/admin/*`.
+    pub admin_key: String,
+    /// Placement settings.
+    pub placement: PlacementSettings,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    /// Variable.
+    pub var: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// Variable names.
+pub mod vars {
+    /// Listen address.
+    pub const LISTEN: &str = "THRONG_LISTEN";
+    /// Redis URL.
+    pub const REDIS_URL: &str = "THRONG_REDIS_URL";
+    /// Comma-separated media node gRPC addresses (no-Redis mode).
+    pub const MEDIA_NODES: &str = "THRONG_MEDIA_NODES";
+    /// Token secret.
+    pub const TOKEN_SECRET: &str = "THRONG_TOKEN_SECRET";
+    /// API key.
+    pub const API_KEY: &str = "THRONG_API_KEY";
+    /// Admin key.
+    pub const ADMIN_KEY: &str = "THRONG_ADMIN_KEY";
+    /// Worker consumer capacity.
+    pub const WORKER_CAPACITY: &str = "THRONG_WORKER_CAPACITY";
+    /// Tiles per page.
+    pub const TILES_PER_PAGE: &str = "THRONG_TILES_PER_PAGE";
+    /// Room cap.
+    pub const ROOM_CAP: &str = "THRONG_ROOM_CAP";
+}
+
+fn get<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
+    env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn number(
+    env: &HashMap<String, String>,
+    var: &'static str,
+    default: u32,
+    min: u32,
+) -> Result<u32, ConfigError> {
+    match get(env, var) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ConfigError {
+                var,
+                reason: format!("{v:?} is not a number >= {min}"),
+            }),
+        },
+    }
+}
+
+fn secret(env: &HashMap<String, String>, var: &'static str) -> Result<String, ConfigError> {
+    match get(env, var) {
+        Some(v) if v.len() >= 32 => Ok(v.to_string()),
+        Some(_) => Err(ConfigError {
+            var,
+            reason: "must be at least 32 characters".into(),
+        }),
+        None => Err(ConfigError {
+            var,
+            reason: "required".into(),
+        }),
+    }
+}
+
+impl CoordinatorConfig {
+    /// Reads and validates the configuration.
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let listen = match get(env, vars::LISTEN) {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|e| ConfigError {
+                var: vars::LISTEN,
+                reason: format!("{v:?}: {e}"),
+            })?,
+        };
+        let redis_url = get(env, vars::REDIS_URL).map(str::to_string);
+        if let Some(url) = &redis_url {
+            if !url.starts_with("redis://")
+                && !url.starts_with("rediss://")
+                && !url.starts_with("redis+unix://")
+            {
+                return Err(ConfigError {
+                    var: vars::REDIS_URL,
+                    reason: "a redis:// URL".into(),
+                });
+            }
+        }
+        let media_nodes: Vec<String> = get(env, vars::MEDIA_NODES)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in &media_nodes {
+            if n.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(ConfigError {
+                    var: vars::MEDIA_NODES,
+                    reason: format!("{n:?} is not host:port"),
+                });
+            }
+        }
+        if redis_url.is_none() && media_nodes.is_empty() {
+            return Err(ConfigError {
+                var: vars::MEDIA_NODES,
+                reason: format!(
+                    "required without {} (the in-memory registry polls these nodes)",
+                    vars::REDIS_URL
+                ),
+            });
+        }
+        Ok(Self {
+            listen,
+            redis_url,
+            media_nodes,
+            token_secret: secret(env, vars::TOKEN_SECRET)?,
+            api_key: secret(env, vars::API_KEY)?,
+            admin_key: secret(env, vars::ADMIN_KEY)?,
+            placement: PlacementSettings {
+                worker_capacity: number(env, vars::WORKER_CAPACITY, 1500, 1)?,
+                tiles_per_page: number(env, vars::TILES_PER_PAGE, 12, 1)?,
+                room_cap: number(env, vars::ROOM_CAP, 1000, 1)?,
+            },
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! The coordinator's HTTP side: the `/ws` signalling endpoint, token minting
+//! (API key) and the admin API (admin key). Errors carry a JSON body with a
+//! message and never internals.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::TokenKey;
+use crate::conference::Conference;
+use crate::signaling::protocol::MAX_MESSAGE_BYTES;
+use crate::signaling::session::{self, SessionDeps};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The rooms.
+    pub conference: Arc<Conference>,
+    /// Join token key.
+    pub tokens: TokenKey,
+    /// Key for `/api/token`.
+    pub api_key: Arc<str>,
+    /// Key for `/admin/*`.
+    pub admin_key: Arc<str>,
+}
+
+/// An HTTP error with a JSON body.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), ApiError> {
+    let given = headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Length leaks nothing useful; compare every byte regardless.
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            format!("missing or wrong {name} header"),
+        ))
+    }
+}
+
+/// The coordinator's routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/token", post(mint_token))
+        .route("/admin/nodes", get(admin_nodes))
+        .route("/admin/rooms/{room}", get(admin_room))
+        .with_state(state)
+}
+
+async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let deps = SessionDeps {
+        conference: state.conference.clone(),
+        tokens: state.tokens.clone(),
+    };
+    upgrade
+        // A little above the protocol limit so that the session can answer
+        // "too large" instead of the socket closing.
+        .max_message_size(MAX_MESSAGE_BYTES * 2)
+        .on_upgrade(move |socket| session::serve(socket, deps))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenRequest {
+    room: String,
+    identity: String,
+    #[serde(default = "default_publish")]
+    publish: bool,
+    #[serde(default = "default_ttl")]
+    ttl_secs: u64,
+}
+
+fn default_publish() -> bool {
+    true
+}
+
+fn default_ttl() -> u64 {
+    6 * 3600
+}
+
+async fn mint_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(req): Json<TokenRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_key(&headers, "x-api-key", &state.api_key)?;
+    let ok = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+    if !ok(&req.room) || !ok(&req.identity) || req.ttl_secs == 0 || req.ttl_secs > 7 * 24 * 3600 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "room and identity: 1 to 128 printable characters; ttlSecs: 1 to 604800".into(),
+        ));
+    }
+    let token = state
+        .tokens
+        .mint(&req.room, &req.identity, req.publish, req.ttl_secs);
+    Ok(Json(json!({ "token": token })))
+}
+
+async fn admin_nodes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let nodes = state.conference.registry().nodes().await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry unavailable".into(),
+        )
+    })?;
+    let mut out = Vec::new();
+    for n in nodes {
+        let mut workers = Vec::new();
+        for w in &n.workers {
+            let key = crate::registry::WorkerRef {
+                node_id: n.node_id.clone(),
+                worker: w.index,
+            };
+            let reserved = state
+                .conference
+                .registry()
+                .reserved(&key)
+                .await
+                .unwrap_or(0);
+            workers.push(json!({
+                "index": w.index, "port": w.port, "reserved": reserved,
+                "routers": w.routers, "transports": w.transports, "producers": w.producers, "consumers": w.consumers,
+                "cpuLoad": w.cpu_load,
+            }));
+        }
+        out.push(json!({ "nodeId": n.node_id, "grpcAddress": n.grpc_address, "draining": n.draining, "workers": workers }));
+    }
+    Ok(Json(json!({ "nodes": out })))
+}
+
+async fn admin_room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let r = state.conference.registry().room(&room).await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry unavailable".into(),
+        )
+    })?;
+    let routers: Vec<_> = r
+        .routers
+        .iter()
+        .map(|(w, id)| json!({ "nodeId": w.node_id, "worker": w.worker, "routerId": id }))
+        .collect();
+    Ok(Json(
+        json!({ "room": room, "participants": r.participants, "routers": routers }),
+    ))
+}

@@ -1,0 +1,6 @@
+//! Join path, first step: browser signalling over WebSocket at `/ws`.
+//! [`protocol`] is every message (documented in docs/signalling.md);
+//! [`session`] serves one socket.
+
+pub mod protocol;
+pub mod session;

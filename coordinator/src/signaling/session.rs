@@ -1,0 +1,292 @@
+//! Join path, first step: one browser's WebSocket. A send task writes what
+//! the conference tells this client; the receive loop parses, checks order
+//! and ownership, and calls the conference. Bad input gets an `error` to this
+//! client only; when either half ends, the other is stopped and the
+//! participant leaves.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, Instrument};
+
+use super::protocol::{
+    ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use crate::auth::{TokenError, TokenKey};
+use crate::conference::{Conference, ConferenceError, ConsumerOp, ProducerOp};
+
+/// What a session needs.
+#[derive(Clone)]
+pub struct SessionDeps {
+    /// The rooms.
+    pub conference: Arc<Conference>,
+    /// Verifies join tokens.
+    pub tokens: TokenKey,
+}
+
+struct Joined {
+    room: String,
+    peer: String,
+}
+
+fn error(req_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error {
+        req_id,
+        code,
+        message: message.into(),
+    }
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+}
+
+/// Serves one socket until it closes.
+pub async fn serve(socket: WebSocket, deps: SessionDeps) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ServerMessage>();
+    let _ = tx.send(ServerMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+    });
+    let mut send_task = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let text = serde_json::to_string(&msg).expect("server messages serialize");
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let mut joined: Option<Joined> = None;
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = &mut send_task => break,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                let _ = tx.send(error(
+                    None,
+                    ErrorCode::BadRequest,
+                    "binary messages are not part of the protocol",
+                ));
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+        };
+        if text.len() > MAX_MESSAGE_BYTES {
+            let _ = tx.send(error(
+                None,
+                ErrorCode::TooLarge,
+                format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
+            ));
+            continue;
+        }
+        let parsed: ClientMessage = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                let req_id = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("reqId").and_then(Value::as_str).map(str::to_string));
+                let _ = tx.send(error(
+                    req_id,
+                    ErrorCode::BadRequest,
+                    format!("cannot understand message: {e}"),
+                ));
+                continue;
+            }
+        };
+        let req_id = parsed.req_id().map(str::to_string);
+        if req_id.as_ref().is_some_and(|r| r.len() > 64) {
+            let _ = tx.send(error(
+                None,
+                ErrorCode::BadRequest,
+                "reqId is limited to 64 characters",
+            ));
+            continue;
+        }
+        let leave = matches!(parsed, ClientMessage::Leave { .. });
+        let reply = handle(&deps, &tx, &mut joined, parsed).await;
+        let _ = tx.send(match reply {
+            Ok(Reply::Message(msg)) => msg,
+            Ok(Reply::Data(data)) => ServerMessage::Response { req_id, data },
+            Err(e) => error(req_id, e.code, e.message),
+        });
+        if leave {
+            break;
+        }
+    }
+    if let Some(j) = joined.take() {
+        deps.conference.leave(&j.room, &j.peer).await;
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send_task).await;
+}
+
+/// What a request is answered with.
+enum Reply {
+    /// A `response` carrying this data.
+    Data(Value),
+    /// A message of its own (`joined`).
+    Message(ServerMessage),
+}
+
+async fn handle(
+    deps: &SessionDeps,
+    tx: &mpsc::UnboundedSender<ServerMessage>,
+    joined: &mut Option<Joined>,
+    msg: ClientMessage,
+) -> Result<Reply, ConferenceError> {
+    let c = &deps.conference;
+    let bad = |code, m: &str| {
+        Err(ConferenceError {
+            code,
+            message: m.to_string(),
+        })
+    };
+    if let ClientMessage::Join {
+        req_id,
+        room,
+        display_name,
+        token,
+    } = msg
+    {
+        if joined.is_some() {
+            return bad(ErrorCode::OutOfOrder, "already joined");
+        }
+        if !valid_name(&room, 128) || !valid_name(&display_name, 64) {
+            return bad(
+                ErrorCode::BadRequest,
+                "room and displayName must be 1 to 128 / 64 printable characters",
+            );
+        }
+        let claims = match deps.tokens.verify(&token) {
+            Ok(c) => c,
+            Err(TokenError::Expired) => return bad(ErrorCode::Unauthorized, "token expired"),
+            Err(_) => return bad(ErrorCode::Unauthorized, "invalid token"),
+        };
+        if claims.room != room {
+            return bad(ErrorCode::Unauthorized, "the token is for another room");
+        }
+        let peer = claims.sub.clone();
+        let span = info_span!("join", room = %room, participant = %peer);
+        let j = c
+            .join(&room, &peer, &display_name, claims.publish, tx.clone())
+            .instrument(span)
+            .await?;
+        *joined = Some(Joined {
+            room,
+            peer: peer.clone(),
+        });
+        return Ok(Reply::Message(ServerMessage::Joined {
+            req_id,
+            peer_id: peer,
+            can_publish: claims.publish,
+            router_rtp_capabilities: j.router_rtp_capabilities,
+            peers: j.peers,
+        }));
+    }
+    let Some(Joined { room, peer }) = joined.as_ref() else {
+        return bad(ErrorCode::OutOfOrder, "join first");
+    };
+    let data = match msg {
+        ClientMessage::Join { .. } => unreachable!("handled above"),
+        ClientMessage::CreateTransport { direction, .. } => {
+            c.create_transport(room, peer, &direction).await?
+        }
+        ClientMessage::ConnectTransport {
+            transport_id,
+            dtls_parameters,
+            ..
+        } => {
+            c.connect_transport(room, peer, &transport_id, &dtls_parameters)
+                .await?;
+            json!({})
+        }
+        ClientMessage::Produce {
+            transport_id,
+            kind,
+            rtp_parameters,
+            source,
+            ..
+        } => {
+            let source = if source.is_empty() {
+                kind.clone()
+            } else {
+                source
+            };
+            if !valid_name(&source, 32) {
+                return bad(
+                    ErrorCode::BadRequest,
+                    "source is limited to 32 printable characters",
+                );
+            }
+            json!({ "id": c.produce(room, peer, &transport_id, &kind, &rtp_parameters, &source).await? })
+        }
+        ClientMessage::Consume {
+            producer_id,
+            rtp_capabilities,
+            ..
+        } => {
+            c.consume(room, peer, &producer_id, &rtp_capabilities)
+                .await?
+        }
+        ClientMessage::ResumeConsumer { consumer_id, .. } => {
+            c.consumer_op(room, peer, &consumer_id, ConsumerOp::Resume)
+                .await?;
+            json!({})
+        }
+        ClientMessage::PauseConsumer { consumer_id, .. } => {
+            c.consumer_op(room, peer, &consumer_id, ConsumerOp::Pause)
+                .await?;
+            json!({})
+        }
+        ClientMessage::SetPreferredLayers {
+            consumer_id,
+            spatial_layer,
+            temporal_layer,
+            ..
+        } => {
+            c.consumer_op(
+                room,
+                peer,
+                &consumer_id,
+                ConsumerOp::Layers {
+                    spatial: spatial_layer,
+                    temporal: temporal_layer,
+                },
+            )
+            .await?;
+            json!({})
+        }
+        ClientMessage::CloseProducer { producer_id, .. } => {
+            c.producer_op(room, peer, &producer_id, ProducerOp::Close)
+                .await?;
+            json!({})
+        }
+        ClientMessage::PauseProducer { producer_id, .. } => {
+            c.producer_op(room, peer, &producer_id, ProducerOp::Pause)
+                .await?;
+            json!({})
+        }
+        ClientMessage::ResumeProducer { producer_id, .. } => {
+            c.producer_op(room, peer, &producer_id, ProducerOp::Resume)
+                .await?;
+            json!({})
+        }
+        ClientMessage::RestartIce { transport_id, .. } => {
+            c.restart_ice(room, peer, &transport_id).await?
+        }
+        ClientMessage::Leave { .. } => {
+            debug!(room = %room, peer = %peer, "leave requested");
+            json!({})
+        }
+    };
+    Ok(Reply::Data(data))
+}
