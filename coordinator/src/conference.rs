@@ -99,6 +99,8 @@ type Res<T> = Result<T, ConferenceError>;
 struct RouterRef {
     worker: WorkerRef,
     address: String,
+    /// The router's RTP capabilities, kept from when it was first seen.
+    caps: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -355,6 +357,11 @@ impl Conference {
             .iter()
             .find(|n| n.node_id == placement.worker.node_id)
             .ok_or_else(|| ConferenceError::new(ErrorCode::Unavailable, "media node vanished"))?;
+        if let Some(router_id) = &placement.router_id {
+            if let Some(known) = room.routers.get(router_id) {
+                return Ok((router_id.clone(), known.caps.clone()));
+            }
+        }
         let mut client = self.client(&node.node_id, &node.grpc_address)?;
         let info = if placement.new_router {
             let info = client
@@ -380,12 +387,14 @@ impl Conference {
                 .map_err(|s| MediaRpcError::status(&node.node_id, s))?
                 .into_inner()
         };
+        let caps = parse_json("rtp capabilities", &info.rtp_capabilities_json)?;
         if !room.routers.contains_key(&info.router_id) {
             room.routers.insert(
                 info.router_id.clone(),
                 RouterRef {
                     worker: placement.worker.clone(),
                     address: node.grpc_address.clone(),
+                    caps: caps.clone(),
                 },
             );
             let producers: Vec<String> = room.producers.keys().cloned().collect();
@@ -394,10 +403,7 @@ impl Conference {
                     .await?;
             }
         }
-        Ok((
-            info.router_id.clone(),
-            parse_json("rtp capabilities", &info.rtp_capabilities_json)?,
-        ))
+        Ok((info.router_id.clone(), caps))
     }
 
     async fn wait_for_router(&self, room_id: &str, worker: &WorkerRef) -> Res<String> {

@@ -28,6 +28,8 @@ pub struct AppState {
     pub api_key: Arc<str>,
     /// Key for `/admin/*`.
     pub admin_key: Arc<str>,
+    /// Admission of joins.
+    pub queue: Arc<crate::join::queue::JoinQueue>,
 }
 
 /// An HTTP error with a JSON body.
@@ -76,6 +78,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
     let deps = SessionDeps {
         conference: state.conference.clone(),
         tokens: state.tokens.clone(),
+        queue: state.queue.clone(),
     };
     upgrade
         // A little above the protocol limit so that the session can answer

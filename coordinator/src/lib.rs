@@ -8,6 +8,7 @@ pub mod auth;
 pub mod conference;
 pub mod config;
 pub mod http;
+pub mod join;
 pub mod media_rpc;
 pub mod registry;
 pub mod signaling;
@@ -25,6 +26,7 @@ use tracing::{info, warn};
 use crate::auth::TokenKey;
 use crate::conference::Conference;
 use crate::config::CoordinatorConfig;
+use crate::join::queue::{JoinQueue, Limiter, LocalLimiter, RedisLimiter};
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::redis::RedisRegistry;
 use crate::registry::Registry;
@@ -40,6 +42,37 @@ pub enum CoordinatorError {
     Bind(SocketAddr, std::io::Error),
 }
 
+/// Where shared state lives: Redis for a cluster, memory on a single machine.
+struct Stores {
+    registry: Arc<dyn Registry>,
+    /// Set without Redis: nodes are polled into it.
+    memory: Option<Arc<MemoryRegistry>>,
+    limiter: Arc<dyn Limiter>,
+}
+
+async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> {
+    let limit = config.join_concurrency as usize;
+    Ok(match &config.redis_url {
+        Some(url) => Stores {
+            registry: Arc::new(RedisRegistry::connect(url).await?),
+            memory: None,
+            limiter: Arc::new(
+                RedisLimiter::connect(url, limit)
+                    .await
+                    .map_err(registry::RegistryError::from)?,
+            ),
+        },
+        None => {
+            let memory = Arc::new(MemoryRegistry::new());
+            Stores {
+                registry: memory.clone(),
+                memory: Some(memory),
+                limiter: Arc::new(LocalLimiter::new(limit)),
+            }
+        }
+    })
+}
+
 /// How often node reports are read (and, without Redis, polled).
 const NODE_POLL: Duration = Duration::from_secs(1);
 
@@ -49,14 +82,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), CoordinatorError> {
-    let (registry, memory): (Arc<dyn Registry>, Option<Arc<MemoryRegistry>>) =
-        match &config.redis_url {
-            Some(url) => (Arc::new(RedisRegistry::connect(url).await?), None),
-            None => {
-                let m = Arc::new(MemoryRegistry::new());
-                (m.clone(), Some(m))
-            }
-        };
+    let Stores {
+        registry,
+        memory,
+        limiter,
+    } = stores(&config).await?;
+    let queue = Arc::new(JoinQueue::new(limiter, config.queue_timeout));
     let conference = Conference::new(registry.clone(), config.placement.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -75,6 +106,7 @@ pub async fn run(
         tokens: TokenKey::new(config.token_secret.as_bytes()),
         api_key: config.api_key.as_str().into(),
         admin_key: config.admin_key.as_str().into(),
+        queue,
     };
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);

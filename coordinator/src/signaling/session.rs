@@ -17,6 +17,7 @@ use super::protocol::{
 };
 use crate::auth::{TokenError, TokenKey};
 use crate::conference::{Conference, ConferenceError, ConsumerOp, ProducerOp};
+use crate::join::queue::JoinQueue;
 
 /// What a session needs.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct SessionDeps {
     pub conference: Arc<Conference>,
     /// Verifies join tokens.
     pub tokens: TokenKey,
+    /// Admission of joins.
+    pub queue: Arc<JoinQueue>,
 }
 
 struct Joined {
@@ -112,7 +115,34 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             continue;
         }
         let leave = matches!(parsed, ClientMessage::Leave { .. });
-        let reply = handle(&deps, &tx, &mut joined, parsed).await;
+        let is_join = matches!(parsed, ClientMessage::Join { .. });
+        let reply = {
+            let work = handle(&deps, &tx, &mut joined, parsed);
+            if is_join {
+                // A join may wait in the queue: keep reading so that a client
+                // who goes away frees its place, and refuse anything else meanwhile.
+                tokio::pin!(work);
+                let mut closed = false;
+                let reply = loop {
+                    tokio::select! {
+                        r = &mut work => break Some(r),
+                        m = stream.next() => match m {
+                            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => { closed = true; break None; }
+                            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                            Some(Ok(_)) => {
+                                let _ = tx.send(error(None, ErrorCode::OutOfOrder, "wait for the join to finish"));
+                            }
+                        },
+                    }
+                };
+                if closed {
+                    break;
+                }
+                reply.expect("set when not closed")
+            } else {
+                work.await
+            }
+        };
         let _ = tx.send(match reply {
             Ok(Reply::Message(msg)) => msg,
             Ok(Reply::Data(data)) => ServerMessage::Response { req_id, data },
@@ -175,6 +205,20 @@ async fn handle(
             return bad(ErrorCode::Unauthorized, "the token is for another room");
         }
         let peer = claims.sub.clone();
+        let queued_tx = tx.clone();
+        let _admission = deps
+            .queue
+            .admit(move |position, estimated_wait_ms| {
+                let _ = queued_tx.send(ServerMessage::Queued {
+                    position,
+                    estimated_wait_ms,
+                });
+            })
+            .await
+            .map_err(|e| ConferenceError {
+                code: ErrorCode::Unavailable,
+                message: e.to_string(),
+            })?;
         let span = info_span!("join", room = %room, participant = %peer);
         let j = c
             .join(&room, &peer, &display_name, claims.publish, tx.clone())

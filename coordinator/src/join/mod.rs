@@ -1,0 +1,3 @@
+//! Join path: signalling -> **join queue** -> placement.
+
+pub mod queue;

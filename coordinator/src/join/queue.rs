@@ -1,0 +1,339 @@
+//! Join path: signalling -> **join queue** -> placement. Every join waits
+//! its turn in a FIFO, and at most `limit` joins are placed at once across the
+//! whole cluster (a Redis lease set shared by every coordinator, or a local
+//! counter on a single machine). A surge of a thousand joins is absorbed in
+//! order, each client told its place in line and an estimated wait at least
+//! once a second. A client that disconnects while queued frees its place.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use tokio::sync::Notify;
+use tracing::warn;
+
+/// How often a waiting join re-checks and reports its position.
+const TICK: Duration = Duration::from_millis(250);
+/// A lease not released by then (its coordinator died) expires.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Why a queued join gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// Waited longer than the queue timeout.
+    #[error("waited {0:?} without being admitted")]
+    TimedOut(Duration),
+}
+
+/// Cluster-wide bound on joins being placed at once.
+#[async_trait::async_trait]
+pub trait Limiter: Send + Sync + 'static {
+    /// Takes one slot if fewer than the limit are taken; returns its lease id.
+    async fn try_acquire(&self) -> Option<String>;
+    /// Gives a slot back.
+    async fn release(&self, lease: String);
+}
+
+/// The single-machine limiter.
+pub struct LocalLimiter {
+    limit: usize,
+    taken: Mutex<usize>,
+}
+
+impl LocalLimiter {
+    /// At most `limit` at once.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            taken: Mutex::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Limiter for LocalLimiter {
+    async fn try_acquire(&self) -> Option<String> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        (*taken < self.limit).then(|| {
+            *taken += 1;
+            String::new()
+        })
+    }
+
+    async fn release(&self, _lease: String) {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        *taken = taken.saturating_sub(1);
+    }
+}
+
+const ACQUIRE: &str = r#"
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+  return 1
+end
+return 0
+"#;
+
+/// Leases in a Redis sorted set scored by expiry: shared by every
+/// coordinator, and self-healing if one dies holding leases.
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    limit: usize,
+    script: Script,
+}
+
+/// Key of the lease set.
+pub const LEASES_KEY: &str = "throng:admission:leases";
+
+impl RedisLimiter {
+    /// At most `limit` at once across the cluster.
+    pub async fn connect(url: &str, limit: usize) -> Result<Self, redis::RedisError> {
+        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        Ok(Self {
+            conn,
+            limit,
+            script: Script::new(ACQUIRE),
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl Limiter for RedisLimiter {
+    async fn try_acquire(&self) -> Option<String> {
+        let lease = format!("{:x}-{:x}", now_ms(), rand_u64());
+        let granted: Result<i64, _> = self
+            .script
+            .key(LEASES_KEY)
+            .arg(now_ms())
+            .arg(self.limit)
+            .arg(LEASE_TTL.as_millis() as u64)
+            .arg(&lease)
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        match granted {
+            Ok(1) => Some(lease),
+            Ok(_) => None,
+            Err(e) => {
+                warn!(error = %e, "admission lease not taken");
+                None
+            }
+        }
+    }
+
+    async fn release(&self, lease: String) {
+        let r: Result<i64, _> = redis::cmd("ZREM")
+            .arg(LEASES_KEY)
+            .arg(&lease)
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = r {
+            warn!(error = %e, "admission lease not released; it expires");
+        }
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.finish()
+}
+
+struct State {
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
+    /// Recent admission times, for the wait estimate.
+    admitted: VecDeque<Instant>,
+}
+
+/// The coordinator's join queue.
+pub struct JoinQueue {
+    state: Mutex<State>,
+    changed: Arc<Notify>,
+    limiter: Arc<dyn Limiter>,
+    timeout: Duration,
+}
+
+/// A granted admission; dropping it frees the slot.
+pub struct Admission {
+    limiter: Arc<dyn Limiter>,
+    lease: Option<String>,
+    changed: Arc<Notify>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let (limiter, changed) = (self.limiter.clone(), self.changed.clone());
+            tokio::spawn(async move {
+                limiter.release(lease).await;
+                // The head of the line re-checks at once rather than at its next tick.
+                changed.notify_waiters();
+            });
+        }
+    }
+}
+
+/// Removes a ticket that leaves the queue for any reason (disconnect included).
+struct Ticket<'a> {
+    queue: &'a JoinQueue,
+    id: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut s = self.queue.lock();
+        if let Some(i) = s.waiting.iter().position(|t| *t == self.id) {
+            s.waiting.remove(i);
+        }
+        drop(s);
+        self.queue.changed.notify_waiters();
+    }
+}
+
+impl JoinQueue {
+    /// A queue over `limiter`, giving up after `timeout`.
+    pub fn new(limiter: Arc<dyn Limiter>, timeout: Duration) -> Self {
+        Self {
+            state: Mutex::new(State {
+                waiting: VecDeque::new(),
+                next_ticket: 0,
+                admitted: VecDeque::new(),
+            }),
+            changed: Arc::new(Notify::new()),
+            limiter,
+            timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins waiting on this coordinator.
+    pub fn len(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    /// Whether nobody waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Position (1-based) and estimated wait of a ticket.
+    fn position(&self, id: u64) -> Option<(u64, u64)> {
+        let mut s = self.lock();
+        let pos = s.waiting.iter().position(|t| *t == id)? as u64 + 1;
+        let horizon = Instant::now() - Duration::from_secs(5);
+        while s.admitted.front().is_some_and(|t| *t < horizon) {
+            s.admitted.pop_front();
+        }
+        // Admissions per second over the last 5 s; before any, assume 50/s.
+        let rate = if s.admitted.len() >= 2 {
+            s.admitted.len() as f64 / 5.0
+        } else {
+            50.0
+        };
+        Some((pos, (pos as f64 / rate * 1000.0) as u64))
+    }
+
+    /// Waits for this join's turn and a cluster-wide slot. `report` receives
+    /// (position, estimated wait in ms) at once and then at least every second.
+    pub async fn admit(&self, mut report: impl FnMut(u64, u64)) -> Result<Admission, QueueError> {
+        let ticket = {
+            let mut s = self.lock();
+            let id = s.next_ticket;
+            s.next_ticket += 1;
+            s.waiting.push_back(id);
+            Ticket { queue: self, id }
+        };
+        let started = Instant::now();
+        let mut last_report: Option<Instant> = None;
+        loop {
+            let notified = self.changed.notified();
+            let (pos, wait) = self
+                .position(ticket.id)
+                .expect("a ticket stays queued until dropped");
+            if last_report.is_none_or(|t| t.elapsed() >= Duration::from_millis(900)) {
+                report(pos, wait);
+                last_report = Some(Instant::now());
+            }
+            if pos == 1 {
+                if let Some(lease) = self.limiter.try_acquire().await {
+                    self.lock().admitted.push_back(Instant::now());
+                    drop(ticket);
+                    return Ok(Admission {
+                        limiter: self.limiter.clone(),
+                        lease: Some(lease),
+                        changed: self.changed.clone(),
+                    });
+                }
+            }
+            if started.elapsed() > self.timeout {
+                return Err(QueueError::TimedOut(self.timeout));
+            }
+            // Woken by a change in line, or re-check (a slot freed elsewhere in the cluster).
+            let _ = tokio::time::timeout(TICK, notified).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn joins_are_admitted_in_order_within_the_limit_and_a_leaver_frees_its_place() {
+        let queue = Arc::new(JoinQueue::new(
+            Arc::new(LocalLimiter::new(1)),
+            Duration::from_secs(10),
+        ));
+        let first = queue.admit(|_, _| {}).await.unwrap();
+        // The second waits: the only slot is taken.
+        let q = queue.clone();
+        let positions = Arc::new(Mutex::new(Vec::new()));
+        let seen = positions.clone();
+        let second = tokio::spawn(async move {
+            q.admit(move |p, _| seen.lock().unwrap().push(p))
+                .await
+                .map(|_| ())
+        });
+        // A third gives up (disconnects) while queued.
+        let q = queue.clone();
+        let third = tokio::spawn(async move { q.admit(|_, _| {}).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(queue.len(), 2);
+        third.abort();
+        let _ = third.await;
+        assert_eq!(queue.len(), 1, "an abandoned join leaves the line");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(2), second)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(positions.lock().unwrap().first(), Some(&1));
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_join_that_waits_too_long_times_out() {
+        let queue = JoinQueue::new(Arc::new(LocalLimiter::new(0)), Duration::from_millis(300));
+        assert!(matches!(
+            queue.admit(|_, _| {}).await,
+            Err(QueueError::TimedOut(_))
+        ));
+        assert!(queue.is_empty());
+    }
+}
