@@ -189,3 +189,54 @@ async fn bad_messages_get_errors_and_leave_other_sessions_alone() {
         .await;
     assert_eq!(e["type"], "response", "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_dies_its_participants_are_told_to_reconnect_and_are_placed_elsewhere() {
+    let redis = RedisServer::start();
+    // Two nodes of one worker, room for two participants each.
+    let mut c = cluster_of(2, 1, 60, Some(&redis)).await;
+    let mut a = Client::connect(&c).await;
+    let mut b = Client::connect(&c).await;
+    assert_eq!(a.join("resilient", "a", true).await["type"], "joined");
+    assert_eq!(b.join("resilient", "b", true).await["type"], "joined");
+    // Room placement: both on the first worker chosen (it has room for two).
+    let room = admin(&c, "/admin/rooms/resilient").await;
+    let routers = room["routers"].as_array().unwrap();
+    assert_eq!(routers.len(), 1, "{room}");
+    let doomed = routers[0]["nodeId"].as_str().unwrap().to_string();
+    let index: usize = doomed.trim_start_matches("node-").parse::<usize>().unwrap() - 1;
+
+    // The node goes away (its report disappears from Redis).
+    drop(c.node_stops[index].take());
+    for client in [&mut a, &mut b] {
+        let m = client.wait(|m| m["type"] == "reconnect").await;
+        assert!(m["reason"].as_str().unwrap().contains("node"), "{m}");
+        // ... and the old socket is closed by the server.
+        let end = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::StreamExt::next(&mut client.ws),
+        )
+        .await;
+        assert!(
+            matches!(
+                end,
+                Ok(None)
+                    | Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))))
+                    | Ok(Some(Err(_)))
+            ),
+            "socket not closed: {end:?}"
+        );
+    }
+    // The clients re-join on new sockets and land on the surviving node.
+    let mut a2 = Client::connect(&c).await;
+    let j = a2.join("resilient", "a", true).await;
+    assert_eq!(j["type"], "joined", "{j}");
+    let room = admin(&c, "/admin/rooms/resilient").await;
+    let routers = room["routers"].as_array().unwrap();
+    assert_eq!(routers.len(), 1, "{room}");
+    assert_ne!(routers[0]["nodeId"].as_str().unwrap(), doomed);
+    assert_eq!(
+        room["participants"], 1,
+        "the dead node's reservations were released: {room}"
+    );
+}

@@ -60,6 +60,10 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
+            // This session's placement is gone: the client re-joins on a new socket.
+            if matches!(msg, ServerMessage::Reconnect { .. }) {
+                break;
+            }
         }
         let _ = sink.close().await;
     });

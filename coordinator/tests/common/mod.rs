@@ -90,7 +90,8 @@ pub fn free_port_block(n: u16) -> u16 {
 pub struct Cluster {
     pub url: String,
     pub http: SocketAddr,
-    _node_stop: tokio::sync::oneshot::Sender<()>,
+    /// Stops (drains) each media node, by index.
+    pub node_stops: Vec<Option<tokio::sync::oneshot::Sender<()>>>,
     _coord_stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -104,8 +105,17 @@ pub async fn cluster_with(
     worker_capacity: u32,
     redis: Option<&RedisServer>,
 ) -> Cluster {
+    cluster_of(1, workers, worker_capacity, redis).await
+}
+
+/// A media node in this process; returns its gRPC address and its stop switch.
+pub async fn start_node(
+    node_id: &str,
+    workers: usize,
+    redis: Option<&RedisServer>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let env: HashMap<String, String> = [
-        (nvars::NODE_ID, "node-1".to_string()),
+        (nvars::NODE_ID, node_id.to_string()),
         (nvars::WORKERS, workers.to_string()),
         (nvars::RTC_LISTEN_IP, "127.0.0.1".into()),
         (
@@ -120,22 +130,37 @@ pub async fn cluster_with(
     .map(|(k, v)| (k.to_string(), v))
     .chain(redis.map(|r| (nvars::REDIS_URL.to_string(), r.url())))
     .collect();
-    let (node_stop, node_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(media_node::run(
         NodeConfig::from_env(&env).unwrap(),
         async move {
-            let _ = node_stop_rx.await;
+            let _ = stop_rx.await;
         },
         move |b| {
             let _ = ready_tx.send(b);
         },
     ));
-    let node = ready_rx.await.expect("media node started");
+    (ready_rx.await.expect("media node started").grpc, stop)
+}
 
+/// `nodes` media nodes and one coordinator.
+pub async fn cluster_of(
+    nodes: usize,
+    workers: usize,
+    worker_capacity: u32,
+    redis: Option<&RedisServer>,
+) -> Cluster {
+    let mut addrs = Vec::new();
+    let mut node_stops = Vec::new();
+    for i in 0..nodes {
+        let (addr, stop) = start_node(&format!("node-{}", i + 1), workers, redis).await;
+        addrs.push(addr.to_string());
+        node_stops.push(Some(stop));
+    }
     let env: HashMap<String, String> = [
         (cvars::LISTEN, "127.0.0.1:0".to_string()),
-        (cvars::MEDIA_NODES, node.grpc.to_string()),
+        (cvars::MEDIA_NODES, addrs.join(",")),
         (cvars::TOKEN_SECRET, SECRET.into()),
         (cvars::API_KEY, API_KEY.into()),
         (cvars::ADMIN_KEY, ADMIN_KEY.into()),
@@ -157,26 +182,21 @@ pub async fn cluster_with(
         },
     ));
     let http = ready_rx.await.expect("coordinator started");
-    // Let the coordinator see the node once (it polls every second).
     let c = Cluster {
         url: format!("ws://{http}/ws"),
         http,
-        _node_stop: node_stop,
+        node_stops,
         _coord_stop: coord_stop,
     };
-    wait_for_nodes(&c).await;
-    c
-}
-
-pub async fn wait_for_nodes(c: &Cluster) {
+    // Let the coordinator see the nodes (it polls every second).
     for _ in 0..50 {
-        let v = admin(c, "/admin/nodes").await;
-        if v["nodes"].as_array().is_some_and(|n| !n.is_empty()) {
-            return;
+        let v = admin(&c, "/admin/nodes").await;
+        if v["nodes"].as_array().is_some_and(|n| n.len() == nodes) {
+            return c;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("coordinator never saw the media node");
+    panic!("coordinator never saw the {nodes} media nodes");
 }
 
 pub async fn admin(c: &Cluster, path: &str) -> Value {
