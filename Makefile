@@ -19,5 +19,5 @@ test: lint build
 	unshare --net -- sh -c 'ip link set lo up && cargo nextest run --workspace --offline --no-fail-fast'
 
 run: deps
-	cargo build -p media-node
+	cargo build -p media-node -p coordinator
 	scripts/run-local.sh

@@ -1,35 +1,69 @@
 #!/usr/bin/env bash
 # Starts the single-machine cluster from the workspace's build output and
-# prints the URL to open. Stops everything on Ctrl-C / SIGTERM.
+# prints the URL to open and a ready-to-use join token. Ctrl-C / SIGTERM
+# stops everything (each part drains on SIGTERM).
 #
-# Today this is one media node (one mediasoup worker per core, each with its
-# WebRtcServer port) and its status page; the coordinator joins it as it lands.
+# Parts: Redis (when redis-server is installed; otherwise the coordinator's
+# in-memory registry polls the node), one media node (one mediasoup worker per
+# core, each on its own UDP+TCP port from 40000), one coordinator on :8080.
+# Development secrets are generated per run unless THRONG_TOKEN_SECRET,
+# THRONG_API_KEY and THRONG_ADMIN_KEY are set.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN="$ROOT/target/debug"
 
-HTTP_PORT=${THRONG_HTTP_PORT:-9100}
-export THRONG_NODE_ID=${THRONG_NODE_ID:-local-node}
-export THRONG_RTC_LISTEN_IP=${THRONG_RTC_LISTEN_IP:-127.0.0.1}
-export THRONG_RTC_BASE_PORT=${THRONG_RTC_BASE_PORT:-40000}
-export THRONG_HTTP_LISTEN=${THRONG_HTTP_LISTEN:-127.0.0.1:$HTTP_PORT}
+dev_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }
+export THRONG_TOKEN_SECRET=${THRONG_TOKEN_SECRET:-dev-$(dev_secret)-$(dev_secret)}
+export THRONG_API_KEY=${THRONG_API_KEY:-dev-$(dev_secret)-$(dev_secret)}
+export THRONG_ADMIN_KEY=${THRONG_ADMIN_KEY:-dev-$(dev_secret)-$(dev_secret)}
 export RUST_LOG=${RUST_LOG:-info}
+LISTEN=${THRONG_LISTEN:-127.0.0.1:8080}
+GRPC=${THRONG_NODE_GRPC:-127.0.0.1:50051}
 
-"$BIN/media-node" &
-NODE=$!
-trap 'kill -TERM $NODE 2>/dev/null; wait $NODE' INT TERM
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+if command -v redis-server >/dev/null; then
+  REDIS_PORT=${THRONG_REDIS_PORT:-6399}
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  PIDS+=($!)
+  export THRONG_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break; sleep 0.1; done
+fi
+
+THRONG_NODE_ID=${THRONG_NODE_ID:-local-node} \
+THRONG_RTC_LISTEN_IP=${THRONG_RTC_LISTEN_IP:-127.0.0.1} \
+THRONG_RTC_BASE_PORT=${THRONG_RTC_BASE_PORT:-40000} \
+THRONG_GRPC_LISTEN="$GRPC" \
+THRONG_HTTP_LISTEN=${THRONG_NODE_HTTP:-127.0.0.1:9100} \
+  "$BIN/media-node" &
+PIDS+=($!)
+
+THRONG_LISTEN="$LISTEN" THRONG_MEDIA_NODES="$GRPC" "$BIN/coordinator" &
+PIDS+=($!)
 
 for _ in $(seq 1 100); do
-  if curl -fsS "http://$THRONG_HTTP_LISTEN/healthz" >/dev/null 2>&1; then
-    echo
-    echo "Throng is running: http://$THRONG_HTTP_LISTEN/status"
-    echo "(Ctrl-C stops it)"
-    wait $NODE
+  if curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1; then
+    TOKEN=$("$BIN/coordinator" token --room demo --identity "guest-$RANDOM")
+    cat <<INFO
+
+Throng is running: http://$LISTEN/
+  registry:    ${THRONG_REDIS_URL:-in-memory (no redis-server installed)}
+  join token:  room "demo" -> $TOKEN
+  join link:   http://$LISTEN/?room=demo&token=$TOKEN
+  more tokens: THRONG_TOKEN_SECRET=$THRONG_TOKEN_SECRET $BIN/coordinator token --room demo --identity NAME
+               or POST http://$LISTEN/api/token with header x-api-key: $THRONG_API_KEY
+  admin API:   curl -H 'x-admin-key: $THRONG_ADMIN_KEY' http://$LISTEN/admin/nodes
+(Ctrl-C stops it)
+INFO
+    wait -n "${PIDS[@]}"
     exit $?
   fi
-  kill -0 $NODE 2>/dev/null || { wait $NODE; exit $?; }
   sleep 0.1
 done
-echo "media node did not become healthy within 10 s" >&2
-kill -TERM $NODE
+echo "the cluster did not become healthy within 10 s" >&2
 exit 1

@@ -67,6 +67,7 @@ fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), Ap
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws))
+        .route("/", get(home))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/token", post(mint_token))
         .route("/admin/nodes", get(admin_nodes))
@@ -181,4 +182,39 @@ async fn admin_room(
     Ok(Json(
         json!({ "room": room, "participants": r.participants, "routers": routers }),
     ))
+}
+
+/// The root page: what this coordinator sees of the cluster. (The web client
+/// is served here once `client-web` is built.)
+async fn home(State(state): State<AppState>) -> Response {
+    let nodes = state
+        .conference
+        .registry()
+        .nodes()
+        .await
+        .unwrap_or_default();
+    let workers: usize = nodes.iter().map(|n| n.workers.len()).sum();
+    let rows: String = nodes
+        .iter()
+        .map(|n| {
+            let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;");
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&n.node_id),
+                n.workers.len(),
+                n.workers.iter().map(|w| w.consumers).sum::<u32>(),
+                if n.draining { "draining" } else { "serving" }
+            )
+        })
+        .collect();
+    axum::response::Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Throng</title></head><body>\
+         <h1>Throng coordinator</h1><p>{} media node(s), {} worker(s). Browsers connect to <code>/ws</code> \
+         (protocol: docs/signalling.md).</p><table><thead><tr><th>node</th><th>workers</th><th>consumers</th>\
+         <th>state</th></tr></thead><tbody>{}</tbody></table></body></html>",
+        nodes.len(),
+        workers,
+        rows
+    ))
+    .into_response()
 }
