@@ -234,6 +234,12 @@ impl Conference {
         lock(&self.rooms).get(room_id).cloned()
     }
 
+    /// The room of a request that needs a joined participant.
+    fn joined_room(&self, room_id: &str) -> Res<Arc<tokio::sync::Mutex<Room>>> {
+        self.existing_room(room_id)
+            .ok_or_else(|| ConferenceError::new(ErrorCode::OutOfOrder, "join first"))
+    }
+
     fn client(self: &Arc<Self>, node_id: &str, address: &str) -> Res<MediaNodeClient<Channel>> {
         let client = self.media.client(node_id, address)?;
         if lock(&self.watched).insert(node_id.to_string()) {
@@ -547,9 +553,7 @@ impl Conference {
                 ))
             }
         };
-        let room_lock = self
-            .existing_room(room_id)
-            .ok_or_else(|| ConferenceError::new(ErrorCode::OutOfOrder, "join first"))?;
+        let room_lock = self.joined_room(room_id)?;
         let mut room = room_lock.lock().await;
         let router = Self::peer_router(&room, peer_id)?;
         let peer = room.peers.get_mut(peer_id).expect("checked");
@@ -662,9 +666,7 @@ impl Conference {
         peer_id: &str,
         check: impl FnOnce(&Room) -> Res<()>,
     ) -> Res<(RouterRef, ())> {
-        let room_lock = self
-            .existing_room(room_id)
-            .ok_or_else(|| ConferenceError::new(ErrorCode::OutOfOrder, "join first"))?;
+        let room_lock = self.joined_room(room_id)?;
         let room = room_lock.lock().await;
         let router = Self::peer_router(&room, peer_id)?;
         check(&room)?;
@@ -692,9 +694,7 @@ impl Conference {
                 ))
             }
         };
-        let room_lock = self
-            .existing_room(room_id)
-            .ok_or_else(|| ConferenceError::new(ErrorCode::OutOfOrder, "join first"))?;
+        let room_lock = self.joined_room(room_id)?;
         let mut room = room_lock.lock().await;
         let router = Self::peer_router(&room, peer_id)?;
         let peer = &room.peers[peer_id];
@@ -776,9 +776,7 @@ impl Conference {
         producer_id: &str,
         caps: &Value,
     ) -> Res<Value> {
-        let room_lock = self
-            .existing_room(room_id)
-            .ok_or_else(|| ConferenceError::new(ErrorCode::OutOfOrder, "join first"))?;
+        let room_lock = self.joined_room(room_id)?;
         let mut room = room_lock.lock().await;
         let router = Self::peer_router(&room, peer_id)?;
         let peer = &room.peers[peer_id];
@@ -869,9 +867,7 @@ impl Conference {
         producer_id: &str,
         op: ProducerOp,
     ) -> Res<()> {
-        let room_lock = self
-            .existing_room(room_id)
-            .ok_or_else(|| ConferenceError::new(ErrorCode::OutOfOrder, "join first"))?;
+        let room_lock = self.joined_room(room_id)?;
         let mut room = room_lock.lock().await;
         let router = Self::peer_router(&room, peer_id)?;
         if !room.peers[peer_id].producers.contains(producer_id) {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use throng_proto::media as pb;
-use throng_proto::report::{NodeReport, WorkerReport};
+use throng_proto::report::NodeReport;
 use tracing::{info, warn};
 
 use crate::auth::TokenKey;
@@ -128,29 +128,7 @@ async fn poll_nodes(memory: Arc<MemoryRegistry>, addresses: Vec<String>) {
             };
             match client.get_node_info(pb::GetNodeInfoRequest {}).await {
                 Ok(info) => {
-                    let info = info.into_inner();
-                    let report = NodeReport {
-                        node_id: info.node_id,
-                        grpc_address: info.grpc_address,
-                        announced_address: info.announced_address,
-                        draining: info.draining,
-                        dead: false,
-                        workers: info
-                            .workers
-                            .into_iter()
-                            .map(|w| WorkerReport {
-                                index: w.index,
-                                port: w.port as u16,
-                                routers: w.routers,
-                                transports: w.transports,
-                                producers: w.producers,
-                                consumers: w.consumers,
-                                cpu_time_ms: w.cpu_time_ms,
-                                cpu_load: w.cpu_load,
-                            })
-                            .collect(),
-                        reported_at_ms: 0,
-                    };
+                    let report: NodeReport = info.into_inner().into();
                     memory.report_node(report, NODE_POLL * 3);
                 }
                 Err(status) => warn!(%address, %status, "media node not answering"),

@@ -90,27 +90,7 @@ impl LoadTracker {
 
     /// The report in GetNodeInfo's form.
     pub fn node_info(&self, identity: &NodeIdentity, rooms: &Rooms) -> pb::NodeInfo {
-        let r = self.report(identity, rooms, false);
-        pb::NodeInfo {
-            node_id: r.node_id,
-            grpc_address: r.grpc_address,
-            announced_address: r.announced_address,
-            draining: r.draining,
-            workers: r
-                .workers
-                .into_iter()
-                .map(|w| pb::WorkerInfo {
-                    index: w.index,
-                    port: u32::from(w.port),
-                    routers: w.routers,
-                    transports: w.transports,
-                    producers: w.producers,
-                    consumers: w.consumers,
-                    cpu_time_ms: w.cpu_time_ms,
-                    cpu_load: w.cpu_load,
-                })
-                .collect(),
-        }
+        self.report(identity, rooms, false).into()
     }
 }
 

@@ -54,3 +54,57 @@ pub struct NodeReport {
     /// When this report was written, ms since the epoch.
     pub reported_at_ms: u64,
 }
+
+/// `GetNodeInfo` carries the same facts as the report (the single-machine
+/// coordinator polls it instead of reading Redis).
+impl From<crate::media::NodeInfo> for NodeReport {
+    fn from(info: crate::media::NodeInfo) -> Self {
+        Self {
+            node_id: info.node_id,
+            grpc_address: info.grpc_address,
+            announced_address: info.announced_address,
+            draining: info.draining,
+            dead: false,
+            workers: info
+                .workers
+                .into_iter()
+                .map(|w| WorkerReport {
+                    index: w.index,
+                    port: u16::try_from(w.port).unwrap_or(0),
+                    routers: w.routers,
+                    transports: w.transports,
+                    producers: w.producers,
+                    consumers: w.consumers,
+                    cpu_time_ms: w.cpu_time_ms,
+                    cpu_load: w.cpu_load,
+                })
+                .collect(),
+            reported_at_ms: 0,
+        }
+    }
+}
+
+impl From<NodeReport> for crate::media::NodeInfo {
+    fn from(r: NodeReport) -> Self {
+        Self {
+            node_id: r.node_id,
+            grpc_address: r.grpc_address,
+            announced_address: r.announced_address,
+            draining: r.draining,
+            workers: r
+                .workers
+                .into_iter()
+                .map(|w| crate::media::WorkerInfo {
+                    index: w.index,
+                    port: u32::from(w.port),
+                    routers: w.routers,
+                    transports: w.transports,
+                    producers: w.producers,
+                    consumers: w.consumers,
+                    cpu_time_ms: w.cpu_time_ms,
+                    cpu_load: w.cpu_load,
+                })
+                .collect(),
+        }
+    }
+}
