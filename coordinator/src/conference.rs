@@ -234,6 +234,11 @@ impl Conference {
         lock(&self.rooms).get(room_id).cloned()
     }
 
+    /// Rooms with participants on this coordinator.
+    pub fn local_rooms(&self) -> Vec<String> {
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
     /// The room of a request that needs a joined participant.
     fn joined_room(&self, room_id: &str) -> Res<Arc<tokio::sync::Mutex<Room>>> {
         self.existing_room(room_id)

@@ -11,6 +11,8 @@ use crate::conference::PlacementSettings;
 pub struct CoordinatorConfig {
     /// HTTP + WebSocket listen address.
     pub listen: SocketAddr,
+    /// host:port other coordinators reach this one at (defaults to the bound address).
+    pub advertise: Option<String>,
     /// Shared Redis; `None` runs the single-machine in-memory registry.
     pub redis_url: Option<String>,
     /// Media nodes to poll when there is no Redis (host:port of their gRPC).
@@ -43,6 +45,8 @@ pub struct ConfigError {
 pub mod vars {
     /// Listen address.
     pub const LISTEN: &str = "THRONG_LISTEN";
+    /// Address other coordinators reach this one at.
+    pub const ADVERTISE: &str = "THRONG_ADVERTISE";
     /// Redis URL.
     pub const REDIS_URL: &str = "THRONG_REDIS_URL";
     /// Comma-separated media node gRPC addresses (no-Redis mode).
@@ -151,8 +155,22 @@ impl CoordinatorConfig {
                 ),
             });
         }
+        let advertise = get(env, vars::ADVERTISE).map(str::to_string);
+        if let Some(a) = &advertise {
+            if a.rsplit_once(':')
+                .and_then(|(h, p)| (!h.is_empty()).then_some(p))
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(ConfigError {
+                    var: vars::ADVERTISE,
+                    reason: format!("{a:?} is not host:port"),
+                });
+            }
+        }
         Ok(Self {
             listen,
+            advertise,
             redis_url,
             media_nodes,
             token_secret: secret(env, vars::TOKEN_SECRET)?,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub admin_key: Arc<str>,
     /// Admission of joins.
     pub queue: Arc<crate::join::queue::JoinQueue>,
+    /// Which coordinator hosts each room.
+    pub owners: crate::signaling::owners::RoomOwners,
 }
 
 /// An HTTP error with a JSON body.
@@ -80,6 +82,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         conference: state.conference.clone(),
         tokens: state.tokens.clone(),
         queue: state.queue.clone(),
+        owners: state.owners.clone(),
     };
     upgrade
         // A little above the protocol limit so that the session can answer

@@ -30,6 +30,7 @@ use crate::join::queue::{JoinQueue, Limiter, LocalLimiter, RedisLimiter};
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::redis::RedisRegistry;
 use crate::registry::Registry;
+use crate::signaling::owners::RoomOwners;
 
 /// Why the coordinator could not run.
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +102,21 @@ pub async fn run(
     }
     tokio::spawn(watch_nodes(conference.clone()));
 
+    let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let owners = match &config.redis_url {
+        Some(url) => RoomOwners::redis(url, &me)
+            .await
+            .map_err(registry::RegistryError::from)?,
+        None => RoomOwners::local(),
+    };
+    tokio::spawn(owners.clone().refresh_loop(conference.clone()));
     let state = http::AppState {
         conference,
         tokens: TokenKey::new(config.token_secret.as_bytes()),
         api_key: config.api_key.as_str().into(),
         admin_key: config.admin_key.as_str().into(),
         queue,
+        owners,
     };
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);

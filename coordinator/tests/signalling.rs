@@ -240,3 +240,72 @@ async fn when_a_node_dies_its_participants_are_told_to_reconnect_and_are_placed_
         "the dead node's reservations were released: {room}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_joined_through_different_coordinators_see_and_receive_each_other() {
+    let redis = RedisServer::start();
+    let (n1, _s1) = start_node("node-1", 1, Some(&redis)).await;
+    let (n2, _s2) = start_node("node-2", 1, Some(&redis)).await;
+    let nodes = vec![n1.to_string(), n2.to_string()];
+    // Two participants per worker: the third spills to the other node.
+    let coord_a = Cluster::coordinator(&nodes, 60, &redis).await;
+    let coord_b = Cluster::coordinator(&nodes, 60, &redis).await;
+
+    let mut x = Client::connect(&coord_a).await;
+    let jx = x.join("global", "x", true).await;
+    assert_eq!(jx["type"], "joined", "{jx}");
+    let producer = publish_audio(&mut x, 7777).await;
+
+    let mut y = Client::connect(&coord_b).await;
+    let jy = y.join("global", "y", true).await;
+    assert_eq!(jy["type"], "joined", "{jy}");
+    assert_eq!(
+        jy["peers"][0]["peerId"], "x",
+        "y sees x through the other coordinator: {jy}"
+    );
+    assert_eq!(
+        jy["peers"][0]["producers"][0]["producerId"],
+        json!(producer)
+    );
+    assert_eq!(
+        x.wait(|m| m["type"] == "peerJoined").await["peer"]["peerId"],
+        "y"
+    );
+
+    let mut z = Client::connect(&coord_b).await;
+    let jz = z.join("global", "z", true).await;
+    assert_eq!(jz["type"], "joined", "{jz}");
+    let room = admin(&coord_b, "/admin/rooms/global").await;
+    let routers = room["routers"].as_array().unwrap();
+    assert_eq!(routers.len(), 2, "spread over both nodes: {room}");
+    assert_ne!(routers[0]["nodeId"], routers[1]["nodeId"]);
+
+    // y and z (through coordinator B) consume x's producer (coordinator A's
+    // participant), z across the node-to-node pipe; x consumes z's producer.
+    for (client, caps) in [
+        (&mut y, jy["routerRtpCapabilities"].clone()),
+        (&mut z, jz["routerRtpCapabilities"].clone()),
+    ] {
+        let recv = client
+            .request(json!({"type": "createTransport", "direction": "recv"}))
+            .await;
+        assert_eq!(recv["type"], "response", "{recv}");
+        let c = client
+            .request(json!({"type": "consume", "producerId": producer, "rtpCapabilities": caps}))
+            .await;
+        assert_eq!(c["type"], "response", "{c}");
+    }
+    let z_producer = publish_audio(&mut z, 8888).await;
+    x.wait(|m| m["type"] == "newProducer" && m["producer"]["producerId"] == json!(z_producer))
+        .await;
+    let recv = x
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(recv["type"], "response", "{recv}");
+    let c = x.request(json!({"type": "consume", "producerId": z_producer, "rtpCapabilities": jx["routerRtpCapabilities"].clone()})).await;
+    assert_eq!(c["type"], "response", "{c}");
+
+    // Leaving through coordinator B is seen through coordinator A.
+    y.request(json!({"type": "leave"})).await;
+    assert_eq!(x.wait(|m| m["type"] == "peerLeft").await["peerId"], "y");
+}

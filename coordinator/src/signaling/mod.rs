@@ -2,5 +2,6 @@
 //! [`protocol`] is every message (documented in docs/signalling.md);
 //! [`session`] serves one socket.
 
+pub mod owners;
 pub mod protocol;
 pub mod session;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, Instrument};
 
+use super::owners::{Owner, RoomOwners};
 use super::protocol::{
     ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
@@ -28,6 +29,8 @@ pub struct SessionDeps {
     pub tokens: TokenKey,
     /// Admission of joins.
     pub queue: Arc<JoinQueue>,
+    /// Which coordinator hosts each room.
+    pub owners: RoomOwners,
 }
 
 struct Joined {
@@ -69,10 +72,15 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     });
 
     let mut joined: Option<Joined> = None;
+    // Set when the room is hosted by another coordinator: client messages go
+    // there verbatim, and its messages come back through `tx`.
+    let mut upstream: Option<Upstream> = None;
+    let (upstream_closed_tx, mut upstream_closed) = mpsc::channel::<()>(1);
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             _ = &mut send_task => break,
+            _ = upstream_closed.recv() => break,
         };
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
@@ -93,6 +101,18 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                 ErrorCode::TooLarge,
                 format!("messages are limited to {MAX_MESSAGE_BYTES} bytes"),
             ));
+            continue;
+        }
+        if let Some(up) = upstream.as_mut() {
+            if up
+                .send(tokio_tungstenite::tungstenite::Message::Text(
+                    text.as_str().into(),
+                ))
+                .await
+                .is_err()
+            {
+                break;
+            }
             continue;
         }
         let parsed: ClientMessage = match serde_json::from_str(&text) {
@@ -117,6 +137,31 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                 "reqId is limited to 64 characters",
             ));
             continue;
+        }
+        if let ClientMessage::Join { room, .. } = &parsed {
+            if joined.is_none() {
+                if let Owner::Remote(owner) = deps.owners.claim(room).await {
+                    match proxy_to(
+                        &owner,
+                        text.as_str(),
+                        tx.clone(),
+                        upstream_closed_tx.clone(),
+                    )
+                    .await
+                    {
+                        Ok(up) => upstream = Some(up),
+                        Err(e) => {
+                            tracing::warn!(%owner, error = %e, "room owner unreachable");
+                            let _ = tx.send(error(
+                                req_id,
+                                ErrorCode::Unavailable,
+                                "the room's coordinator is unreachable; retry",
+                            ));
+                        }
+                    }
+                    continue;
+                }
+            }
         }
         let leave = matches!(parsed, ClientMessage::Leave { .. });
         let is_join = matches!(parsed, ClientMessage::Join { .. });
@@ -337,4 +382,40 @@ async fn handle(
         }
     };
     Ok(Reply::Data(data))
+}
+
+type Upstream = futures::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tokio_tungstenite::tungstenite::Message,
+>;
+
+/// Opens a session on the room's owner, sends it the client's `join`, and
+/// relays the owner's messages to this client until either side closes.
+async fn proxy_to(
+    owner: &str,
+    join_text: &str,
+    tx: mpsc::UnboundedSender<ServerMessage>,
+    closed: mpsc::Sender<()>,
+) -> Result<Upstream, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::Message as Up;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{owner}/ws")).await?;
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Up::Text(join_text.into())).await?;
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let Up::Text(text) = msg else { continue };
+            match serde_json::from_str::<ServerMessage>(&text) {
+                // The client had its own welcome from this coordinator.
+                Ok(ServerMessage::Welcome { .. }) => {}
+                Ok(m) => {
+                    if tx.send(m).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable message from the room's owner"),
+            }
+        }
+        let _ = closed.send(()).await;
+    });
+    Ok(sink)
 }

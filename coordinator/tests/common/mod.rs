@@ -144,6 +144,38 @@ pub async fn start_node(
     (ready_rx.await.expect("media node started").grpc, stop)
 }
 
+/// A coordinator in this process over `nodes` (gRPC addresses).
+pub async fn start_coordinator(
+    nodes: &[String],
+    worker_capacity: u32,
+    redis: Option<&RedisServer>,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let env: HashMap<String, String> = [
+        (cvars::LISTEN, "127.0.0.1:0".to_string()),
+        (cvars::MEDIA_NODES, nodes.join(",")),
+        (cvars::TOKEN_SECRET, SECRET.into()),
+        (cvars::API_KEY, API_KEY.into()),
+        (cvars::ADMIN_KEY, ADMIN_KEY.into()),
+        (cvars::WORKER_CAPACITY, worker_capacity.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .chain(redis.map(|r| (cvars::REDIS_URL.to_string(), r.url())))
+    .collect();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(coordinator::run(
+        CoordinatorConfig::from_env(&env).unwrap(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |a| {
+            let _ = ready_tx.send(a);
+        },
+    ));
+    (ready_rx.await.expect("coordinator started"), stop)
+}
+
 /// `nodes` media nodes and one coordinator.
 pub async fn cluster_of(
     nodes: usize,
@@ -158,45 +190,46 @@ pub async fn cluster_of(
         addrs.push(addr.to_string());
         node_stops.push(Some(stop));
     }
-    let env: HashMap<String, String> = [
-        (cvars::LISTEN, "127.0.0.1:0".to_string()),
-        (cvars::MEDIA_NODES, addrs.join(",")),
-        (cvars::TOKEN_SECRET, SECRET.into()),
-        (cvars::API_KEY, API_KEY.into()),
-        (cvars::ADMIN_KEY, ADMIN_KEY.into()),
-        (cvars::WORKER_CAPACITY, worker_capacity.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .chain(redis.map(|r| (cvars::REDIS_URL.to_string(), r.url())))
-    .collect();
-    let (coord_stop, coord_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(coordinator::run(
-        CoordinatorConfig::from_env(&env).unwrap(),
-        async move {
-            let _ = coord_stop_rx.await;
-        },
-        move |a| {
-            let _ = ready_tx.send(a);
-        },
-    ));
-    let http = ready_rx.await.expect("coordinator started");
+    let (http, coord_stop) = start_coordinator(&addrs, worker_capacity, redis).await;
     let c = Cluster {
         url: format!("ws://{http}/ws"),
         http,
         node_stops,
         _coord_stop: coord_stop,
     };
-    // Let the coordinator see the nodes (it polls every second).
-    for _ in 0..50 {
-        let v = admin(&c, "/admin/nodes").await;
-        if v["nodes"].as_array().is_some_and(|n| n.len() == nodes) {
-            return c;
+    c.wait_for_nodes(nodes).await;
+    c
+}
+
+impl Cluster {
+    /// Waits until the coordinator sees `nodes` media nodes (it reads them every second).
+    pub async fn wait_for_nodes(&self, nodes: usize) {
+        for _ in 0..50 {
+            let v = admin(self, "/admin/nodes").await;
+            if v["nodes"].as_array().is_some_and(|n| n.len() == nodes) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("coordinator never saw the {nodes} media nodes");
     }
-    panic!("coordinator never saw the {nodes} media nodes");
+
+    /// A coordinator (and no node of its own) over `nodes` and Redis, once it sees them.
+    pub async fn coordinator(
+        nodes: &[String],
+        worker_capacity: u32,
+        redis: &RedisServer,
+    ) -> Cluster {
+        let (http, coord_stop) = start_coordinator(nodes, worker_capacity, Some(redis)).await;
+        let c = Cluster {
+            url: format!("ws://{http}/ws"),
+            http,
+            node_stops: Vec::new(),
+            _coord_stop: coord_stop,
+        };
+        c.wait_for_nodes(nodes.len()).await;
+        c
+    }
 }
 
 pub async fn admin(c: &Cluster, path: &str) -> Value {

@@ -1,0 +1,111 @@
+//! Several coordinators on one Redis: each room's signalling is hosted by one
+//! coordinator (its owner, recorded in Redis with a TTL that the owner keeps
+//! extending while it serves the room). A browser that reaches another
+//! coordinator is proxied, message by message, to the owner, so everyone in a
+//! room sees everyone else whatever coordinator the load balancer picked.
+//! When an owner dies its claim expires and the next join claims the room.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use tracing::warn;
+
+use crate::conference::Conference;
+
+/// How long a claim lives without being extended.
+const CLAIM_TTL: Duration = Duration::from_secs(15);
+/// How often the owner extends its claims.
+const REFRESH: Duration = Duration::from_secs(5);
+
+/// Returns the owner, claiming the room when it has none, and extends the
+/// caller's own claim.
+const CLAIM: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v
+"#;
+
+/// Who hosts a room's signalling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This coordinator.
+    Local,
+    /// Another coordinator, at this host:port.
+    Remote(String),
+}
+
+/// Room ownership: in Redis for a cluster of coordinators, always local for one.
+#[derive(Clone)]
+pub struct RoomOwners {
+    redis: Option<(ConnectionManager, Arc<Script>)>,
+    me: Arc<str>,
+}
+
+fn key(room: &str) -> String {
+    format!("throng:room-owner:{room}")
+}
+
+impl RoomOwners {
+    /// Single coordinator: every room is local.
+    pub fn local() -> Self {
+        Self {
+            redis: None,
+            me: "".into(),
+        }
+    }
+
+    /// Shared ownership; `me` is the host:port other coordinators reach this one at.
+    pub async fn redis(url: &str, me: &str) -> Result<Self, redis::RedisError> {
+        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        Ok(Self {
+            redis: Some((conn, Arc::new(Script::new(CLAIM)))),
+            me: me.into(),
+        })
+    }
+
+    /// The room's owner, claiming it for this coordinator if it has none. If
+    /// Redis cannot answer, the room is served locally rather than refused.
+    pub async fn claim(&self, room: &str) -> Owner {
+        let Some((conn, script)) = &self.redis else {
+            return Owner::Local;
+        };
+        let owner: Result<String, _> = script
+            .key(key(room))
+            .arg(&*self.me)
+            .arg(CLAIM_TTL.as_millis() as u64)
+            .invoke_async(&mut conn.clone())
+            .await;
+        match owner {
+            Ok(o) if o == *self.me => Owner::Local,
+            Ok(o) => Owner::Remote(o),
+            Err(e) => {
+                warn!(room, error = %e, "room owner unknown; serving locally");
+                Owner::Local
+            }
+        }
+    }
+
+    /// Keeps this coordinator's claims alive while it hosts their rooms.
+    pub async fn refresh_loop(self, conference: Arc<Conference>) {
+        if self.redis.is_none() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(REFRESH);
+        loop {
+            ticker.tick().await;
+            for room in conference.local_rooms() {
+                if let Owner::Remote(other) = self.claim(&room).await {
+                    warn!(room, owner = %other, "another coordinator owns a room hosted here");
+                }
+            }
+        }
+    }
+}
