@@ -25,7 +25,7 @@ pub struct CoordinatorConfig {
     pub admin_key: String,
     /// Placement settings.
     pub placement: PlacementSettings,
-    /// Joins placed at once, across the cluster.
+    /// Joins placed at once per live media node, across the cluster.
     pub join_concurrency: u32,
     /// How long a join may wait in the queue.
     pub queue_timeout: std::time::Duration,
@@ -63,7 +63,7 @@ pub mod vars {
     pub const TILES_PER_PAGE: &str = "THRONG_TILES_PER_PAGE";
     /// Room cap.
     pub const ROOM_CAP: &str = "THRONG_ROOM_CAP";
-    /// Joins placed at once across the cluster.
+    /// Joins placed at once per live media node, across the cluster.
     pub const JOIN_CONCURRENCY: &str = "THRONG_JOIN_CONCURRENCY";
     /// Queue timeout in seconds.
     pub const QUEUE_TIMEOUT_SECS: &str = "THRONG_QUEUE_TIMEOUT_SECS";
@@ -181,7 +181,7 @@ impl CoordinatorConfig {
                 tiles_per_page: number(env, vars::TILES_PER_PAGE, 12, 1)?,
                 room_cap: number(env, vars::ROOM_CAP, 1000, 1)?,
             },
-            join_concurrency: number(env, vars::JOIN_CONCURRENCY, 32, 1)?,
+            join_concurrency: number(env, vars::JOIN_CONCURRENCY, 16, 1)?,
             queue_timeout: std::time::Duration::from_secs(u64::from(number(
                 env,
                 vars::QUEUE_TIMEOUT_SECS,

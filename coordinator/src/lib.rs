@@ -52,13 +52,12 @@ struct Stores {
 }
 
 async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> {
-    let limit = config.join_concurrency as usize;
     Ok(match &config.redis_url {
         Some(url) => Stores {
             registry: Arc::new(RedisRegistry::connect(url).await?),
             memory: None,
             limiter: Arc::new(
-                RedisLimiter::connect(url, limit)
+                RedisLimiter::connect(url)
                     .await
                     .map_err(registry::RegistryError::from)?,
             ),
@@ -68,7 +67,7 @@ async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> 
             Stores {
                 registry: memory.clone(),
                 memory: Some(memory),
-                limiter: Arc::new(LocalLimiter::new(limit)),
+                limiter: Arc::new(LocalLimiter::new()),
             }
         }
     })
@@ -88,7 +87,11 @@ pub async fn run(
         memory,
         limiter,
     } = stores(&config).await?;
-    let queue = Arc::new(JoinQueue::new(limiter, config.queue_timeout));
+    let queue = Arc::new(JoinQueue::new(
+        limiter,
+        config.join_concurrency as usize,
+        config.queue_timeout,
+    ));
     let conference = Conference::new(registry.clone(), config.placement.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -100,7 +103,7 @@ pub async fn run(
     if let Some(memory) = memory {
         tokio::spawn(poll_nodes(memory, config.media_nodes.clone()));
     }
-    tokio::spawn(watch_nodes(conference.clone()));
+    tokio::spawn(watch_nodes(conference.clone(), queue.clone()));
 
     let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let owners = match &config.redis_url {
@@ -148,7 +151,7 @@ async fn poll_nodes(memory: Arc<MemoryRegistry>, addresses: Vec<String>) {
 }
 
 /// Notices nodes that vanished (report expired) or reported themselves dead.
-async fn watch_nodes(conference: Arc<Conference>) {
+async fn watch_nodes(conference: Arc<Conference>, queue: Arc<JoinQueue>) {
     let mut known: HashSet<String> = HashSet::new();
     let mut ticker = tokio::time::interval(NODE_POLL);
     loop {
@@ -161,6 +164,7 @@ async fn watch_nodes(conference: Arc<Conference>) {
             .filter(|n| !n.dead)
             .map(|n| n.node_id.clone())
             .collect();
+        queue.set_live_nodes(nodes.iter().filter(|n| !n.dead && !n.draining).count());
         for lost in known.difference(&live) {
             warn!(node = %lost, "media node lost");
             conference.node_lost(lost).await;

@@ -1,11 +1,12 @@
 //! Join path: signalling -> **join queue** -> placement. Every join waits
-//! its turn in a FIFO, and at most `limit` joins are placed at once across the
-//! whole cluster (a Redis lease set shared by every coordinator, or a local
+//! its turn in a FIFO, and at most `per_node x live nodes` joins are placed
+//! at once across the whole cluster (a Redis lease set shared by every coordinator, or a local
 //! counter on a single machine). A surge of a thousand joins is absorbed in
 //! order, each client told its place in line and an estimated wait at least
 //! once a second. A client that disconnects while queued frees its place.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,33 +31,30 @@ pub enum QueueError {
 /// Cluster-wide bound on joins being placed at once.
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync + 'static {
-    /// Takes one slot if fewer than the limit are taken; returns its lease id.
-    async fn try_acquire(&self) -> Option<String>;
+    /// Takes one slot if fewer than `limit` are taken; returns its lease id.
+    async fn try_acquire(&self, limit: usize) -> Option<String>;
     /// Gives a slot back.
     async fn release(&self, lease: String);
 }
 
 /// The single-machine limiter.
+#[derive(Default)]
 pub struct LocalLimiter {
-    limit: usize,
     taken: Mutex<usize>,
 }
 
 impl LocalLimiter {
-    /// At most `limit` at once.
-    pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            taken: Mutex::new(0),
-        }
+    /// No slot taken yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 }
 
 #[async_trait::async_trait]
 impl Limiter for LocalLimiter {
-    async fn try_acquire(&self) -> Option<String> {
+    async fn try_acquire(&self, limit: usize) -> Option<String> {
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        (*taken < self.limit).then(|| {
+        (*taken < limit).then(|| {
             *taken += 1;
             String::new()
         })
@@ -82,7 +80,6 @@ return 0
 /// coordinator, and self-healing if one dies holding leases.
 pub struct RedisLimiter {
     conn: ConnectionManager,
-    limit: usize,
     script: Script,
 }
 
@@ -90,12 +87,11 @@ pub struct RedisLimiter {
 pub const LEASES_KEY: &str = "throng:admission:leases";
 
 impl RedisLimiter {
-    /// At most `limit` at once across the cluster.
-    pub async fn connect(url: &str, limit: usize) -> Result<Self, redis::RedisError> {
+    /// Leases shared by every coordinator using `url`.
+    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
         Ok(Self {
             conn,
-            limit,
             script: Script::new(ACQUIRE),
         })
     }
@@ -110,13 +106,13 @@ fn now_ms() -> u64 {
 
 #[async_trait::async_trait]
 impl Limiter for RedisLimiter {
-    async fn try_acquire(&self) -> Option<String> {
+    async fn try_acquire(&self, limit: usize) -> Option<String> {
         let lease = format!("{:x}-{:x}", now_ms(), rand_u64());
         let granted: Result<i64, _> = self
             .script
             .key(LEASES_KEY)
             .arg(now_ms())
-            .arg(self.limit)
+            .arg(limit)
             .arg(LEASE_TTL.as_millis() as u64)
             .arg(&lease)
             .invoke_async(&mut self.conn.clone())
@@ -163,6 +159,10 @@ pub struct JoinQueue {
     changed: Arc<Notify>,
     limiter: Arc<dyn Limiter>,
     timeout: Duration,
+    /// Joins placed at once per live media node.
+    per_node: usize,
+    /// Live, serving media nodes (kept current by the node watcher).
+    nodes: AtomicUsize,
 }
 
 /// A granted admission; dropping it frees the slot.
@@ -203,8 +203,9 @@ impl Drop for Ticket<'_> {
 }
 
 impl JoinQueue {
-    /// A queue over `limiter`, giving up after `timeout`.
-    pub fn new(limiter: Arc<dyn Limiter>, timeout: Duration) -> Self {
+    /// A queue over `limiter` admitting `per_node` joins at once per live
+    /// media node, giving up after `timeout`.
+    pub fn new(limiter: Arc<dyn Limiter>, per_node: usize, timeout: Duration) -> Self {
         Self {
             state: Mutex::new(State {
                 waiting: VecDeque::new(),
@@ -214,7 +215,18 @@ impl JoinQueue {
             changed: Arc::new(Notify::new()),
             limiter,
             timeout,
+            per_node,
+            nodes: AtomicUsize::new(1),
         }
+    }
+
+    /// Records how many media nodes serve now: the bound follows them.
+    pub fn set_live_nodes(&self, nodes: usize) {
+        self.nodes.store(nodes.max(1), Ordering::Relaxed);
+    }
+
+    fn limit(&self) -> usize {
+        self.per_node * self.nodes.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -270,7 +282,7 @@ impl JoinQueue {
                 last_report = Some(Instant::now());
             }
             if pos == 1 {
-                if let Some(lease) = self.limiter.try_acquire().await {
+                if let Some(lease) = self.limiter.try_acquire(self.limit()).await {
                     self.lock().admitted.push_back(Instant::now());
                     drop(ticket);
                     return Ok(Admission {
@@ -296,7 +308,8 @@ mod tests {
     #[tokio::test]
     async fn joins_are_admitted_in_order_within_the_limit_and_a_leaver_frees_its_place() {
         let queue = Arc::new(JoinQueue::new(
-            Arc::new(LocalLimiter::new(1)),
+            Arc::new(LocalLimiter::new()),
+            1,
             Duration::from_secs(10),
         ));
         let first = queue.admit(|_, _| {}).await.unwrap();
@@ -329,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_join_that_waits_too_long_times_out() {
-        let queue = JoinQueue::new(Arc::new(LocalLimiter::new(0)), Duration::from_millis(300));
+        let queue = JoinQueue::new(Arc::new(LocalLimiter::new()), 0, Duration::from_millis(300));
         assert!(matches!(
             queue.admit(|_, _| {}).await,
             Err(QueueError::TimedOut(_))
