@@ -73,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/token", post(mint_token))
         .route("/admin/nodes", get(admin_nodes))
+        .route("/admin/rooms", get(admin_rooms))
         .route("/admin/rooms/{room}", get(admin_room))
         .with_state(state)
 }
@@ -165,6 +166,20 @@ async fn admin_nodes(
     Ok(Json(json!({ "nodes": out })))
 }
 
+async fn admin_rooms(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let rooms = state.conference.registry().rooms().await.map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry unavailable".into(),
+        )
+    })?;
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
 async fn admin_room(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -182,9 +197,12 @@ async fn admin_room(
         .iter()
         .map(|(w, id)| json!({ "nodeId": w.node_id, "worker": w.worker, "routerId": id }))
         .collect();
-    Ok(Json(
-        json!({ "room": room, "participants": r.participants, "routers": routers }),
-    ))
+    Ok(Json(json!({
+        "room": room,
+        "participants": r.participants,
+        "participantIds": r.participant_ids,
+        "routers": routers,
+    })))
 }
 
 /// The root page: what this coordinator sees of the cluster. (The web client

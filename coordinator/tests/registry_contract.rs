@@ -119,6 +119,8 @@ async fn a_room_stays_on_its_worker_until_full_then_spills_and_never_overfills()
         assert_eq!(refused, Err(PlacementRefused::NoCapacity(26)));
         let room = r.room("big").await.unwrap();
         assert_eq!(room.participants, 8);
+        assert_eq!(room.participant_ids.len(), 8);
+        assert_eq!(r.rooms().await.unwrap(), vec!["big".to_string()]);
         assert_eq!(room.routers.len(), 2);
     })
     .await;

@@ -52,6 +52,8 @@ async fn peers_see_and_consume_each_other_and_leaving_is_announced() {
 
     let room = admin(&c, "/admin/rooms/standup").await;
     assert_eq!(room["participants"], 2);
+    assert_eq!(room["participantIds"], json!(["alice", "bob"]));
+    assert_eq!(admin(&c, "/admin/rooms").await["rooms"], json!(["standup"]));
 
     alice.request(json!({"type": "leave"})).await;
     let closed = bob.wait(|m| m["type"] == "producerClosed").await;

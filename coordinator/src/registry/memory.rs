@@ -233,6 +233,11 @@ impl Registry for MemoryRegistry {
             .get(room_id)
             .map(|r| RoomState {
                 participants: r.participants.len() as u32,
+                participant_ids: {
+                    let mut ids: Vec<String> = r.participants.keys().cloned().collect();
+                    ids.sort();
+                    ids
+                },
                 routers: r
                     .routers
                     .iter()
@@ -240,6 +245,12 @@ impl Registry for MemoryRegistry {
                     .collect(),
             })
             .unwrap_or_default())
+    }
+
+    async fn rooms(&self) -> Result<Vec<String>, RegistryError> {
+        let mut rooms: Vec<String> = self.lock().rooms.keys().cloned().collect();
+        rooms.sort();
+        Ok(rooms)
     }
 
     async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError> {

@@ -105,6 +105,8 @@ pub enum RegistryError {
 pub struct RoomState {
     /// Participants placed in the room.
     pub participants: u32,
+    /// Their ids, sorted.
+    pub participant_ids: Vec<String>,
     /// Workers hosting the room, with the router id once created.
     pub routers: Vec<(WorkerRef, Option<String>)>,
 }
@@ -164,6 +166,9 @@ pub trait Registry: Send + Sync + 'static {
 
     /// The room's participants and routers.
     async fn room(&self, room_id: &str) -> Result<RoomState, RegistryError>;
+
+    /// Rooms with participants or routers, sorted.
+    async fn rooms(&self) -> Result<Vec<String>, RegistryError>;
 
     /// Releases every reservation and room placement on `node_id` (it died).
     /// Returns the (room, participant) pairs that were placed there.

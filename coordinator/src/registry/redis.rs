@@ -343,10 +343,11 @@ impl Registry for RedisRegistry {
 
     async fn room(&self, room_id: &str) -> Result<RoomState, RegistryError> {
         let mut conn = self.conn();
-        let participants: u32 = redis::cmd("HLEN")
+        let mut participant_ids: Vec<String> = redis::cmd("HKEYS")
             .arg(participants_key(room_id))
             .query_async(&mut conn)
             .await?;
+        participant_ids.sort();
         let routers: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(routers_key(room_id))
             .query_async(&mut conn)
@@ -357,9 +358,19 @@ impl Registry for RedisRegistry {
             .collect::<Result<Vec<_>, RegistryError>>()?;
         routers.sort();
         Ok(RoomState {
-            participants,
+            participants: participant_ids.len() as u32,
+            participant_ids,
             routers,
         })
+    }
+
+    async fn rooms(&self) -> Result<Vec<String>, RegistryError> {
+        let mut rooms: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(ROOMS)
+            .query_async(&mut self.conn())
+            .await?;
+        rooms.sort();
+        Ok(rooms)
     }
 
     async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError> {
