@@ -1143,6 +1143,35 @@ impl Conference {
         }
     }
 
+    /// Shutdown: every participant served here is told to reconnect (to
+    /// another coordinator behind the load balancer); their sessions then
+    /// leave, releasing reservations and media objects. Waits until the rooms
+    /// are empty or `grace` passed.
+    pub async fn drain(self: &Arc<Self>, grace: Duration) {
+        let rooms: Vec<Arc<tokio::sync::Mutex<Room>>> =
+            lock(&self.rooms).values().cloned().collect();
+        for room_lock in rooms {
+            let room = room_lock.lock().await;
+            room.broadcast(
+                None,
+                &ServerMessage::Reconnect {
+                    reason: "coordinator restarting".into(),
+                },
+            );
+        }
+        let deadline = Instant::now() + grace;
+        while !lock(&self.rooms).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = lock(&self.rooms).len();
+        if left > 0 {
+            warn!(
+                rooms = left,
+                "drain grace period over with rooms still open"
+            );
+        }
+    }
+
     /// A node died or vanished: its reservations go, and every participant
     /// placed on it is told to reconnect (it will be placed elsewhere).
     pub async fn node_lost(self: &Arc<Self>, node_id: &str) {

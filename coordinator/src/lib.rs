@@ -73,6 +73,9 @@ async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> 
     })
 }
 
+/// How long a stopping coordinator waits for its participants to leave.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
 /// How often node reports are read (and, without Redis, polled).
 const NODE_POLL: Duration = Duration::from_secs(1);
 
@@ -123,10 +126,19 @@ pub async fn run(
     };
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);
-    axum::serve(listener, http::app(state))
+    let conference = state.conference.clone();
+    let owners = state.owners.clone();
+    let served = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| CoordinatorError::Bind(addr, e))
+        .map_err(|e| CoordinatorError::Bind(addr, e));
+    // WebSocket sessions outlive the HTTP server's shutdown: hand the rooms
+    // over (claims released first, so that returning clients are not proxied
+    // back here), then drain the sessions.
+    owners.release(&conference.local_rooms()).await;
+    conference.drain(DRAIN_GRACE).await;
+    info!("coordinator stopped");
+    served
 }
 
 /// Without Redis, nodes cannot report themselves: ask them (GetNodeInfo).

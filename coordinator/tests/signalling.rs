@@ -311,3 +311,34 @@ async fn peers_joined_through_different_coordinators_see_and_receive_each_other(
     y.request(json!({"type": "leave"})).await;
     assert_eq!(x.wait(|m| m["type"] == "peerLeft").await["peerId"], "y");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_coordinator_sends_its_participants_elsewhere_and_releases_their_places() {
+    let redis = RedisServer::start();
+    let (n1, _s1) = start_node("node-1", 1, Some(&redis)).await;
+    let nodes = vec![n1.to_string()];
+    let mut leaving = Cluster::coordinator(&nodes, 1500, &redis).await;
+    let staying = Cluster::coordinator(&nodes, 1500, &redis).await;
+    let mut a = Client::connect(&leaving).await;
+    assert_eq!(a.join("handover", "a", true).await["type"], "joined");
+    publish_audio(&mut a, 5150).await;
+    assert_eq!(
+        admin(&staying, "/admin/rooms/handover").await["participants"],
+        1
+    );
+
+    drop(leaving.coord_stop.take());
+    let m = a.wait(|m| m["type"] == "reconnect").await;
+    assert!(m["reason"].as_str().unwrap().contains("coordinator"), "{m}");
+    for _ in 0..50 {
+        let room = admin(&staying, "/admin/rooms/handover").await;
+        if room["participants"] == 0 {
+            // The client comes back through the other coordinator.
+            let mut again = Client::connect(&staying).await;
+            assert_eq!(again.join("handover", "a", true).await["type"], "joined");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the stopped coordinator's participant kept its reservation");
+}

@@ -33,6 +33,14 @@ end
 return v
 "#;
 
+/// Deletes the claim only if it is still the caller's.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
 /// Who hosts a room's signalling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
@@ -89,6 +97,23 @@ impl RoomOwners {
             Err(e) => {
                 warn!(room, error = %e, "room owner unknown; serving locally");
                 Owner::Local
+            }
+        }
+    }
+
+    /// Gives up this coordinator's claims (it is stopping): the next join of
+    /// each room, through any coordinator, claims it afresh.
+    pub async fn release(&self, rooms: &[String]) {
+        let Some((conn, _)) = &self.redis else { return };
+        let script = Script::new(RELEASE);
+        for room in rooms {
+            let r: Result<i64, _> = script
+                .key(key(room))
+                .arg(&*self.me)
+                .invoke_async(&mut conn.clone())
+                .await;
+            if let Err(e) = r {
+                warn!(room, error = %e, "room claim not released; it expires");
             }
         }
     }

@@ -72,6 +72,8 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     });
 
     let mut joined: Option<Joined> = None;
+    // Whether the send task already ended (a JoinHandle must not be awaited twice).
+    let mut send_done = false;
     // Set when the room is hosted by another coordinator: client messages go
     // there verbatim, and its messages come back through `tx`.
     let mut upstream: Option<Upstream> = None;
@@ -79,7 +81,10 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
-            _ = &mut send_task => break,
+            _ = &mut send_task => {
+                send_done = true;
+                break;
+            }
             _ = upstream_closed.recv() => break,
         };
         let text = match msg {
@@ -205,7 +210,10 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
         deps.conference.leave(&j.room, &j.peer).await;
     }
     drop(tx);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send_task).await;
+    if !send_done {
+        // Let the last messages (the reply to `leave`) go out.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send_task).await;
+    }
 }
 
 /// What a request is answered with.

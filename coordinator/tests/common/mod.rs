@@ -92,7 +92,8 @@ pub struct Cluster {
     pub http: SocketAddr,
     /// Stops (drains) each media node, by index.
     pub node_stops: Vec<Option<tokio::sync::oneshot::Sender<()>>>,
-    _coord_stop: tokio::sync::oneshot::Sender<()>,
+    /// Stops (drains) the coordinator, as SIGTERM does.
+    pub coord_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub async fn cluster(workers: usize, worker_capacity: u32) -> Cluster {
@@ -195,7 +196,7 @@ pub async fn cluster_of(
         url: format!("ws://{http}/ws"),
         http,
         node_stops,
-        _coord_stop: coord_stop,
+        coord_stop: Some(coord_stop),
     };
     c.wait_for_nodes(nodes).await;
     c
@@ -225,7 +226,7 @@ impl Cluster {
             url: format!("ws://{http}/ws"),
             http,
             node_stops: Vec::new(),
-            _coord_stop: coord_stop,
+            coord_stop: Some(coord_stop),
         };
         c.wait_for_nodes(nodes.len()).await;
         c
