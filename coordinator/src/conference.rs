@@ -179,6 +179,8 @@ pub struct Joined {
 /// The coordinator's view of its rooms.
 pub struct Conference {
     registry: Arc<dyn Registry>,
+    /// Per-node admission slots (the join queue's).
+    queue: Arc<crate::join::queue::JoinQueue>,
     media: MediaClients,
     settings: PlacementSettings,
     rooms: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Room>>>>,
@@ -207,9 +209,14 @@ fn kind_name(kind: i32) -> &'static str {
 
 impl Conference {
     /// A conference over a registry.
-    pub fn new(registry: Arc<dyn Registry>, settings: PlacementSettings) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        settings: PlacementSettings,
+        queue: Arc<crate::join::queue::JoinQueue>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             registry,
+            queue,
             media: MediaClients::new(),
             settings,
             rooms: Mutex::default(),
@@ -317,9 +324,14 @@ impl Conference {
                 ))
             }
         };
-        let placed = self
-            .router_for(&mut room, room_id, &placement, &nodes)
-            .await;
+        // At most `per_node` joins talk to one node at once, however they fall.
+        let placed = match self.queue.node_slot(&placement.worker.node_id).await {
+            Ok(_slot) => {
+                self.router_for(&mut room, room_id, &placement, &nodes)
+                    .await
+            }
+            Err(e) => Err(ConferenceError::new(ErrorCode::Unavailable, e.to_string())),
+        };
         let (router_id, caps) = match placed {
             Ok(v) => v,
             Err(e) => {

@@ -95,7 +95,7 @@ pub async fn run(
         config.join_concurrency as usize,
         config.queue_timeout,
     ));
-    let conference = Conference::new(registry.clone(), config.placement.clone());
+    let conference = Conference::new(registry.clone(), config.placement.clone(), queue.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;

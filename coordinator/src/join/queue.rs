@@ -28,19 +28,20 @@ pub enum QueueError {
     TimedOut(Duration),
 }
 
-/// Cluster-wide bound on joins being placed at once.
+/// Cluster-wide bounds on joins being placed at once: one for the whole
+/// cluster (scope "") and one per media node (scope = node id).
 #[async_trait::async_trait]
 pub trait Limiter: Send + Sync + 'static {
-    /// Takes one slot if fewer than `limit` are taken; returns its lease id.
-    async fn try_acquire(&self, limit: usize) -> Option<String>;
-    /// Gives a slot back.
-    async fn release(&self, lease: String);
+    /// Takes one slot of `scope` if fewer than `limit` are taken; returns its lease id.
+    async fn try_acquire(&self, scope: &str, limit: usize) -> Option<String>;
+    /// Gives a slot of `scope` back.
+    async fn release(&self, scope: &str, lease: String);
 }
 
 /// The single-machine limiter.
 #[derive(Default)]
 pub struct LocalLimiter {
-    taken: Mutex<usize>,
+    taken: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl LocalLimiter {
@@ -52,17 +53,20 @@ impl LocalLimiter {
 
 #[async_trait::async_trait]
 impl Limiter for LocalLimiter {
-    async fn try_acquire(&self, limit: usize) -> Option<String> {
+    async fn try_acquire(&self, scope: &str, limit: usize) -> Option<String> {
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        (*taken < limit).then(|| {
-            *taken += 1;
+        let n = taken.entry(scope.to_string()).or_default();
+        (*n < limit).then(|| {
+            *n += 1;
             String::new()
         })
     }
 
-    async fn release(&self, _lease: String) {
+    async fn release(&self, scope: &str, _lease: String) {
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        *taken = taken.saturating_sub(1);
+        if let Some(n) = taken.get_mut(scope) {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -83,8 +87,16 @@ pub struct RedisLimiter {
     script: Script,
 }
 
-/// Key of the lease set.
+/// Key of the cluster-wide lease set; per-node sets append `:{node}`.
 pub const LEASES_KEY: &str = "throng:admission:leases";
+
+fn leases_key(scope: &str) -> String {
+    if scope.is_empty() {
+        LEASES_KEY.to_string()
+    } else {
+        format!("{LEASES_KEY}:{scope}")
+    }
+}
 
 impl RedisLimiter {
     /// Leases shared by every coordinator using `url`.
@@ -106,11 +118,11 @@ fn now_ms() -> u64 {
 
 #[async_trait::async_trait]
 impl Limiter for RedisLimiter {
-    async fn try_acquire(&self, limit: usize) -> Option<String> {
+    async fn try_acquire(&self, scope: &str, limit: usize) -> Option<String> {
         let lease = format!("{:x}-{:x}", now_ms(), rand_u64());
         let granted: Result<i64, _> = self
             .script
-            .key(LEASES_KEY)
+            .key(leases_key(scope))
             .arg(now_ms())
             .arg(limit)
             .arg(LEASE_TTL.as_millis() as u64)
@@ -127,9 +139,9 @@ impl Limiter for RedisLimiter {
         }
     }
 
-    async fn release(&self, lease: String) {
+    async fn release(&self, scope: &str, lease: String) {
         let r: Result<i64, _> = redis::cmd("ZREM")
-            .arg(LEASES_KEY)
+            .arg(leases_key(scope))
             .arg(&lease)
             .query_async(&mut self.conn.clone())
             .await;
@@ -168,6 +180,7 @@ pub struct JoinQueue {
 /// A granted admission; dropping it frees the slot.
 pub struct Admission {
     limiter: Arc<dyn Limiter>,
+    scope: String,
     lease: Option<String>,
     changed: Arc<Notify>,
 }
@@ -175,9 +188,13 @@ pub struct Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            let (limiter, changed) = (self.limiter.clone(), self.changed.clone());
+            let (limiter, changed, scope) = (
+                self.limiter.clone(),
+                self.changed.clone(),
+                std::mem::take(&mut self.scope),
+            );
             tokio::spawn(async move {
-                limiter.release(lease).await;
+                limiter.release(&scope, lease).await;
                 // The head of the line re-checks at once rather than at its next tick.
                 changed.notify_waiters();
             });
@@ -217,6 +234,27 @@ impl JoinQueue {
             timeout,
             per_node,
             nodes: AtomicUsize::new(1),
+        }
+    }
+
+    /// After placement: one of the `per_node` slots of the chosen node, so
+    /// that no node receives more than that many joins at once however the
+    /// placements fall. Waits (briefly) for one.
+    pub async fn node_slot(&self, node_id: &str) -> Result<Admission, QueueError> {
+        let started = Instant::now();
+        loop {
+            if let Some(lease) = self.limiter.try_acquire(node_id, self.per_node).await {
+                return Ok(Admission {
+                    limiter: self.limiter.clone(),
+                    scope: node_id.to_string(),
+                    lease: Some(lease),
+                    changed: self.changed.clone(),
+                });
+            }
+            if started.elapsed() > self.timeout {
+                return Err(QueueError::TimedOut(self.timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -282,11 +320,12 @@ impl JoinQueue {
                 last_report = Some(Instant::now());
             }
             if pos == 1 {
-                if let Some(lease) = self.limiter.try_acquire(self.limit()).await {
+                if let Some(lease) = self.limiter.try_acquire("", self.limit()).await {
                     self.lock().admitted.push_back(Instant::now());
                     drop(ticket);
                     return Ok(Admission {
                         limiter: self.limiter.clone(),
+                        scope: String::new(),
                         lease: Some(lease),
                         changed: self.changed.clone(),
                     });
@@ -348,5 +387,28 @@ mod tests {
             Err(QueueError::TimedOut(_))
         ));
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_node_gets_at_most_its_share_of_joins_at_once() {
+        let queue = Arc::new(JoinQueue::new(
+            Arc::new(LocalLimiter::new()),
+            1,
+            Duration::from_secs(5),
+        ));
+        let a1 = queue.node_slot("node-a").await.unwrap();
+        // Another node is not held up by node-a's slot.
+        let b1 = tokio::time::timeout(Duration::from_millis(200), queue.node_slot("node-b")).await;
+        assert!(b1.is_ok(), "node-b waited for node-a");
+        let q = queue.clone();
+        let a2 = tokio::spawn(async move { q.node_slot("node-a").await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!a2.is_finished(), "a second join reached node-a at once");
+        drop(a1);
+        tokio::time::timeout(Duration::from_secs(2), a2)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
