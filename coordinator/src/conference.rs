@@ -178,6 +178,8 @@ pub struct Joined {
 
 /// The coordinator's view of its rooms.
 pub struct Conference {
+    /// This coordinator's id in the registry (its placements are reaped if it dies).
+    id: String,
     registry: Arc<dyn Registry>,
     /// Per-node admission slots (the join queue's).
     queue: Arc<crate::join::queue::JoinQueue>,
@@ -210,11 +212,13 @@ fn kind_name(kind: i32) -> &'static str {
 impl Conference {
     /// A conference over a registry.
     pub fn new(
+        id: String,
         registry: Arc<dyn Registry>,
         settings: PlacementSettings,
         queue: Arc<crate::join::queue::JoinQueue>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            id,
             registry,
             queue,
             media: MediaClients::new(),
@@ -308,6 +312,7 @@ impl Conference {
             cost: self.settings.participant_cost(),
             room_cap: self.settings.room_cap,
             candidates: self.candidates(&nodes),
+            owner: self.id.clone(),
         };
         let placement = match self.registry.place(&request).await? {
             Ok(p) => p,
@@ -1152,6 +1157,75 @@ impl Conference {
             | Event::ConsumerLayersChanged(_)
             | Event::ConsumerProducerPaused(_)
             | Event::ConsumerProducerResumed(_) => {}
+        }
+    }
+
+    /// This coordinator's registry id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Another coordinator died: release what it placed, close its
+    /// participants' media objects, and give back routers of rooms it emptied.
+    pub async fn reap(self: &Arc<Self>, dead: &str) {
+        let reaped = match self.registry.reap_coordinator(dead).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(coordinator = dead, error = %e, "dead coordinator not reaped");
+                return;
+            }
+        };
+        info!(
+            coordinator = dead,
+            participants = reaped.len(),
+            "dead coordinator reaped"
+        );
+        let nodes = self.registry.nodes().await.unwrap_or_default();
+        let address = |node_id: &str| {
+            nodes
+                .iter()
+                .find(|n| n.node_id == node_id)
+                .map(|n| n.grpc_address.clone())
+        };
+        let mut rooms: Vec<String> = Vec::new();
+        for (room, participant, worker) in reaped {
+            if let Some(addr) = address(&worker.node_id) {
+                if let Ok(mut client) = self.client(&worker.node_id, &addr) {
+                    let r = client
+                        .close_participant(pb::CloseParticipantRequest {
+                            participant_id: participant.clone(),
+                        })
+                        .await;
+                    match r {
+                        Ok(_) => {}
+                        Err(s) if s.code() == tonic::Code::NotFound => {}
+                        Err(s) => {
+                            warn!(room = %room, participant = %participant, error = %s, "media objects of a reaped participant not closed")
+                        }
+                    }
+                }
+            }
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
+        for room in rooms {
+            let Ok(state) = self.registry.room(&room).await else {
+                continue;
+            };
+            if state.participants > 0 {
+                continue;
+            }
+            for (worker, router_id) in state.routers {
+                if let (Some(router_id), Some(addr)) = (router_id, address(&worker.node_id)) {
+                    if let Ok(mut client) = self.client(&worker.node_id, &addr) {
+                        let _ = client
+                            .close_router(pb::CloseRouterRequest { router_id })
+                            .await;
+                    }
+                }
+                let _ = self.registry.remove_router(&room, &worker).await;
+            }
         }
     }
 

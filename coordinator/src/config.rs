@@ -29,6 +29,10 @@ pub struct CoordinatorConfig {
     pub join_concurrency: u32,
     /// How long a join may wait in the queue.
     pub queue_timeout: std::time::Duration,
+    /// This coordinator's id in the registry.
+    pub coordinator_id: String,
+    /// A coordinator silent this long is dead and its placements are reaped.
+    pub coordinator_ttl: std::time::Duration,
 }
 
 /// A configuration that cannot be used.
@@ -65,6 +69,10 @@ pub mod vars {
     pub const ROOM_CAP: &str = "THRONG_ROOM_CAP";
     /// Joins placed at once per live media node, across the cluster.
     pub const JOIN_CONCURRENCY: &str = "THRONG_JOIN_CONCURRENCY";
+    /// Coordinator id (defaults to a random one per start).
+    pub const COORDINATOR_ID: &str = "THRONG_COORDINATOR_ID";
+    /// Heartbeat TTL in milliseconds.
+    pub const COORDINATOR_TTL_MS: &str = "THRONG_COORDINATOR_TTL_MS";
     /// Queue timeout in seconds.
     pub const QUEUE_TIMEOUT_SECS: &str = "THRONG_QUEUE_TIMEOUT_SECS";
 }
@@ -168,6 +176,23 @@ impl CoordinatorConfig {
                 });
             }
         }
+        let coordinator_id = match get(env, vars::COORDINATOR_ID) {
+            Some(id)
+                if id.len() <= 64
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+            {
+                id.to_string()
+            }
+            Some(id) => {
+                return Err(ConfigError {
+                    var: vars::COORDINATOR_ID,
+                    reason: format!("{id:?}: 1 to 64 of [A-Za-z0-9._-]"),
+                })
+            }
+            None => format!("coordinator-{}", uuid::Uuid::new_v4().simple()),
+        };
         Ok(Self {
             listen,
             advertise,
@@ -187,6 +212,13 @@ impl CoordinatorConfig {
                 vars::QUEUE_TIMEOUT_SECS,
                 120,
                 1,
+            )?)),
+            coordinator_id,
+            coordinator_ttl: std::time::Duration::from_millis(u64::from(number(
+                env,
+                vars::COORDINATOR_TTL_MS,
+                10_000,
+                400,
             )?)),
         })
     }

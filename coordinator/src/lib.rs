@@ -95,7 +95,12 @@ pub async fn run(
         config.join_concurrency as usize,
         config.queue_timeout,
     ));
-    let conference = Conference::new(registry.clone(), config.placement.clone(), queue.clone());
+    let conference = Conference::new(
+        config.coordinator_id.clone(),
+        registry.clone(),
+        config.placement.clone(),
+        queue.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;
@@ -107,6 +112,7 @@ pub async fn run(
         tokio::spawn(poll_nodes(memory, config.media_nodes.clone()));
     }
     tokio::spawn(watch_nodes(conference.clone(), queue.clone()));
+    tokio::spawn(heartbeat(conference.clone(), config.coordinator_ttl));
 
     let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let owners = match &config.redis_url {
@@ -158,6 +164,26 @@ async fn poll_nodes(memory: Arc<MemoryRegistry>, addresses: Vec<String>) {
                 }
                 Err(status) => warn!(%address, %status, "media node not answering"),
             }
+        }
+    }
+}
+
+/// Keeps this coordinator registered and reaps coordinators that died (their
+/// heartbeat expired) so that their participants' places are not held forever.
+async fn heartbeat(conference: Arc<Conference>, ttl: Duration) {
+    let mut ticker = tokio::time::interval(ttl / 4);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = conference.registry().heartbeat(conference.id(), ttl).await {
+            warn!(error = %e, "heartbeat not written");
+            continue;
+        }
+        let Ok(dead) = conference.registry().dead_coordinators().await else {
+            continue;
+        };
+        for id in dead.iter().filter(|id| id.as_str() != conference.id()) {
+            warn!(coordinator = %id, "coordinator stopped beating");
+            conference.reap(id).await;
         }
     }
 }

@@ -49,6 +49,7 @@ fn req(room: &str, pid: &str, cost: u32, cap: u32, cands: &[Candidate]) -> Place
         cost,
         room_cap: cap,
         candidates: cands.to_vec(),
+        owner: "coordinator-1".into(),
     }
 }
 
@@ -308,6 +309,38 @@ async fn concurrent_placements_never_exceed_a_worker_capacity() {
             assert!(reserved <= 1500, "{} reserved {reserved}", c.worker.key());
             assert_eq!(reserved, 26 * (1500 / 26));
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_coordinators_placements_are_reaped_and_no_one_elses() {
+    both(|r| async move {
+        let cands = candidates(&[("a", 0)], 1000);
+        let mut mine = req("room", "p1", 26, 10, &cands);
+        mine.owner = "coordinator-dead".into();
+        r.place(&mine).await.unwrap().unwrap();
+        r.place(&req("room", "p2", 26, 10, &cands))
+            .await
+            .unwrap()
+            .unwrap();
+        let reaped = r.reap_coordinator("coordinator-dead").await.unwrap();
+        assert_eq!(
+            reaped,
+            vec![("room".to_string(), "p1".to_string(), w("a", 0))]
+        );
+        assert_eq!(r.reserved(&w("a", 0)).await.unwrap(), 26);
+        assert_eq!(
+            r.room("room").await.unwrap().participant_ids,
+            vec!["p2".to_string()]
+        );
+        assert!(
+            r.reap_coordinator("coordinator-dead")
+                .await
+                .unwrap()
+                .is_empty(),
+            "reaping twice is harmless"
+        );
     })
     .await;
 }

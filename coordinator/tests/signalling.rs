@@ -342,3 +342,71 @@ async fn a_stopping_coordinator_sends_its_participants_elsewhere_and_releases_th
     }
     panic!("the stopped coordinator's participant kept its reservation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_coordinators_participants_are_reaped_by_the_others() {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let redis = RedisServer::start();
+    let (n1, _s1) = start_node("node-1", 1, Some(&redis)).await;
+    let survivor = Cluster::coordinator(&[n1.to_string()], 1500, &redis).await;
+
+    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .env_clear()
+        .env("THRONG_LISTEN", "127.0.0.1:0")
+        .env("THRONG_REDIS_URL", redis.url())
+        .env("THRONG_TOKEN_SECRET", SECRET)
+        .env("THRONG_API_KEY", API_KEY)
+        .env("THRONG_ADMIN_KEY", ADMIN_KEY)
+        .env("THRONG_COORDINATOR_TTL_MS", "1000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn coordinator");
+    let mut lines = tokio::io::BufReader::new(doomed.stdout.take().unwrap()).lines();
+    let line = lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("coordinator printed its address");
+    let addr: std::net::SocketAddr = line
+        .trim_start_matches("coordinator: http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let doomed_cluster = Cluster {
+        url: format!("ws://{addr}/ws"),
+        http: addr,
+        node_stops: Vec::new(),
+        coord_stop: None,
+    };
+    doomed_cluster.wait_for_nodes(1).await;
+
+    let mut a = Client::connect(&doomed_cluster).await;
+    assert_eq!(a.join("orphaned", "a", true).await["type"], "joined");
+    publish_audio(&mut a, 9090).await;
+    let nodes = admin(&survivor, "/admin/nodes").await;
+    assert_eq!(nodes["nodes"][0]["workers"][0]["reserved"], 26);
+
+    doomed.start_kill().unwrap();
+    let _ = doomed.wait().await;
+    for _ in 0..100 {
+        let room = admin(&survivor, "/admin/rooms/orphaned").await;
+        let nodes = admin(&survivor, "/admin/nodes").await;
+        let w = &nodes["nodes"][0]["workers"][0];
+        if room["participants"] == 0
+            && w["reserved"] == 0
+            && w["transports"] == 0
+            && w["routers"] == 0
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the dead coordinator's participant was not reaped: {} {}",
+        admin(&survivor, "/admin/rooms/orphaned").await,
+        admin(&survivor, "/admin/nodes").await
+    );
+}

@@ -14,8 +14,8 @@ use super::{
 
 #[derive(Default)]
 struct Room {
-    /// participant -> (worker, cost)
-    participants: HashMap<String, (WorkerRef, u32)>,
+    /// participant -> (worker, cost, placing coordinator)
+    participants: HashMap<String, (WorkerRef, u32, String)>,
     /// worker -> router id (None while being created)
     routers: BTreeMap<WorkerRef, Option<String>>,
 }
@@ -110,7 +110,7 @@ impl Registry for MemoryRegistry {
             reserved, rooms, ..
         } = &mut *s;
         let room = rooms.entry(req.room_id.clone()).or_default();
-        if let Some((worker, cost)) = room.participants.get(&req.participant_id) {
+        if let Some((worker, cost, _)) = room.participants.get(&req.participant_id) {
             return Ok(Ok(Placement {
                 worker: worker.clone(),
                 router_id: room.routers.get(worker).cloned().flatten(),
@@ -143,8 +143,10 @@ impl Registry for MemoryRegistry {
             return Ok(Err(PlacementRefused::NoCapacity(req.cost)));
         };
         *reserved.entry(worker.clone()).or_default() += req.cost;
-        room.participants
-            .insert(req.participant_id.clone(), (worker.clone(), req.cost));
+        room.participants.insert(
+            req.participant_id.clone(),
+            (worker.clone(), req.cost, req.owner.clone()),
+        );
         let (router_id, new_router) = match room.routers.get(&worker) {
             Some(r) => (r.clone(), false),
             None => {
@@ -196,7 +198,7 @@ impl Registry for MemoryRegistry {
         let Some(room) = rooms.get_mut(room_id) else {
             return Ok(None);
         };
-        let Some((worker, cost)) = room.participants.remove(participant_id) else {
+        let Some((worker, cost, _)) = room.participants.remove(participant_id) else {
             return Ok(None);
         };
         if let Some(r) = reserved.get_mut(&worker) {
@@ -264,7 +266,7 @@ impl Registry for MemoryRegistry {
         reserved.retain(|w, _| w.node_id != node_id);
         let mut evicted = Vec::new();
         rooms.retain(|room_id, room| {
-            room.participants.retain(|pid, (w, _)| {
+            room.participants.retain(|pid, (w, _, _)| {
                 let gone = w.node_id == node_id;
                 if gone {
                     evicted.push((room_id.clone(), pid.clone()));
@@ -276,5 +278,40 @@ impl Registry for MemoryRegistry {
         });
         evicted.sort();
         Ok(evicted)
+    }
+
+    async fn heartbeat(&self, _coordinator_id: &str, _ttl: Duration) -> Result<(), RegistryError> {
+        // One coordinator per memory registry: it cannot outlive itself.
+        Ok(())
+    }
+
+    async fn dead_coordinators(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(Vec::new())
+    }
+
+    async fn reap_coordinator(
+        &self,
+        coordinator_id: &str,
+    ) -> Result<Vec<(String, String, WorkerRef)>, RegistryError> {
+        let mut s = self.lock();
+        let State {
+            reserved, rooms, ..
+        } = &mut *s;
+        let mut reaped = Vec::new();
+        for (room_id, room) in rooms.iter_mut() {
+            room.participants.retain(|pid, (w, cost, owner)| {
+                if owner != coordinator_id {
+                    return true;
+                }
+                if let Some(r) = reserved.get_mut(w) {
+                    *r = r.saturating_sub(*cost);
+                }
+                reaped.push((room_id.clone(), pid.clone(), w.clone()));
+                false
+            });
+        }
+        reserved.retain(|_, r| *r > 0);
+        reaped.sort();
+        Ok(reaped)
     }
 }

@@ -61,6 +61,8 @@ pub struct PlacementRequest {
     pub room_cap: u32,
     /// Live, non-draining workers, with capacities, from the load reports.
     pub candidates: Vec<Candidate>,
+    /// The coordinator placing: if it dies, its placements are reaped.
+    pub owner: String,
 }
 
 /// Where a participant was placed.
@@ -169,6 +171,23 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Rooms with participants or routers, sorted.
     async fn rooms(&self) -> Result<Vec<String>, RegistryError>;
+
+    /// Marks a coordinator alive for `ttl`.
+    async fn heartbeat(
+        &self,
+        coordinator_id: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), RegistryError>;
+
+    /// Coordinators that registered and stopped beating.
+    async fn dead_coordinators(&self) -> Result<Vec<String>, RegistryError>;
+
+    /// Releases every placement a dead coordinator made; returns (room,
+    /// participant, worker) of each so that their media objects can be closed.
+    async fn reap_coordinator(
+        &self,
+        coordinator_id: &str,
+    ) -> Result<Vec<(String, String, WorkerRef)>, RegistryError>;
 
     /// Releases every reservation and room placement on `node_id` (it died).
     /// Returns the (room, participant) pairs that were placed there.

@@ -21,6 +21,8 @@ use super::{
 
 const RESERVED: &str = "throng:reserved";
 const ROOMS: &str = "throng:rooms";
+const COORDINATORS: &str = "throng:coordinators";
+const COORDINATOR_PREFIX: &str = "throng:coordinator:";
 
 fn participants_key(room: &str) -> String {
     format!("throng:room:{room}:participants")
@@ -33,10 +35,10 @@ fn routers_key(room: &str) -> String {
 /// The same rule as `memory::choose`, in Lua.
 const PLACE: &str = r#"
 local reserved_key, parts_key, routers_key, rooms_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local pid, cost, cap, room = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local pid, cost, cap, room, owner = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local existing = redis.call('HGET', parts_key, pid)
 if existing then
-  local w, c = string.match(existing, '^(.*)|(%d+)$')
+  local w, c = string.match(existing, '^([^|]*)|(%d+)|')
   local router = redis.call('HGET', routers_key, w)
   return {'placed', w, router or '', c, '0'}
 end
@@ -51,7 +53,7 @@ for i = 1, #routers, 2 do
   room_nodes[string.match(routers[i], '^(.*)/%d+$')] = true
 end
 local best, best_r, best_c, best_rank = nil, 0, 1, 99
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local w, capw = ARGV[i], tonumber(ARGV[i + 1])
   local r = tonumber(redis.call('HGET', reserved_key, w) or '0')
   if r + cost <= capw then
@@ -72,7 +74,8 @@ if best == nil then
 end
 local node = string.match(best, '^(.*)/%d+$')
 redis.call('HINCRBY', reserved_key, best, cost)
-redis.call('HSET', parts_key, pid, best .. '|' .. cost)
+redis.call('HSET', parts_key, pid, best .. '|' .. cost .. '|' .. owner)
+redis.call('SADD', 'throng:coordinator-placements:' .. owner, room .. '\n' .. pid)
 redis.call('SADD', rooms_key, room)
 redis.call('SADD', 'throng:node-placements:' .. node, room .. '\n' .. pid)
 local router = redis.call('HGET', routers_key, best)
@@ -92,7 +95,8 @@ local v = redis.call('HGET', parts_key, pid)
 if not v then
   return false
 end
-local w, c = string.match(v, '^(.*)|(%d+)$')
+local w, c, owner = string.match(v, '^([^|]*)|(%d+)|(.*)$')
+redis.call('SREM', 'throng:coordinator-placements:' .. owner, room .. '\n' .. pid)
 if redis.call('HINCRBY', reserved_key, w, -tonumber(c)) <= 0 then
   redis.call('HDEL', reserved_key, w)
 end
@@ -130,7 +134,13 @@ local prefix = node .. '/'
 local placements = redis.call('SMEMBERS', 'throng:node-placements:' .. node)
 for _, m in ipairs(placements) do
   local room, pid = string.match(m, '^(.*)\n(.*)$')
-  redis.call('HDEL', 'throng:room:' .. room .. ':participants', pid)
+  local parts_key = 'throng:room:' .. room .. ':participants'
+  local v = redis.call('HGET', parts_key, pid)
+  if v then
+    local owner = string.match(v, '|%d+|(.*)$')
+    redis.call('SREM', 'throng:coordinator-placements:' .. owner, m)
+    redis.call('HDEL', parts_key, pid)
+  end
 end
 local rooms = redis.call('SMEMBERS', 'throng:node-rooms:' .. node)
 for _, m in ipairs(placements) do
@@ -158,6 +168,34 @@ redis.call('DEL', 'throng:node-placements:' .. node, 'throng:node-rooms:' .. nod
 return placements
 "#;
 
+/// Releases every placement made by a coordinator that died; returns
+/// `room\nparticipant\nworker` for each.
+const REAP_COORDINATOR: &str = r#"
+local reserved_key, rooms_key = KEYS[1], KEYS[2]
+local owner = ARGV[1]
+local set_key = 'throng:coordinator-placements:' .. owner
+local released = {}
+for _, m in ipairs(redis.call('SMEMBERS', set_key)) do
+  local room, pid = string.match(m, '^(.*)\n(.*)$')
+  local parts_key = 'throng:room:' .. room .. ':participants'
+  local v = redis.call('HGET', parts_key, pid)
+  if v then
+    local w, c, o = string.match(v, '^([^|]*)|(%d+)|(.*)$')
+    if o == owner then
+      if redis.call('HINCRBY', reserved_key, w, -tonumber(c)) <= 0 then
+        redis.call('HDEL', reserved_key, w)
+      end
+      redis.call('HDEL', parts_key, pid)
+      redis.call('SREM', 'throng:node-placements:' .. string.match(w, '^(.*)/%d+$'), m)
+      table.insert(released, m .. '\n' .. w)
+    end
+  end
+end
+redis.call('DEL', set_key, 'throng:coordinator:' .. owner)
+redis.call('ZREM', 'throng:coordinators', owner)
+return released
+"#;
+
 /// The Redis registry.
 #[derive(Clone)]
 pub struct RedisRegistry {
@@ -167,6 +205,7 @@ pub struct RedisRegistry {
     remove_router: Script,
     set_router: Script,
     evict: Script,
+    reap: Script,
 }
 
 impl RedisRegistry {
@@ -180,6 +219,7 @@ impl RedisRegistry {
             remove_router: Script::new(REMOVE_ROUTER),
             set_router: Script::new(SET_ROUTER),
             evict: Script::new(EVICT_NODE),
+            reap: Script::new(REAP_COORDINATOR),
         })
     }
 
@@ -245,7 +285,8 @@ impl Registry for RedisRegistry {
             .arg(&req.participant_id)
             .arg(req.cost)
             .arg(req.room_cap)
-            .arg(&req.room_id);
+            .arg(&req.room_id)
+            .arg(&req.owner);
         for c in &req.candidates {
             inv.arg(c.worker.key()).arg(c.capacity);
         }
@@ -391,5 +432,78 @@ impl Registry for RedisRegistry {
             .collect::<Result<Vec<_>, _>>()?;
         evicted.sort();
         Ok(evicted)
+    }
+
+    async fn heartbeat(
+        &self,
+        coordinator_id: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(), RegistryError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(format!("{COORDINATOR_PREFIX}{coordinator_id}"))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .ignore()
+            .cmd("ZADD")
+            .arg(COORDINATORS)
+            .arg(now)
+            .arg(coordinator_id)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_coordinators(&self) -> Result<Vec<String>, RegistryError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(COORDINATORS)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        let mut dead = Vec::new();
+        for id in ids {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(format!("{COORDINATOR_PREFIX}{id}"))
+                .query_async(&mut conn)
+                .await?;
+            if !alive {
+                dead.push(id);
+            }
+        }
+        Ok(dead)
+    }
+
+    async fn reap_coordinator(
+        &self,
+        coordinator_id: &str,
+    ) -> Result<Vec<(String, String, WorkerRef)>, RegistryError> {
+        let released: Vec<String> = self
+            .reap
+            .key(RESERVED)
+            .key(ROOMS)
+            .arg(coordinator_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        released
+            .iter()
+            .map(|m| {
+                let mut parts = m.splitn(3, '\n');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(room), Some(pid), Some(w)) => {
+                        Ok((room.to_string(), pid.to_string(), worker(w)?))
+                    }
+                    _ => Err(RegistryError::Corrupt(format!("reaped placement {m:?}"))),
+                }
+            })
+            .collect()
     }
 }
