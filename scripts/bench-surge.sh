@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Surge benchmark (BENCHMARKS.md, figure 1): a real single-machine cluster
+# (Redis, one media node with one worker per core, one coordinator built in
+# release mode) and `loadgen surge` releasing N joins at once, into 1 room and
+# into 50 rooms. Signalling only: worker capacity is raised so that all
+# participants fit (what is measured is admission, not media).
+#   scripts/bench-surge.sh [JOINS]     (default 1000)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOINS=${1:-1000}
+cd "$ROOT"
+cargo build -q --release -p coordinator -p loadgen
+cargo build -q -p media-node
+
+SECRET="bench-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
+REDIS_PORT=6398; GRPC=127.0.0.1:50151; LISTEN=127.0.0.1:8181
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
+sleep 0.5
+THRONG_NODE_ID=bench-node THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=41000 \
+THRONG_GRPC_LISTEN=$GRPC THRONG_HTTP_LISTEN=127.0.0.1:9191 THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
+RUST_LOG=warn target/debug/media-node >/dev/null & PIDS+=($!)
+sleep 1
+THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WORKER_CAPACITY=30000 \
+RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
+for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 1.5   # the coordinator reads node reports every second
+echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
+for rooms in 1 50; do
+  target/release/loadgen surge --url "ws://$LISTEN/ws" --token-secret "$SECRET" --joins "$JOINS" --rooms "$rooms" --timeout-secs 120
+  sleep 2
+done
