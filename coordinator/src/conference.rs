@@ -189,7 +189,13 @@ pub struct Conference {
     index: Mutex<Index>,
     /// Nodes whose event stream is followed.
     watched: Mutex<HashSet<String>>,
+    /// Node reports, re-read at most every `NODES_CACHE`: during a surge every
+    /// join would otherwise read them again (capacity itself is never cached).
+    nodes_cache: Mutex<Option<(Instant, Arc<Vec<NodeReport>>)>>,
 }
+
+/// How long node reports are reused for placement.
+const NODES_CACHE: Duration = Duration::from_millis(250);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -226,6 +232,7 @@ impl Conference {
             rooms: Mutex::default(),
             index: Mutex::default(),
             watched: Mutex::default(),
+            nodes_cache: Mutex::default(),
         })
     }
 
@@ -271,6 +278,17 @@ impl Conference {
         self.client(&r.worker.node_id, &r.address)
     }
 
+    async fn live_nodes(&self) -> Res<Arc<Vec<NodeReport>>> {
+        if let Some((at, nodes)) = lock(&self.nodes_cache).as_ref() {
+            if at.elapsed() < NODES_CACHE {
+                return Ok(nodes.clone());
+            }
+        }
+        let nodes = Arc::new(self.registry.nodes().await?);
+        *lock(&self.nodes_cache) = Some((Instant::now(), nodes.clone()));
+        Ok(nodes)
+    }
+
     /// Live, non-draining workers with their capacity.
     fn candidates(&self, nodes: &[NodeReport]) -> Vec<Candidate> {
         nodes
@@ -305,7 +323,7 @@ impl Conference {
                 "this identity is already in the room",
             ));
         }
-        let nodes = self.registry.nodes().await?;
+        let nodes = self.live_nodes().await?;
         let request = PlacementRequest {
             room_id: room_id.to_string(),
             participant_id: peer_id.to_string(),

@@ -39,20 +39,28 @@ fn parse(args: &[String]) -> Result<Args, String> {
         Some("surge") => {}
         other => return Err(format!("unknown scenario {other:?}")),
     }
-    let (mut url, mut secret, mut joins, mut rooms, mut timeout, mut json) = (None, None, 1000, 1, 60, None);
+    let (mut url, mut secret, mut joins, mut rooms, mut timeout, mut json) =
+        (None, None, 1000, 1, 60, None);
     while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
         match a.as_str() {
             "--url" => url = Some(value()?),
             "--token-secret" => secret = Some(value()?),
             "--joins" => joins = value()?.parse().map_err(|_| "--joins: a number")?,
             "--rooms" => rooms = value()?.parse().map_err(|_| "--rooms: a number")?,
-            "--timeout-secs" => timeout = value()?.parse().map_err(|_| "--timeout-secs: a number")?,
+            "--timeout-secs" => {
+                timeout = value()?.parse().map_err(|_| "--timeout-secs: a number")?
+            }
             "--json" => json = Some(value()?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if joins == 0 || joins > 20_000 || rooms == 0 || rooms > joins || timeout == 0 || timeout > 3600 {
+    if joins == 0 || joins > 20_000 || rooms == 0 || rooms > joins || timeout == 0 || timeout > 3600
+    {
         return Err("--joins 1..=20000, --rooms 1..=joins, --timeout-secs 1..=3600".into());
     }
     Ok(Args {
@@ -67,11 +75,20 @@ fn parse(args: &[String]) -> Result<Args, String> {
 
 #[derive(Debug)]
 enum Outcome {
-    Admitted { after: Duration, queued_updates: usize },
+    Admitted {
+        after: Duration,
+        queued_updates: usize,
+    },
     Failed(String),
 }
 
-async fn one(args: Arc<Args>, i: usize, barrier: Arc<Barrier>, start: Arc<std::sync::OnceLock<Instant>>) -> Outcome {
+async fn one(
+    args: Arc<Args>,
+    i: usize,
+    barrier: Arc<Barrier>,
+    start: Arc<std::sync::OnceLock<Instant>>,
+    done: Arc<AtomicUsize>,
+) -> Outcome {
     let room = format!("surge-{}", i % args.rooms);
     let token = TokenKey::new(args.secret.as_bytes()).mint(&room, &format!("bot-{i}"), true, 3600);
     let connected = tokio_tungstenite::connect_async(&args.url).await;
@@ -87,13 +104,24 @@ async fn one(args: Arc<Args>, i: usize, barrier: Arc<Barrier>, start: Arc<std::s
             } else {
                 let mut queued_updates = 0;
                 loop {
-                    let Some(Ok(msg)) = ws.next().await else { break Outcome::Failed("socket closed".into()) };
+                    let Some(Ok(msg)) = ws.next().await else {
+                        break Outcome::Failed("socket closed".into());
+                    };
                     let Message::Text(text) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                        continue;
+                    };
                     match v["type"].as_str() {
                         Some("queued") => queued_updates += 1,
-                        Some("joined") => break Outcome::Admitted { after: released.elapsed(), queued_updates },
-                        Some("error") => break Outcome::Failed(format!("{}: {}", v["code"], v["message"])),
+                        Some("joined") => {
+                            break Outcome::Admitted {
+                                after: released.elapsed(),
+                                queued_updates,
+                            }
+                        }
+                        Some("error") => {
+                            break Outcome::Failed(format!("{}: {}", v["code"], v["message"]))
+                        }
                         _ => {}
                     }
                 }
@@ -101,6 +129,7 @@ async fn one(args: Arc<Args>, i: usize, barrier: Arc<Barrier>, start: Arc<std::s
             (outcome, Some(ws))
         }
     };
+    done.fetch_add(1, Ordering::Relaxed);
     // Stay joined until every participant is done, so that rooms stay full.
     barrier.wait().await;
     if let Some(mut ws) = ws {
@@ -113,7 +142,9 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    sorted[((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)]
+    sorted[((sorted.len() as f64 * q).ceil() as usize)
+        .saturating_sub(1)
+        .min(sorted.len() - 1)]
 }
 
 #[tokio::main]
@@ -131,12 +162,9 @@ async fn main() -> ExitCode {
     let done = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..args.joins)
         .map(|i| {
-            let (args, barrier, start, done) = (args.clone(), barrier.clone(), start.clone(), done.clone());
-            tokio::spawn(async move {
-                let o = one(args, i, barrier, start).await;
-                done.fetch_add(1, Ordering::Relaxed);
-                o
-            })
+            let (args, barrier, start, done) =
+                (args.clone(), barrier.clone(), start.clone(), done.clone());
+            tokio::spawn(one(args, i, barrier, start, done))
         })
         .collect();
     let progress = {
@@ -145,14 +173,24 @@ async fn main() -> ExitCode {
             let t0 = Instant::now();
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                eprintln!("[{:>4.0}s] {}/{} participants finished joining", t0.elapsed().as_secs_f64(), done.load(Ordering::Relaxed), n);
+                eprintln!(
+                    "[{:>4.0}s] {}/{} participants finished joining",
+                    t0.elapsed().as_secs_f64(),
+                    done.load(Ordering::Relaxed),
+                    n
+                );
             }
         })
     };
     let all = tokio::time::timeout(args.timeout, futures::future::join_all(tasks)).await;
     progress.abort();
     let Ok(results) = all else {
-        eprintln!("timed out after {:?} with {} of {} finished", args.timeout, done.load(Ordering::Relaxed), args.joins);
+        eprintln!(
+            "timed out after {:?} with {} of {} finished",
+            args.timeout,
+            done.load(Ordering::Relaxed),
+            args.joins
+        );
         return ExitCode::FAILURE;
     };
     let mut times = Vec::new();
@@ -160,7 +198,10 @@ async fn main() -> ExitCode {
     let mut without_position = 0;
     for r in results {
         match r {
-            Ok(Outcome::Admitted { after, queued_updates }) => {
+            Ok(Outcome::Admitted {
+                after,
+                queued_updates,
+            }) => {
                 times.push(after);
                 if queued_updates == 0 {
                     without_position += 1;
@@ -171,17 +212,30 @@ async fn main() -> ExitCode {
         }
     }
     times.sort();
-    let (p50, p95, p99, max) =
-        (percentile(&times, 0.5), percentile(&times, 0.95), percentile(&times, 0.99), times.last().copied().unwrap_or_default());
+    let (p50, p95, p99, max) = (
+        percentile(&times, 0.5),
+        percentile(&times, 0.95),
+        percentile(&times, 0.99),
+        times.last().copied().unwrap_or_default(),
+    );
     let error_count: usize = errors.values().sum();
-    println!("scenario   surge ({} joins into {} room(s), released at once)", args.joins, args.rooms);
+    println!(
+        "scenario   surge ({} joins into {} room(s), released at once)",
+        args.joins, args.rooms
+    );
     println!("admitted   {}", times.len());
     println!("errors     {error_count}");
     for (e, n) in &errors {
         println!("  {n:>6} x {e}");
     }
     println!("no position update  {without_position}");
-    println!("time to admitted    p50 {:.3} s   p95 {:.3} s   p99 {:.3} s   max {:.3} s", p50.as_secs_f64(), p95.as_secs_f64(), p99.as_secs_f64(), max.as_secs_f64());
+    println!(
+        "time to admitted    p50 {:.3} s   p95 {:.3} s   p99 {:.3} s   max {:.3} s",
+        p50.as_secs_f64(),
+        p95.as_secs_f64(),
+        p99.as_secs_f64(),
+        max.as_secs_f64()
+    );
     if let Some(path) = &args.json {
         let summary = json!({
             "scenario": "surge", "joins": args.joins, "rooms": args.rooms,
@@ -189,7 +243,8 @@ async fn main() -> ExitCode {
             "withoutPositionUpdate": without_position,
             "timeToAdmittedSecs": {"p50": p50.as_secs_f64(), "p95": p95.as_secs_f64(), "p99": p99.as_secs_f64(), "max": max.as_secs_f64()},
         });
-        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&summary).expect("json")) {
+        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&summary).expect("json"))
+        {
             eprintln!("cannot write {path}: {e}");
             return ExitCode::FAILURE;
         }
