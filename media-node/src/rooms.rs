@@ -1066,32 +1066,22 @@ impl Rooms {
                 })
                 .detach();
         }
-        {
+        let paused_event = |make: fn(pb::ConsumerPaused) -> pb::event::Event| {
             let (weak, participant) = (weak.clone(), participant.clone());
-            consumer
-                .on_producer_pause(move || {
-                    if let Some(rooms) = weak.upgrade() {
-                        rooms.emit(pb::event::Event::ConsumerProducerPaused(
-                            pb::ConsumerPaused {
-                                consumer_id: id.to_string(),
-                                participant_id: participant.clone(),
-                            },
-                        ));
-                    }
-                })
-                .detach();
-        }
-        consumer
-            .on_producer_resume(move || {
+            move || {
                 if let Some(rooms) = weak.upgrade() {
-                    rooms.emit(pb::event::Event::ConsumerProducerResumed(
-                        pb::ConsumerPaused {
-                            consumer_id: id.to_string(),
-                            participant_id: participant.clone(),
-                        },
-                    ));
+                    rooms.emit(make(pb::ConsumerPaused {
+                        consumer_id: id.to_string(),
+                        participant_id: participant.clone(),
+                    }));
                 }
-            })
+            }
+        };
+        consumer
+            .on_producer_pause(paused_event(pb::event::Event::ConsumerProducerPaused))
+            .detach();
+        consumer
+            .on_producer_resume(paused_event(pb::event::Event::ConsumerProducerResumed))
             .detach();
         self.lock().consumers.insert(
             id,

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::num::{NonZeroU32, NonZeroU8};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,32 +23,6 @@ use mediasoup::consumer::ConsumerRtpStreamStat;
 use mediasoup::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-fn media_codecs() -> Vec<RtpCodecCapability> {
-    vec![
-        RtpCodecCapability::Audio {
-            mime_type: MimeTypeAudio::Opus,
-            preferred_payload_type: None,
-            clock_rate: NonZeroU32::new(48000).unwrap(),
-            channels: NonZeroU8::new(2).unwrap(),
-            parameters: RtpCodecParametersParameters::from([("useinbandfec", 1_u32.into())]),
-            rtcp_feedback: vec![RtcpFeedback::TransportCc],
-        },
-        RtpCodecCapability::Video {
-            mime_type: MimeTypeVideo::Vp8,
-            preferred_payload_type: None,
-            clock_rate: NonZeroU32::new(90000).unwrap(),
-            parameters: RtpCodecParametersParameters::default(),
-            rtcp_feedback: vec![
-                RtcpFeedback::Nack,
-                RtcpFeedback::NackPli,
-                RtcpFeedback::CcmFir,
-                RtcpFeedback::GoogRemb,
-                RtcpFeedback::TransportCc,
-            ],
-        },
-    ]
-}
 
 #[derive(Clone)]
 struct AppState {
@@ -211,7 +184,7 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
         .await
         .expect("worker");
     let router = worker
-        .create_router(RouterOptions::new(media_codecs()))
+        .create_router(RouterOptions::new(media_node::rooms::media_codecs()))
         .await
         .expect("router");
     let state = AppState {
