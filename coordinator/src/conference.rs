@@ -1106,8 +1106,8 @@ impl Conference {
         let Some(room_lock) = self.existing_room(&room_id) else {
             return;
         };
-        // try_lock: events must not wait behind a long join; a busy room gets
-        // the message on the next event of the same kind at worst.
+        // Delivered from a task of its own: the event stream must not wait
+        // behind a room busy with a long join.
         tokio::spawn(async move {
             let room = room_lock.lock().await;
             if let Some(p) = room.peers.get(&peer_id) {

@@ -307,9 +307,14 @@ async fn peers_joined_through_different_coordinators_see_and_receive_each_other(
     let c = x.request(json!({"type": "consume", "producerId": z_producer, "rtpCapabilities": jx["routerRtpCapabilities"].clone()})).await;
     assert_eq!(c["type"], "response", "{c}");
 
-    // Leaving through coordinator B is seen through coordinator A.
+    // Leaving through coordinator B is seen through coordinator A, whether
+    // by `leave` or by the browser simply going away.
     y.request(json!({"type": "leave"})).await;
     assert_eq!(x.wait(|m| m["type"] == "peerLeft").await["peerId"], "y");
+    drop(z);
+    assert_eq!(x.wait(|m| m["type"] == "peerLeft").await["peerId"], "z");
+    let room = admin(&coord_a, "/admin/rooms/global").await;
+    assert_eq!(room["participantIds"], json!(["x"]), "{room}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

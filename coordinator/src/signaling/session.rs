@@ -209,6 +209,10 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     if let Some(j) = joined.take() {
         deps.conference.leave(&j.room, &j.peer).await;
     }
+    // A proxied session: closing the owner's socket makes the participant leave there.
+    if let Some(mut up) = upstream.take() {
+        let _ = up.close().await;
+    }
     drop(tx);
     if !send_done {
         // Let the last messages (the reply to `leave`) go out.
