@@ -93,6 +93,16 @@ window.runRoundtrip = async (seconds) => {
   const samples = new Float32Array(analyser.fftSize);
   let audioPeak = 0;
 
+  // Media may take a moment to start (DTLS, the first keyframe after the
+  // consumer is resumed), longer on a loaded machine: wait for the first
+  // decoded frame and audio packets (at most 20 s), then measure the window.
+  const startBy = performance.now() + 20000;
+  for (;;) {
+    const s = await statsOf(recv);
+    const started = (s.inbound.video?.framesDecoded ?? 0) > 0 && (s.inbound.audio?.packetsReceived ?? 0) > 0;
+    if (started || performance.now() > startBy) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const first = await statsOf(recv);
   const deadline = performance.now() + seconds * 1000;
   while (performance.now() < deadline) {
