@@ -740,47 +740,33 @@ impl Rooms {
     fn watch_webrtc_states(self: &Arc<Self>, transport: &WebRtcTransport, participant_id: &str) {
         let id = transport.id().to_string();
         let participant = participant_id.to_string();
-        let ice = Arc::new(Mutex::new(("new", "new")));
-        let send = {
-            let weak = Arc::downgrade(self);
-            move |(ice_state, dtls_state): (&'static str, &'static str)| {
-                if let Some(rooms) = weak.upgrade() {
-                    rooms.emit(pb::event::Event::TransportState(pb::TransportState {
-                        transport_id: id.clone(),
-                        participant_id: participant.clone(),
-                        ice_state: ice_state.into(),
-                        dtls_state: dtls_state.into(),
-                    }));
-                }
+        let weak = Arc::downgrade(self);
+        // (ICE state, DTLS state): each change updates one half and reports both.
+        let state = Mutex::new(("new", "new"));
+        let record = Arc::new(move |update: &dyn Fn(&mut (&'static str, &'static str))| {
+            let (ice_state, dtls_state) = {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                update(&mut st);
+                *st
+            };
+            if let Some(rooms) = weak.upgrade() {
+                rooms.emit(pb::event::Event::TransportState(pb::TransportState {
+                    transport_id: id.clone(),
+                    participant_id: participant.clone(),
+                    ice_state: ice_state.into(),
+                    dtls_state: dtls_state.into(),
+                }));
             }
-        };
-        let send = Arc::new(send);
+        });
         {
-            let (state, send) = (ice.clone(), send.clone());
+            let record = record.clone();
             transport
-                .on_ice_state_change(move |s| {
-                    let now = {
-                        let mut st = state.lock().unwrap();
-                        st.0 = ice_state_name(s);
-                        *st
-                    };
-                    send(now);
-                })
+                .on_ice_state_change(move |s| record(&|st| st.0 = ice_state_name(s)))
                 .detach();
         }
-        {
-            let (state, send) = (ice, send);
-            transport
-                .on_dtls_state_change(move |s| {
-                    let now = {
-                        let mut st = state.lock().unwrap();
-                        st.1 = dtls_state_name(s);
-                        *st
-                    };
-                    send(now);
-                })
-                .detach();
-        }
+        transport
+            .on_dtls_state_change(move |s| record(&|st| st.1 = dtls_state_name(s)))
+            .detach();
     }
 
     /// DTLS connect with the browser's parameters.
