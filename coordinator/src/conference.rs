@@ -921,17 +921,24 @@ impl Conference {
             producer_id: producer_id.into(),
         };
         match op {
-            ProducerOp::Pause => {
-                client
-                    .pause_producer(req)
-                    .await
-                    .map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?;
-            }
-            ProducerOp::Resume => {
-                client
-                    .resume_producer(req)
-                    .await
-                    .map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?;
+            ProducerOp::Pause | ProducerOp::Resume => {
+                let paused = matches!(op, ProducerOp::Pause);
+                let result = if paused {
+                    client.pause_producer(req).await
+                } else {
+                    client.resume_producer(req).await
+                };
+                result.map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?;
+                // Same-node copies pause with their source; across nodes the pipe
+                // consumer pauses, so the far copy simply receives no RTP.
+                room.broadcast(
+                    Some(peer_id),
+                    &ServerMessage::ProducerPaused {
+                        peer_id: peer_id.into(),
+                        producer_id: producer_id.into(),
+                        paused,
+                    },
+                );
             }
             ProducerOp::Close => self.close_producer_everywhere(&mut room, producer_id).await,
         }

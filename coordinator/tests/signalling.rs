@@ -50,6 +50,22 @@ async fn peers_see_and_consume_each_other_and_leaving_is_announced() {
         .await;
     assert_eq!(resumed["type"], "response", "{resumed}");
 
+    // Muting is announced to the others.
+    let muted = alice
+        .request(json!({"type": "pauseProducer", "producerId": producer}))
+        .await;
+    assert_eq!(muted["type"], "response", "{muted}");
+    let m = bob.wait(|m| m["type"] == "producerPaused").await;
+    assert_eq!(
+        (m["peerId"].as_str(), m["paused"].as_bool()),
+        (Some("alice"), Some(true))
+    );
+    alice
+        .request(json!({"type": "resumeProducer", "producerId": producer}))
+        .await;
+    let m = bob.wait(|m| m["type"] == "producerPaused").await;
+    assert_eq!(m["paused"], false);
+
     let room = admin(&c, "/admin/rooms/standup").await;
     assert_eq!(room["participants"], 2);
     assert_eq!(room["participantIds"], json!(["alice", "bob"]));

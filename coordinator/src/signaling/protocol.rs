@@ -292,6 +292,16 @@ pub enum ServerMessage {
         /// The producer.
         producer_id: String,
     },
+    /// A peer paused (muted) or resumed one of its producers.
+    #[serde(rename_all = "camelCase")]
+    ProducerPaused {
+        /// The peer.
+        peer_id: String,
+        /// The producer.
+        producer_id: String,
+        /// Paused now (false: resumed).
+        paused: bool,
+    },
     /// One of this client's consumers closed (its producer went away).
     #[serde(rename_all = "camelCase")]
     ConsumerClosed {
