@@ -237,6 +237,16 @@ fn parse_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(json).map_err(|e| MediaError::invalid(field, e))
 }
 
+/// The far side of a pipe or plain transport, as a coordinator gave it.
+fn remote_address(ip: &str, port: u32) -> Result<(IpAddr, u16), MediaError> {
+    let ip: IpAddr = ip.parse().map_err(|e| MediaError::invalid("ip", e))?;
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| MediaError::invalid("port", "1 to 65535"))?;
+    Ok((ip, port))
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("mediasoup types serialize")
 }
@@ -1295,17 +1305,12 @@ impl Rooms {
     }
 
     fn pipe_listen_info(&self) -> ListenInfo {
-        ListenInfo {
-            protocol: Protocol::Udp,
-            ip: self.pipe_listen_ip,
-            announced_address: self.pipe_announced_address.clone(),
-            expose_internal_ip: false,
-            port: None,
-            port_range: None,
-            flags: None,
-            send_buffer_size: None,
-            recv_buffer_size: None,
-        }
+        crate::workers::listen_info(
+            Protocol::Udp,
+            self.pipe_listen_ip,
+            self.pipe_announced_address.clone(),
+            None,
+        )
     }
 
     /// An SRTP pipe transport on a router, for a cross-node pipe.
@@ -1353,11 +1358,7 @@ impl Rooms {
         srtp_parameters_json: &str,
     ) -> Result<(), MediaError> {
         let (pipe, _, worker) = self.pipe_transport(transport_id)?;
-        let ip: IpAddr = ip.parse().map_err(|e| MediaError::invalid("ip", e))?;
-        let port = u16::try_from(port)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| MediaError::invalid("port", "1 to 65535"))?;
+        let (ip, port) = remote_address(ip, port)?;
         let srtp: SrtpParameters = parse_json("srtp_parameters_json", srtp_parameters_json)?;
         pipe.connect(PipeTransportRemoteParameters {
             ip,
@@ -1495,11 +1496,7 @@ impl Rooms {
                 )))
             }
         };
-        let ip: IpAddr = ip.parse().map_err(|e| MediaError::invalid("ip", e))?;
-        let port = u16::try_from(port)
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| MediaError::invalid("port", "1 to 65535"))?;
+        let (ip, port) = remote_address(ip, port)?;
         let srtp_parameters = if srtp_parameters_json.is_empty() {
             None
         } else {

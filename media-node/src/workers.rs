@@ -81,13 +81,20 @@ pub struct WorkerPool {
     _manager: WorkerManager,
 }
 
-fn listen_info(config: &NodeConfig, protocol: Protocol, port: u16) -> ListenInfo {
+/// Where a worker's socket listens: `port` fixed (WebRtcServer) or any free
+/// one (pipe, plain and ingest transports).
+pub(crate) fn listen_info(
+    protocol: Protocol,
+    ip: IpAddr,
+    announced_address: Option<String>,
+    port: Option<u16>,
+) -> ListenInfo {
     ListenInfo {
         protocol,
-        ip: config.rtc_listen_ip,
-        announced_address: config.announced_address.clone(),
+        ip,
+        announced_address,
         expose_internal_ip: false,
-        port: Some(port),
+        port,
         port_range: None,
         flags: None,
         send_buffer_size: None,
@@ -129,8 +136,15 @@ impl WorkerPool {
                 .detach();
 
             let port = config.rtc_port(index);
-            let listen = WebRtcServerListenInfos::new(listen_info(config, Protocol::Udp, port))
-                .insert(listen_info(config, Protocol::Tcp, port));
+            let at = |protocol| {
+                listen_info(
+                    protocol,
+                    config.rtc_listen_ip,
+                    config.announced_address.clone(),
+                    Some(port),
+                )
+            };
+            let listen = WebRtcServerListenInfos::new(at(Protocol::Udp)).insert(at(Protocol::Tcp));
             let webrtc_server = worker
                 .create_webrtc_server(WebRtcServerOptions::new(listen))
                 .await
