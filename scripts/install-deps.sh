@@ -43,9 +43,13 @@ fi
 
 "$ROOT/scripts/prepare-mediasoup.sh"
 
-# Browser-test packages: reinstall only when the lockfile changed.
-E2E="$ROOT/e2e"
-if [[ ! -f "$E2E/node_modules/.package-lock.json" || "$E2E/package-lock.json" -nt "$E2E/node_modules/.package-lock.json" ]]; then
-  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-(cd "$E2E" && npm run --silent build)
+# npm packages: the web client (built into client-web/dist, served by the
+# coordinator) and the worker round-trip page. Reinstalled only when a
+# lockfile changed; builds take well under a second.
+for pkg in client-web e2e; do
+  dir="$ROOT/$pkg"
+  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  (cd "$dir" && npm run --silent build)
+done

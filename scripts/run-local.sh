@@ -6,7 +6,8 @@
 # Parts: Redis (when redis-server is installed; otherwise the coordinator's
 # in-memory registry polls the node), one media node (one mediasoup worker per
 # core, each on its own UDP+TCP port from 40000), one coordinator on :8080.
-# Development secrets are generated per run unless THRONG_TOKEN_SECRET,
+# Rooms are open to anyone who can reach the URL (THRONG_OPEN_JOIN=true);
+# set it to false to require join links. Development secrets are generated per run unless THRONG_TOKEN_SECRET,
 # THRONG_API_KEY and THRONG_ADMIN_KEY are set.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,7 +44,10 @@ THRONG_HTTP_LISTEN=${THRONG_NODE_HTTP:-127.0.0.1:9100} \
   "$BIN/media-node" &
 PIDS+=($!)
 
-THRONG_LISTEN="$LISTEN" THRONG_MEDIA_NODES="$GRPC" "$BIN/coordinator" &
+THRONG_LISTEN="$LISTEN" THRONG_MEDIA_NODES="$GRPC" \
+THRONG_WEB_ROOT=${THRONG_WEB_ROOT:-$ROOT/client-web/dist} \
+THRONG_OPEN_JOIN=${THRONG_OPEN_JOIN:-true} \
+  "$BIN/coordinator" &
 PIDS+=($!)
 
 for _ in $(seq 1 100); do
@@ -51,7 +55,7 @@ for _ in $(seq 1 100); do
     TOKEN=$("$BIN/coordinator" token --room demo --identity "guest-$RANDOM")
     cat <<INFO
 
-Throng is running: http://$LISTEN/
+Throng is running: http://$LISTEN/   (open it, pick a room and a name, join)
   registry:    ${THRONG_REDIS_URL:-in-memory (no redis-server installed)}
   join token:  room "demo" -> $TOKEN
   join link:   http://$LISTEN/?room=demo&token=$TOKEN

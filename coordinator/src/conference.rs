@@ -119,7 +119,15 @@ struct Peer {
     send_transport: Option<String>,
     recv_transport: Option<String>,
     producers: HashSet<String>,
-    consumers: HashSet<String>,
+    consumers: HashMap<String, ConsumerRec>,
+}
+
+/// One of a peer's consumers as the coordinator last set it on the node.
+#[derive(Debug, Clone)]
+struct ConsumerRec {
+    producer_id: String,
+    router_id: String,
+    paused: bool,
 }
 
 #[derive(Default)]
@@ -377,7 +385,7 @@ impl Conference {
                 send_transport: None,
                 recv_transport: None,
                 producers: HashSet::new(),
-                consumers: HashSet::new(),
+                consumers: HashMap::new(),
             },
         );
         let me = room.peer_info(peer_id, &room.peers[peer_id]);
@@ -846,7 +854,14 @@ impl Conference {
             .get_mut(peer_id)
             .expect("checked")
             .consumers
-            .insert(c.consumer_id.clone());
+            .insert(
+                c.consumer_id.clone(),
+                ConsumerRec {
+                    producer_id: c.producer_id.clone(),
+                    router_id: router_id.clone(),
+                    paused: true,
+                },
+            );
         lock(&self.index)
             .consumer_owner
             .insert(c.consumer_id.clone(), (room_id.into(), peer_id.into()));
@@ -870,7 +885,7 @@ impl Conference {
     ) -> Res<()> {
         let (router, _) = self
             .checked(room_id, peer_id, |room| {
-                if room.peers[peer_id].consumers.contains(consumer_id) {
+                if room.peers[peer_id].consumers.contains_key(consumer_id) {
                     Ok(())
                 } else {
                     Err(ConferenceError::new(
@@ -884,9 +899,15 @@ impl Conference {
         let req = pb::ConsumerRequest {
             consumer_id: consumer_id.into(),
         };
+        let paused = match op {
+            ConsumerOp::Pause => Some(true),
+            ConsumerOp::Resume => Some(false),
+            ConsumerOp::Close | ConsumerOp::Layers { .. } => None,
+        };
         let result = match op {
             ConsumerOp::Pause => client.pause_consumer(req).await.map(|_| ()),
             ConsumerOp::Resume => client.resume_consumer(req).await.map(|_| ()),
+            ConsumerOp::Close => client.close_consumer(req).await.map(|_| ()),
             ConsumerOp::Layers { spatial, temporal } => client
                 .set_consumer_preferred_layers(pb::SetConsumerPreferredLayersRequest {
                     consumer_id: consumer_id.into(),
@@ -896,7 +917,124 @@ impl Conference {
                 .await
                 .map(|_| ()),
         };
-        result.map_err(|s| MediaRpcError::status(&router.worker.node_id, s).into())
+        result.map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?;
+        if matches!(op, ConsumerOp::Close) {
+            lock(&self.index).consumer_owner.remove(consumer_id);
+            if let Some(room_lock) = self.existing_room(room_id) {
+                if let Some(p) = room_lock.lock().await.peers.get_mut(peer_id) {
+                    p.consumers.remove(consumer_id);
+                }
+            }
+            return Ok(());
+        }
+        if let (Some(paused), Some(room_lock)) = (paused, self.existing_room(room_id)) {
+            if let Some(c) = room_lock
+                .lock()
+                .await
+                .peers
+                .get_mut(peer_id)
+                .and_then(|p| p.consumers.get_mut(consumer_id))
+            {
+                c.paused = paused;
+            }
+        }
+        Ok(())
+    }
+
+    /// What this coordinator serves of a room, for the admin API: every peer with
+    /// its producers and consumers (paused as last set on the node). With
+    /// `stats`, each consumer also carries the packets its node has sent for it.
+    /// `None` when the room has no participants on this coordinator.
+    pub async fn media_snapshot(self: &Arc<Self>, room_id: &str, stats: bool) -> Option<Value> {
+        let room_lock = self.existing_room(room_id)?;
+        let (peers, owners, routers) = {
+            let room = room_lock.lock().await;
+            if room.peers.is_empty() {
+                return None;
+            }
+            let mut peers: Vec<(Value, Vec<(String, ConsumerRec)>)> = room
+                .peers
+                .iter()
+                .map(|(id, p)| {
+                    let producers: Vec<Value> = p
+                        .producers
+                        .iter()
+                        .filter_map(|pid| room.producers.get(pid).map(|r| (pid, r)))
+                        .map(|(pid, r)| json!({ "producerId": pid, "kind": r.kind, "source": r.source }))
+                        .collect();
+                    let head = json!({
+                        "peerId": id,
+                        "displayName": p.display_name,
+                        "routerId": p.router_id,
+                        "producers": producers,
+                    });
+                    let consumers = p
+                        .consumers
+                        .iter()
+                        .map(|(cid, c)| (cid.clone(), c.clone()))
+                        .collect();
+                    (head, consumers)
+                })
+                .collect();
+            peers.sort_by(|a, b| a.0["peerId"].as_str().cmp(&b.0["peerId"].as_str()));
+            let owners: HashMap<String, String> = room
+                .producers
+                .iter()
+                .map(|(id, r)| (id.clone(), r.peer_id.clone()))
+                .collect();
+            (peers, owners, room.routers.clone())
+        };
+        let mut out = Vec::with_capacity(peers.len());
+        for (mut head, consumers) in peers {
+            let mut list = Vec::with_capacity(consumers.len());
+            for (cid, c) in consumers {
+                let mut entry = json!({
+                    "consumerId": cid,
+                    "producerId": c.producer_id,
+                    "producerPeerId": owners.get(&c.producer_id),
+                    "paused": c.paused,
+                });
+                if stats {
+                    entry["packetsSent"] = match routers.get(&c.router_id) {
+                        Some(r) => self
+                            .consumer_packets(r, &cid)
+                            .await
+                            .map_or(Value::Null, Value::from),
+                        None => Value::Null,
+                    };
+                }
+                list.push(entry);
+            }
+            list.sort_by(|a, b| a["consumerId"].as_str().cmp(&b["consumerId"].as_str()));
+            head["consumers"] = Value::Array(list);
+            out.push(head);
+        }
+        Some(Value::Array(out))
+    }
+
+    /// Packets the node has sent for a consumer (its outbound RTP stats).
+    async fn consumer_packets(
+        self: &Arc<Self>,
+        router: &RouterRef,
+        consumer_id: &str,
+    ) -> Option<u64> {
+        let stats = self
+            .router_client(router)
+            .ok()?
+            .get_stats(pb::GetStatsRequest {
+                target: Some(pb::get_stats_request::Target::ConsumerId(
+                    consumer_id.into(),
+                )),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        let v: Value = serde_json::from_str(&stats.stats_json).ok()?;
+        v.as_array()?
+            .iter()
+            .filter(|s| s["type"] == "outbound-rtp")
+            .map(|s| s["packetCount"].as_u64())
+            .sum()
     }
 
     /// Pause, resume or close one of the peer's producers.
@@ -1029,7 +1167,7 @@ impl Conference {
             {
                 index.transport_owner.remove(t);
             }
-            for c in &peer.consumers {
+            for c in peer.consumers.keys() {
                 index.consumer_owner.remove(c);
             }
         }
@@ -1349,6 +1487,8 @@ pub enum ConsumerOp {
     Pause,
     /// Resume.
     Resume,
+    /// Close (the client no longer wants it).
+    Close,
     /// Preferred layers.
     Layers {
         /// Spatial.

@@ -33,6 +33,12 @@ pub struct CoordinatorConfig {
     pub coordinator_id: String,
     /// A coordinator silent this long is dead and its placements are reaped.
     pub coordinator_ttl: std::time::Duration,
+    /// The built web client (`client-web/dist`), served at `/`. `None`: not
+    /// built, `/` shows the cluster status page instead.
+    pub web_root: Option<std::path::PathBuf>,
+    /// Anyone may ask `/api/join-token` for a token to any room (development and
+    /// open events); otherwise tokens come from the organiser's backend.
+    pub open_join: bool,
 }
 
 /// A configuration that cannot be used.
@@ -75,7 +81,15 @@ pub mod vars {
     pub const COORDINATOR_TTL_MS: &str = "THRONG_COORDINATOR_TTL_MS";
     /// Queue timeout in seconds.
     pub const QUEUE_TIMEOUT_SECS: &str = "THRONG_QUEUE_TIMEOUT_SECS";
+    /// Directory of the built web client.
+    pub const WEB_ROOT: &str = "THRONG_WEB_ROOT";
+    /// `true` lets anyone mint a join token through `/api/join-token`.
+    pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
 }
+
+/// Where the web client is when `THRONG_WEB_ROOT` is not set: next to the
+/// working directory (a checkout), else nowhere.
+pub const DEFAULT_WEB_ROOT: &str = "client-web/dist";
 
 fn get<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
     env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
@@ -193,7 +207,33 @@ impl CoordinatorConfig {
             }
             None => format!("coordinator-{}", uuid::Uuid::new_v4().simple()),
         };
+        let web_root = match get(env, vars::WEB_ROOT) {
+            Some(dir) => {
+                let dir = std::path::PathBuf::from(dir);
+                if !dir.join("index.html").is_file() {
+                    return Err(ConfigError {
+                        var: vars::WEB_ROOT,
+                        reason: format!("{} has no index.html", dir.display()),
+                    });
+                }
+                Some(dir)
+            }
+            None => Some(std::path::PathBuf::from(DEFAULT_WEB_ROOT))
+                .filter(|d| d.join("index.html").is_file()),
+        };
+        let open_join = match get(env, vars::OPEN_JOIN) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => {
+                return Err(ConfigError {
+                    var: vars::OPEN_JOIN,
+                    reason: format!("{v:?}: true or false"),
+                })
+            }
+        };
         Ok(Self {
+            web_root,
+            open_join,
             listen,
             advertise,
             redis_url,

@@ -32,6 +32,12 @@ pub struct AppState {
     pub queue: Arc<crate::join::queue::JoinQueue>,
     /// Which coordinator hosts each room.
     pub owners: crate::signaling::owners::RoomOwners,
+    /// The web client's files.
+    pub web: crate::web::WebAssets,
+    /// `/api/join-token` is open to anyone.
+    pub open_join: bool,
+    /// Tiles per page the web client shows.
+    pub tiles_per_page: u32,
 }
 
 /// An HTTP error with a JSON body.
@@ -69,12 +75,16 @@ fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), Ap
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws))
-        .route("/", get(home))
+        .route("/", get(index))
+        .route("/status", get(home))
+        .route("/api/config", get(client_config))
+        .route("/api/join-token", post(open_join_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/token", post(mint_token))
         .route("/admin/nodes", get(admin_nodes))
         .route("/admin/rooms", get(admin_rooms))
         .route("/admin/rooms/{room}", get(admin_room))
+        .fallback(get(asset))
         .with_state(state)
 }
 
@@ -130,6 +140,57 @@ async fn mint_token(
     Ok(Json(json!({ "token": token })))
 }
 
+/// What the web client needs to know before joining.
+async fn client_config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "protocol": crate::signaling::protocol::PROTOCOL_VERSION,
+        "tilesPerPage": state.tiles_per_page,
+        "openJoin": state.open_join,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenJoinRequest {
+    room: String,
+}
+
+/// A token for anyone, when the operator opened the rooms (`THRONG_OPEN_JOIN`).
+async fn open_join_token(
+    State(state): State<AppState>,
+    Json(req): Json<OpenJoinRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.open_join {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "rooms are not open: ask the organiser for a join link".into(),
+        ));
+    }
+    if req.room.is_empty() || req.room.len() > 128 || req.room.chars().any(char::is_control) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "room: 1 to 128 printable characters".into(),
+        ));
+    }
+    let identity = format!("guest-{}", uuid::Uuid::new_v4().simple());
+    let token = state.tokens.mint(&req.room, &identity, true, default_ttl());
+    Ok(Json(json!({ "token": token, "identity": identity })))
+}
+
+async fn index(State(state): State<AppState>) -> Response {
+    match state.web.get("/") {
+        Some(page) => page,
+        None => home(State(state)).await,
+    }
+}
+
+async fn asset(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    state
+        .web
+        .get(uri.path())
+        .unwrap_or_else(|| ApiError(StatusCode::NOT_FOUND, "not found".into()).into_response())
+}
+
 async fn admin_nodes(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -180,10 +241,18 @@ async fn admin_rooms(
     Ok(Json(json!({ "rooms": rooms })))
 }
 
+#[derive(Deserialize)]
+struct AdminRoomQuery {
+    /// `true`: each consumer also carries the packets its node sent for it.
+    #[serde(default)]
+    stats: bool,
+}
+
 async fn admin_room(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(room): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<AdminRoomQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_key(&headers, "x-admin-key", &state.admin_key)?;
     let r = state.conference.registry().room(&room).await.map_err(|_| {
@@ -197,11 +266,17 @@ async fn admin_room(
         .iter()
         .map(|(w, id)| json!({ "nodeId": w.node_id, "worker": w.worker, "routerId": id }))
         .collect();
+    // Peers, producers and consumers as this coordinator serves them; a room
+    // signalled by another coordinator has them there (see `owner`).
+    let peers = state.conference.media_snapshot(&room, q.stats).await;
+    let owner = state.owners.owner_of(&room).await;
     Ok(Json(json!({
         "room": room,
         "participants": r.participants,
         "participantIds": r.participant_ids,
         "routers": routers,
+        "owner": owner,
+        "peers": peers,
     })))
 }
 

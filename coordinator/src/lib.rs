@@ -12,6 +12,7 @@ pub mod join;
 pub mod media_rpc;
 pub mod registry;
 pub mod signaling;
+pub mod web;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -41,6 +42,9 @@ pub enum CoordinatorError {
     /// The listener could not bind.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The web client's files could not be read.
+    #[error(transparent)]
+    Web(#[from] web::WebError),
 }
 
 /// Where shared state lives: Redis for a cluster, memory on a single machine.
@@ -85,6 +89,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), CoordinatorError> {
+    let web = match &config.web_root {
+        Some(dir) => web::WebAssets::load(dir)?,
+        None => {
+            warn!(
+                "web client not built (no {}/index.html): / shows the cluster status; \
+                 build it with `npm ci && npm run build` in client-web/",
+                config::DEFAULT_WEB_ROOT
+            );
+            web::WebAssets::default()
+        }
+    };
     let Stores {
         registry,
         memory,
@@ -129,6 +144,9 @@ pub async fn run(
         admin_key: config.admin_key.as_str().into(),
         queue,
         owners,
+        web,
+        open_join: config.open_join,
+        tiles_per_page: config.placement.tiles_per_page,
     };
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);

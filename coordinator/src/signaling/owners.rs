@@ -101,6 +101,21 @@ impl RoomOwners {
         }
     }
 
+    /// The host:port of the coordinator hosting a room (this one's advertised
+    /// address for a local room), without claiming it; `None` when nobody hosts it
+    /// or Redis cannot say. Single coordinator: `"local"`.
+    pub async fn owner_of(&self, room: &str) -> Option<String> {
+        let Some((conn, _)) = &self.redis else {
+            return Some("local".into());
+        };
+        redis::cmd("GET")
+            .arg(key(room))
+            .query_async::<Option<String>>(&mut conn.clone())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Gives up this coordinator's claims (it is stopping): the next join of
     /// each room, through any coordinator, claims it afresh.
     pub async fn release(&self, rooms: &[String]) {

@@ -91,6 +91,14 @@ pub enum ClientMessage {
         /// Consumer.
         consumer_id: String,
     },
+    /// The consumer is no longer wanted (its tile has been off screen a while).
+    #[serde(rename_all = "camelCase")]
+    CloseConsumer {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// Consumer.
+        consumer_id: String,
+    },
     /// Preferred simulcast layers (follows the tile size).
     #[serde(rename_all = "camelCase")]
     SetPreferredLayers {
@@ -154,6 +162,7 @@ impl ClientMessage {
             | Self::Consume { req_id, .. }
             | Self::ResumeConsumer { req_id, .. }
             | Self::PauseConsumer { req_id, .. }
+            | Self::CloseConsumer { req_id, .. }
             | Self::SetPreferredLayers { req_id, .. }
             | Self::CloseProducer { req_id, .. }
             | Self::PauseProducer { req_id, .. }

@@ -352,6 +352,11 @@ async fn handle(
                 .await?;
             json!({})
         }
+        ClientMessage::CloseConsumer { consumer_id, .. } => {
+            c.consumer_op(room, peer, &consumer_id, ConsumerOp::Close)
+                .await?;
+            json!({})
+        }
         ClientMessage::SetPreferredLayers {
             consumer_id,
             spatial_layer,

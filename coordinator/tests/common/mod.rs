@@ -151,6 +151,16 @@ pub async fn start_coordinator(
     worker_capacity: u32,
     redis: Option<&RedisServer>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    start_coordinator_with(nodes, worker_capacity, redis, &[]).await
+}
+
+/// [`start_coordinator`] with more settings (`THRONG_*` variable, value).
+pub async fn start_coordinator_with(
+    nodes: &[String],
+    worker_capacity: u32,
+    redis: Option<&RedisServer>,
+    extra: &[(&str, String)],
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let env: HashMap<String, String> = [
         (cvars::LISTEN, "127.0.0.1:0".to_string()),
         (cvars::MEDIA_NODES, nodes.join(",")),
@@ -162,6 +172,7 @@ pub async fn start_coordinator(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .chain(redis.map(|r| (cvars::REDIS_URL.to_string(), r.url())))
+    .chain(extra.iter().map(|(k, v)| (k.to_string(), v.clone())))
     .collect();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -1,0 +1,58 @@
+// Three people join one room through the lobby; each must receive the other
+// two's video (frames decoded, increasing) and audio (packets increasing, and
+// real sound: the fake microphone's beep read with an AnalyserNode).
+import {
+  admin, audioPeak, check, connected, env, eventually, joinThroughUi, launch, log, newPage,
+  receiveStats, scenario, sleep,
+} from './lib.mjs';
+
+await scenario('three browsers', async (cleanup) => {
+  const browser = await launch();
+  cleanup(() => browser.close());
+  const names = ['Ada', 'Grace', 'Linus'];
+  const pages = [];
+  for (const [i, name] of names.entries()) {
+    const { page } = await newPage(browser, { name, viewport: { width: 1280, height: 720 } });
+    await joinThroughUi(page, { token: env.tokens[i], name });
+    pages.push(page);
+  }
+  for (const [i, page] of pages.entries()) await connected(page, names[i]);
+
+  // Everyone sees three tiles: themselves and the other two.
+  for (const [i, page] of pages.entries()) {
+    await eventually(`${names[i]} shows 3 tiles`, async () => (await page.locator('#grid .tile').count()) === 3);
+  }
+
+  // Media flows both ways for every pair.
+  const first = [];
+  for (const [i, page] of pages.entries()) {
+    first.push(await eventually(`${names[i]} decodes video and receives audio from both others`, async () => {
+      const s = await receiveStats(page);
+      const peers = Object.values(s);
+      return { ok: peers.length === 2 && peers.every((p) => p.framesDecoded > 0 && p.audioPackets > 0), s };
+    }, { timeoutMs: 30000 }));
+  }
+  await sleep(3000);
+  for (const [i, page] of pages.entries()) {
+    const before = first[i].s;
+    const after = await receiveStats(page);
+    for (const [id, p] of Object.entries(after)) {
+      check(p.framesDecoded > before[id].framesDecoded && p.audioPackets > before[id].audioPackets,
+        `${names[i]} keeps receiving from ${p.name} (frames ${before[id].framesDecoded} -> ${p.framesDecoded}, audio packets ${before[id].audioPackets} -> ${p.audioPackets})`);
+    }
+  }
+
+  // Real sound: the beep of Grace's fake microphone, heard at Ada's.
+  const gracePeer = await pages[1].evaluate(() => window.throng.call.peerId);
+  const peak = await eventually('Ada hears Grace (AnalyserNode peak > 0.05)', async () => {
+    const p = await audioPeak(pages[0], gracePeer);
+    return { ok: p > 0.05, p };
+  }, { timeoutMs: 20000 });
+  log(`audio peak at Ada from Grace: ${peak.p.toFixed(3)}`);
+
+  // The server agrees: 3 peers, each with 4 resumed consumers.
+  const room = await admin(`/admin/rooms/${encodeURIComponent(env.room)}`);
+  check(room.peers.length === 3 && room.peers.every((p) => p.consumers.length === 4 && p.consumers.every((c) => !c.paused)),
+    'server: 3 peers, each consuming 4 streams, none paused',
+    room.peers.map((p) => ({ n: p.displayName, c: p.consumers.map((c) => c.paused) })));
+});

@@ -1,0 +1,102 @@
+//! The web client (client-web) in real headless Chromium against a real
+//! coordinator, media node and redis-server: each test runs one scenario script
+//! from `client-web/tests/` (playwright-core driving /usr/bin/chromium with a
+//! fake camera and microphone) and fails with the script's account of what it
+//! saw. Needs node, client-web/node_modules and client-web/dist (built by
+//! `make test` through scripts/install-deps.sh).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use coordinator::auth::TokenKey;
+use coordinator::config::vars as cvars;
+use serde_json::json;
+
+fn client_web() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../client-web")
+        .canonicalize()
+        .expect("client-web/ exists")
+}
+
+/// A cluster serving the built web client: Redis, one media node with
+/// `workers` workers, one coordinator.
+async fn web_cluster(redis: &RedisServer, workers: usize) -> (Cluster, String) {
+    let dist = client_web().join("dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "client-web/dist is not built: run `make test` (or `npm ci && npm run build` in client-web/)"
+    );
+    let (node, node_stop) = start_node("node-1", workers, Some(redis)).await;
+    let (http, coord_stop) = start_coordinator_with(
+        &[node.to_string()],
+        100_000,
+        Some(redis),
+        &[(cvars::WEB_ROOT, dist.display().to_string())],
+    )
+    .await;
+    let c = Cluster {
+        url: format!("ws://{http}/ws"),
+        http,
+        node_stops: vec![Some(node_stop)],
+        coord_stop: Some(coord_stop),
+    };
+    c.wait_for_nodes(1).await;
+    let base = format!("http://{http}");
+    (c, base)
+}
+
+/// Runs `client-web/tests/<script>` with the cluster's URL, keys and tokens;
+/// panics with its output unless it exits 0.
+async fn run_scenario(script: &str, base: &str, room: &str, identities: &[&str], limit: Duration) {
+    let key = TokenKey::new(SECRET);
+    let tokens: Vec<String> = identities
+        .iter()
+        .map(|id| key.mint(room, id, true, 3600))
+        .collect();
+    let screenshots = client_web().join("../docs/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let settings = json!({
+        "url": base,
+        "adminKey": ADMIN_KEY,
+        "room": room,
+        "tokens": tokens,
+        "screenshots": screenshots.canonicalize().unwrap(),
+    });
+    let output = tokio::time::timeout(
+        limit,
+        tokio::process::Command::new("node")
+            .arg(format!("tests/{script}"))
+            .current_dir(client_web())
+            .env("THRONG_E2E", settings.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?}"))
+    .expect("failed to start node (is Node.js installed?)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n{stderr}",
+        output.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_three_people_join_through_the_lobby_and_see_and_hear_each_other() {
+    let redis = RedisServer::start();
+    let (_c, base) = web_cluster(&redis, 1).await;
+    run_scenario(
+        "three-browsers.mjs",
+        &base,
+        "three",
+        &["ada", "grace", "linus"],
+        Duration::from_secs(150),
+    )
+    .await;
+}
