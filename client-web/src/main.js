@@ -312,7 +312,8 @@ function render() {
   $('leave').disabled = !everConnected;
 
   const speaker = call.activeSpeaker && call.peers.get(call.activeSpeaker);
-  $('speaker').textContent = speaker ? `Speaking: ${speaker.name}` : '';
+  $('speaker').textContent = speaker ? `Speaking: ${speaker.name}`
+    : call.activeSpeaker && call.activeSpeaker === call.peerId ? 'Speaking: you' : '';
   const pinBtn = $('pin-speaker');
   pinBtn.hidden = !speaker || call.pinned.includes(call.activeSpeaker);
   if (speaker) pinBtn.setAttribute('aria-label', `Pin ${speaker.name} to page one`);

@@ -120,6 +120,8 @@ struct Peer {
     recv_transport: Option<String>,
     producers: HashSet<String>,
     consumers: HashMap<String, ConsumerRec>,
+    /// Position in the room's join order.
+    joined_seq: u64,
 }
 
 /// One of a peer's consumers as the coordinator last set it on the node.
@@ -133,6 +135,8 @@ struct ConsumerRec {
 #[derive(Default)]
 struct Room {
     peers: HashMap<String, Peer>,
+    /// Last join's sequence number.
+    next_seq: u64,
     routers: HashMap<String, RouterRef>,
     producers: HashMap<String, ProducerRec>,
     /// (producer, router) pairs where the producer can be consumed.
@@ -370,11 +374,15 @@ impl Conference {
                 return Err(e);
             }
         };
-        let peers = room
-            .peers
-            .iter()
+        // In join order: clients lay tiles out in this order.
+        let mut earlier: Vec<_> = room.peers.iter().collect();
+        earlier.sort_by_key(|(_, p)| p.joined_seq);
+        let peers = earlier
+            .into_iter()
             .map(|(id, p)| room.peer_info(id, p))
             .collect();
+        room.next_seq += 1;
+        let joined_seq = room.next_seq;
         room.peers.insert(
             peer_id.to_string(),
             Peer {
@@ -386,6 +394,7 @@ impl Conference {
                 recv_transport: None,
                 producers: HashSet::new(),
                 consumers: HashMap::new(),
+                joined_seq,
             },
         );
         let me = room.peer_info(peer_id, &room.peers[peer_id]);

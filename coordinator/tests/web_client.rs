@@ -100,3 +100,14 @@ async fn chromium_three_people_join_through_the_lobby_and_see_and_hear_each_othe
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_pages_through_thirteen_people_and_only_the_visible_page_is_consumed() {
+    let redis = RedisServer::start();
+    let (_c, base) = web_cluster(&redis, 1).await;
+    let ids: Vec<String> = std::iter::once("organiser".to_string())
+        .chain((1..=12).map(|i| format!("bot-{i:02}")))
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    run_scenario("paging.mjs", &base, "paging", &ids, Duration::from_secs(180)).await;
+}
