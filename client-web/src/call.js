@@ -206,7 +206,7 @@ export class Call {
       offSince: null,
     };
     for (const pr of p.producers ?? []) {
-      peer.producers.set(pr.producerId, { kind: pr.kind, source: pr.source, paused: false });
+      peer.producers.set(pr.producerId, { kind: pr.kind, source: pr.source, paused: !!pr.paused });
     }
     this.peers.set(p.peerId, peer);
   }

@@ -50,6 +50,31 @@ await scenario('three browsers', async (cleanup) => {
   }, { timeoutMs: 20000 });
   log(`audio peak at Ada from Grace: ${peak.p.toFixed(3)}`);
 
+  // Simulcast: Ada sends three VP8 layers; the layer Grace asks for follows
+  // the size of Ada's tile on Grace's screen.
+  const layers = await pages[0].evaluate(async () => {
+    const report = await window.throng.call.camProducer.getStats();
+    return [...report.values()].filter((s) => s.type === 'outbound-rtp' && s.kind === 'video')
+      .map((s) => ({ rid: s.rid, width: s.frameWidth ?? 0, active: s.active }));
+  });
+  check(layers.length === 3 && new Set(layers.map((l) => l.rid)).size === 3, 'Ada sends 3 simulcast layers', layers);
+  const adaPeer = await pages[0].evaluate(() => window.throng.call.peerId);
+  const graceView = async () => {
+    const room = await admin(`/admin/rooms/${encodeURIComponent(env.room)}`);
+    const grace = room.peers.find((p) => p.peerId === gracePeer);
+    const adaVideo = room.peers.find((p) => p.peerId === adaPeer).producers.find((p) => p.kind === 'video');
+    return grace.consumers.find((c) => c.producerId === adaVideo.producerId)?.preferredSpatialLayer;
+  };
+  const wide = await eventually('Grace at 1280x720 (tiles ~630 px wide) asks for the top layer of Ada', async () => {
+    const l = await graceView();
+    return { ok: l === 2, l };
+  });
+  await pages[1].setViewportSize({ width: 480, height: 700 });
+  await eventually('Grace at 480x700 asks for a lower layer', async () => {
+    const l = await graceView();
+    return { ok: l !== null && l < wide.l, l };
+  });
+
   // The server agrees: 3 peers, each with 4 resumed consumers.
   const room = await admin(`/admin/rooms/${encodeURIComponent(env.room)}`);
   check(room.peers.length === 3 && room.peers.every((p) => p.consumers.length === 4 && p.consumers.every((c) => !c.paused)),

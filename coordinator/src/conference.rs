@@ -106,6 +106,8 @@ struct RouterRef {
 #[derive(Debug, Clone)]
 struct ProducerRec {
     peer_id: String,
+    /// Paused by its peer (muted).
+    paused: bool,
     kind: String,
     source: String,
     router_id: String,
@@ -130,6 +132,8 @@ struct ConsumerRec {
     producer_id: String,
     router_id: String,
     paused: bool,
+    /// Preferred spatial layer the client asked for (tile size), if it did.
+    spatial_layer: Option<u32>,
 }
 
 #[derive(Default)]
@@ -158,6 +162,7 @@ impl Room {
                     producer_id: id.clone(),
                     kind: r.kind.clone(),
                     source: r.source.clone(),
+                    paused: r.paused,
                 })
                 .collect(),
         }
@@ -785,6 +790,7 @@ impl Conference {
             producer_id.clone(),
             ProducerRec {
                 peer_id: peer_id.into(),
+                paused: false,
                 kind: kind.into(),
                 source: source.into(),
                 router_id: router_id.clone(),
@@ -819,6 +825,7 @@ impl Conference {
                     producer_id: producer_id.clone(),
                     kind: kind.into(),
                     source: source.into(),
+                    paused: false,
                 },
             },
         );
@@ -869,6 +876,7 @@ impl Conference {
                     producer_id: c.producer_id.clone(),
                     router_id: router_id.clone(),
                     paused: true,
+                    spatial_layer: None,
                 },
             );
         lock(&self.index)
@@ -936,7 +944,7 @@ impl Conference {
             }
             return Ok(());
         }
-        if let (Some(paused), Some(room_lock)) = (paused, self.existing_room(room_id)) {
+        if let Some(room_lock) = self.existing_room(room_id) {
             if let Some(c) = room_lock
                 .lock()
                 .await
@@ -944,7 +952,10 @@ impl Conference {
                 .get_mut(peer_id)
                 .and_then(|p| p.consumers.get_mut(consumer_id))
             {
-                c.paused = paused;
+                match op {
+                    ConsumerOp::Layers { spatial, .. } => c.spatial_layer = Some(spatial),
+                    _ => c.paused = paused.unwrap_or(c.paused),
+                }
             }
         }
         Ok(())
@@ -969,7 +980,9 @@ impl Conference {
                         .producers
                         .iter()
                         .filter_map(|pid| room.producers.get(pid).map(|r| (pid, r)))
-                        .map(|(pid, r)| json!({ "producerId": pid, "kind": r.kind, "source": r.source }))
+                        .map(|(pid, r)| {
+                            json!({ "producerId": pid, "kind": r.kind, "source": r.source, "paused": r.paused })
+                        })
                         .collect();
                     let head = json!({
                         "peerId": id,
@@ -1002,6 +1015,7 @@ impl Conference {
                     "producerId": c.producer_id,
                     "producerPeerId": owners.get(&c.producer_id),
                     "paused": c.paused,
+                    "preferredSpatialLayer": c.spatial_layer,
                 });
                 if stats {
                     entry["packetsSent"] = match routers.get(&c.router_id) {
@@ -1076,6 +1090,9 @@ impl Conference {
                     client.resume_producer(req).await
                 };
                 result.map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?;
+                if let Some(rec) = room.producers.get_mut(producer_id) {
+                    rec.paused = paused;
+                }
                 // Same-node copies pause with their source; across nodes the pipe
                 // consumer pauses, so the far copy simply receives no RTP.
                 room.broadcast(

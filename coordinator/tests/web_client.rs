@@ -109,5 +109,26 @@ async fn chromium_pages_through_thirteen_people_and_only_the_visible_page_is_con
         .chain((1..=12).map(|i| format!("bot-{i:02}")))
         .collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    run_scenario("paging.mjs", &base, "paging", &ids, Duration::from_secs(180)).await;
+    run_scenario(
+        "paging.mjs",
+        &base,
+        "paging",
+        &ids,
+        Duration::from_secs(180),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_controls_wait_for_connected_toggles_leak_nothing_and_recordings_download() {
+    let redis = RedisServer::start();
+    let (_c, base) = web_cluster(&redis, 1).await;
+    run_scenario(
+        "controls.mjs",
+        &base,
+        "controls",
+        &["no-ice", "phone", "desk"],
+        Duration::from_secs(180),
+    )
+    .await;
 }

@@ -195,6 +195,9 @@ pub struct ProducerInfo {
     pub kind: String,
     /// "mic", "camera", ...
     pub source: String,
+    /// Muted by its peer (see `producerPaused`).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Error codes sent to clients.
