@@ -63,12 +63,14 @@ export class Call {
       { onQueued: (q) => this.onQueued?.(q), timeoutMs: 0 },
     );
     if (this.sig !== sig) return;
+    this.note(`joined as ${joined.peerId} with ${joined.peers.map((p) => p.peerId).join(',')}`);
     this.peerId = joined.peerId;
     this.canPublish = joined.canPublish;
-    this.device = new Device();
-    await this.device.load({ routerRtpCapabilities: joined.routerRtpCapabilities });
+    // Before any await: events about the room follow `joined` at once.
     this.peers.clear();
     for (const p of joined.peers) this.addPeer(p);
+    this.device = new Device();
+    await this.device.load({ routerRtpCapabilities: joined.routerRtpCapabilities });
     this.recvTransport = await this.createTransport('recv');
     if (this.canPublish) {
       this.sendTransport = await this.createTransport('send');
@@ -218,7 +220,15 @@ export class Call {
     c.consumer.close();
   }
 
+  /** Keeps the last 100 session events for diagnostics (`window.throng.call.trace`). */
+  note(what) {
+    this.trace ??= [];
+    this.trace.push(`${new Date().toISOString().slice(11, 23)} ${what}`);
+    if (this.trace.length > 100) this.trace.shift();
+  }
+
   onEvent(sig, m) {
+    this.note(`${sig === this.sig ? '' : '(stale) '}${m.type} ${m.peerId ?? m.peer?.peerId ?? m.code ?? ''}`);
     if (sig !== this.sig) return;
     switch (m.type) {
       case 'peerJoined':
@@ -265,6 +275,10 @@ export class Call {
         break;
       case 'reconnect':
         this.rejoin(m.reason || 'the server moved this call');
+        return;
+      case 'error':
+        if (m.code === 'replaced') this.finish('You joined this call from another tab or device.');
+        else this.error(new Error(m.message));
         return;
       default:
         return;
@@ -411,11 +425,26 @@ export class Call {
     try {
       const { iceParameters } = await this.sig.request('restartIce', { transportId: t.id });
       await t.restartIce({ iceParameters });
+      this.iceRestarts = (this.iceRestarts ?? 0) + 1;
     } catch (e) {
       console.warn('ICE restart failed', e);
     }
     clearTimeout(t.__restartTimer);
     t.__restartTimer = setTimeout(() => this.restartIce(t), 5000);
+  }
+
+  /** The network changed (e.g. Wi-Fi to cellular): restart ICE on both transports at once. */
+  async restartAllIce() {
+    for (const t of [this.sendTransport, this.recvTransport]) {
+      if (!t || t.closed || this.transportStates.get(t.id) === 'new') continue;
+      try {
+        const { iceParameters } = await this.sig.request('restartIce', { transportId: t.id });
+        await t.restartIce({ iceParameters });
+        this.iceRestarts = (this.iceRestarts ?? 0) + 1;
+      } catch (e) {
+        console.warn('ICE restart failed', e);
+      }
+    }
   }
 
   /** The transport that says whether media flows: send if we send, else receive. */
@@ -453,6 +482,7 @@ export class Call {
 
   /** The server moved us or the socket dropped: join again on a new socket, same tracks. */
   async rejoin(reason) {
+    this.note(`rejoin: ${reason}`);
     if (this.rejoining || this.left) return;
     this.rejoining = true;
     this.rejoinReason = reason;
@@ -467,6 +497,7 @@ export class Call {
         this.rejoining = true;
         await this.connectSession();
         this.rejoining = false;
+        this.rejoins = (this.rejoins ?? 0) + 1;
         this.updateConn();
         this.changed();
         this.sync();

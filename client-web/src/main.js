@@ -348,6 +348,9 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'PageUp') call.goToPage(call.page - 1);
 });
 window.addEventListener('resize', () => render());
+// A new network path (Wi-Fi to cellular, VPN up): ICE restarts at once rather
+// than waiting for the old path to time out.
+window.addEventListener('online', () => call && !call.left && call.restartAllIce());
 
 function recordingSource() {
   const ids = call.pages()[call.page] ?? [SELF];

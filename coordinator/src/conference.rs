@@ -334,11 +334,16 @@ impl Conference {
     ) -> Res<Joined> {
         let room_lock = self.room(room_id);
         let mut room = room_lock.lock().await;
-        if room.peers.contains_key(peer_id) {
-            return Err(ConferenceError::new(
-                ErrorCode::BadRequest,
-                "this identity is already in the room",
-            ));
+        // The same identity joining again (a re-join after a network change,
+        // whose old socket the server has not yet seen close, or a second tab)
+        // replaces the old session, which is told so.
+        if let Some(old) = room.peers.get(peer_id) {
+            let _ = old.tx.send(ServerMessage::Error {
+                req_id: None,
+                code: ErrorCode::Replaced,
+                message: "this identity joined the room on another connection".into(),
+            });
+            self.remove_peer(&mut room, room_id, peer_id).await;
         }
         let nodes = self.live_nodes().await?;
         let request = PlacementRequest {
@@ -1157,9 +1162,17 @@ impl Conference {
         );
     }
 
-    /// The peer leaves: its media objects close, its reservation is released,
-    /// and an emptied room gives its routers back.
-    pub async fn leave(self: &Arc<Self>, room_id: &str, peer_id: &str) {
+    /// The peer of the session whose channel is `session` leaves: its media
+    /// objects close, its reservation is released, and an emptied room gives
+    /// its routers back. A session that was already evicted (its node died) and
+    /// whose identity has since re-joined on a new session leaves nothing: the
+    /// new session is not its to end.
+    pub async fn leave(
+        self: &Arc<Self>,
+        room_id: &str,
+        peer_id: &str,
+        session: &mpsc::UnboundedSender<ServerMessage>,
+    ) {
         let Some(room_lock) = self.existing_room(room_id) else {
             return;
         };
@@ -1167,11 +1180,30 @@ impl Conference {
         let Some(peer) = room.peers.get(peer_id) else {
             return;
         };
+        if !peer.tx.same_channel(session) {
+            debug!(
+                room = room_id,
+                peer = peer_id,
+                "stale session's leave ignored"
+            );
+            return;
+        }
+        self.remove_peer(&mut room, room_id, peer_id).await;
+        if room.peers.is_empty() {
+            self.close_room(room_id, &mut room).await;
+        }
+    }
+
+    /// Closes a peer's media objects, forgets it, releases its reservation and
+    /// tells the room. The caller holds the room's lock.
+    async fn remove_peer(self: &Arc<Self>, room: &mut Room, room_id: &str, peer_id: &str) {
+        let Some(peer) = room.peers.get(peer_id) else {
+            return;
+        };
         let producers: Vec<String> = peer.producers.iter().cloned().collect();
         let router = room.routers.get(&peer.router_id).cloned();
         for producer_id in producers {
-            self.close_producer_everywhere(&mut room, &producer_id)
-                .await;
+            self.close_producer_everywhere(room, &producer_id).await;
         }
         if let Some(router) = &router {
             if let Ok(mut client) = self.router_client(router) {
@@ -1207,9 +1239,6 @@ impl Conference {
             },
         );
         info!(room = room_id, peer = peer_id, "left");
-        if room.peers.is_empty() {
-            self.close_room(room_id, &mut room).await;
-        }
     }
 
     async fn close_room(self: &Arc<Self>, room_id: &str, room: &mut Room) {

@@ -386,11 +386,17 @@ async fn a_killed_coordinators_participants_are_reaped_by_the_others() {
         .spawn()
         .expect("spawn coordinator");
     let mut lines = tokio::io::BufReader::new(doomed.stdout.take().unwrap()).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("coordinator printed its address");
+    // Log lines may come first (e.g. "web client not built").
+    let line = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("coordinator printed its address");
+        if line.starts_with("coordinator: http://") {
+            break line;
+        }
+    };
     let addr: std::net::SocketAddr = line
         .trim_start_matches("coordinator: http://")
         .trim_end_matches('/')
@@ -430,4 +436,43 @@ async fn a_killed_coordinators_participants_are_reaped_by_the_others() {
         admin(&survivor, "/admin/rooms/orphaned").await,
         admin(&survivor, "/admin/nodes").await
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_again_with_the_same_identity_replaces_the_old_session_and_its_close_leaves_the_new_one(
+) {
+    let c = cluster(1, 1500).await;
+    let mut watcher = Client::connect(&c).await;
+    watcher.join("replace", "watcher", false).await;
+    let mut first = Client::connect(&c).await;
+    assert_eq!(first.join("replace", "ada", true).await["type"], "joined");
+    publish_audio(&mut first, 4242).await;
+    let first_peer_joined = watcher.wait(|m| m["type"] == "peerJoined").await;
+    assert_eq!(first_peer_joined["peer"]["peerId"], "ada");
+
+    // Ada again, on a new socket (a re-join after a network change).
+    let mut second = Client::connect(&c).await;
+    let joined = second.join("replace", "ada", true).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let told = first.wait(|m| m["type"] == "error").await;
+    assert_eq!(told["code"], "replaced", "{told}");
+    assert!(told.get("reqId").is_none_or(|r| r.is_null()));
+    // The old session's producer went with it; the room saw Ada leave and come back.
+    watcher.wait(|m| m["type"] == "producerClosed").await;
+    watcher
+        .wait(|m| m["type"] == "peerLeft" && m["peerId"] == "ada")
+        .await;
+    let back = watcher.wait(|m| m["type"] == "peerJoined").await;
+    assert_eq!(back["peer"]["peerId"], "ada");
+
+    // The server closed the old socket; its end must not remove the new session.
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let room = admin(&c, "/admin/rooms/replace").await;
+    assert_eq!(room["participants"], 2, "{room}");
+    let producer = publish_audio(&mut second, 4343).await;
+    let seen = watcher
+        .wait(|m| m["type"] == "newProducer" && m["producer"]["producerId"] == json!(producer))
+        .await;
+    assert_eq!(seen["peerId"], "ada");
 }

@@ -22,17 +22,23 @@ fn client_web() -> PathBuf {
         .expect("client-web/ exists")
 }
 
-/// A cluster serving the built web client: Redis, one media node with
-/// `workers` workers, one coordinator.
-async fn web_cluster(redis: &RedisServer, workers: usize) -> (Cluster, String) {
+/// A cluster serving the built web client: Redis, `nodes` media nodes with
+/// `workers` workers each, one coordinator.
+async fn web_cluster(redis: &RedisServer, nodes: usize, workers: usize) -> (Cluster, String) {
     let dist = client_web().join("dist");
     assert!(
         dist.join("index.html").is_file(),
         "client-web/dist is not built: run `make test` (or `npm ci && npm run build` in client-web/)"
     );
-    let (node, node_stop) = start_node("node-1", workers, Some(redis)).await;
+    let mut addrs = Vec::new();
+    let mut node_stops = Vec::new();
+    for i in 0..nodes {
+        let (addr, stop) = start_node(&format!("node-{}", i + 1), workers, Some(redis)).await;
+        addrs.push(addr.to_string());
+        node_stops.push(Some(stop));
+    }
     let (http, coord_stop) = start_coordinator_with(
-        &[node.to_string()],
+        &addrs,
         100_000,
         Some(redis),
         &[(cvars::WEB_ROOT, dist.display().to_string())],
@@ -41,17 +47,27 @@ async fn web_cluster(redis: &RedisServer, workers: usize) -> (Cluster, String) {
     let c = Cluster {
         url: format!("ws://{http}/ws"),
         http,
-        node_stops: vec![Some(node_stop)],
+        node_stops,
         coord_stop: Some(coord_stop),
     };
-    c.wait_for_nodes(1).await;
+    c.wait_for_nodes(nodes).await;
     let base = format!("http://{http}");
     (c, base)
 }
 
 /// Runs `client-web/tests/<script>` with the cluster's URL, keys and tokens;
-/// panics with its output unless it exits 0.
-async fn run_scenario(script: &str, base: &str, room: &str, identities: &[&str], limit: Duration) {
+/// panics with its output unless it exits 0. A line `stop-node <id>` on the
+/// script's stdout stops (drains) that media node, as SIGTERM would; the
+/// script reads `stopped <id>` back on stdin.
+async fn run_scenario(
+    script: &str,
+    base: &str,
+    room: &str,
+    identities: &[&str],
+    limit: Duration,
+    cluster: &mut Cluster,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let key = TokenKey::new(SECRET);
     let tokens: Vec<String> = identities
         .iter()
@@ -66,37 +82,63 @@ async fn run_scenario(script: &str, base: &str, room: &str, identities: &[&str],
         "tokens": tokens,
         "screenshots": screenshots.canonicalize().unwrap(),
     });
-    let output = tokio::time::timeout(
-        limit,
-        tokio::process::Command::new("node")
-            .arg(format!("tests/{script}"))
-            .current_dir(client_web())
-            .env("THRONG_E2E", settings.to_string())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?}"))
-    .expect("failed to start node (is Node.js installed?)");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut child = tokio::process::Command::new("node")
+        .arg(format!("tests/{script}"))
+        .current_dir(client_web())
+        .env("THRONG_E2E", settings.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("failed to start node (is Node.js installed?)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr_task = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s).await;
+        s
+    });
+    let run = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(id) = line.strip_prefix("stop-node ") {
+                let index: usize = id
+                    .trim()
+                    .strip_prefix("node-")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .expect("stop-node node-<n>");
+                if let Some(stop) = cluster.node_stops[index - 1].take() {
+                    let _ = stop.send(());
+                }
+                stdin
+                    .write_all(format!("stopped {id}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }
+        child.wait().await
+    };
+    let status = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?}"))
+        .expect("scenario process");
+    let stderr = stderr_task.await.unwrap_or_default();
     eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "{script} failed ({}):\n{stderr}",
-        output.status
-    );
+    assert!(status.success(), "{script} failed ({status}):\n{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_three_people_join_through_the_lobby_and_see_and_hear_each_other() {
     let redis = RedisServer::start();
-    let (_c, base) = web_cluster(&redis, 1).await;
+    let (mut c, base) = web_cluster(&redis, 1, 1).await;
     run_scenario(
         "three-browsers.mjs",
         &base,
         "three",
         &["ada", "grace", "linus"],
         Duration::from_secs(150),
+        &mut c,
     )
     .await;
 }
@@ -104,7 +146,7 @@ async fn chromium_three_people_join_through_the_lobby_and_see_and_hear_each_othe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_pages_through_thirteen_people_and_only_the_visible_page_is_consumed() {
     let redis = RedisServer::start();
-    let (_c, base) = web_cluster(&redis, 1).await;
+    let (mut c, base) = web_cluster(&redis, 1, 1).await;
     let ids: Vec<String> = std::iter::once("organiser".to_string())
         .chain((1..=12).map(|i| format!("bot-{i:02}")))
         .collect();
@@ -115,6 +157,7 @@ async fn chromium_pages_through_thirteen_people_and_only_the_visible_page_is_con
         "paging",
         &ids,
         Duration::from_secs(180),
+        &mut c,
     )
     .await;
 }
@@ -122,13 +165,29 @@ async fn chromium_pages_through_thirteen_people_and_only_the_visible_page_is_con
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_controls_wait_for_connected_toggles_leak_nothing_and_recordings_download() {
     let redis = RedisServer::start();
-    let (_c, base) = web_cluster(&redis, 1).await;
+    let (mut c, base) = web_cluster(&redis, 1, 1).await;
     run_scenario(
         "controls.mjs",
         &base,
         "controls",
         &["no-ice", "phone", "desk"],
         Duration::from_secs(180),
+        &mut c,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_rejoins_transparently_when_its_media_node_goes_away() {
+    let redis = RedisServer::start();
+    let (mut c, base) = web_cluster(&redis, 2, 1).await;
+    run_scenario(
+        "reconnect.mjs",
+        &base,
+        "reconnect",
+        &["ada", "grace"],
+        Duration::from_secs(150),
+        &mut c,
     )
     .await;
 }

@@ -224,6 +224,9 @@ pub enum ErrorCode {
     Rejected,
     /// Something failed on our side.
     Internal,
+    /// This identity joined the room on another connection, which replaces
+    /// this one; the server then closes this socket.
+    Replaced,
 }
 
 /// Server -> client.

@@ -63,8 +63,16 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             if sink.send(Message::Text(text.into())).await.is_err() {
                 break;
             }
-            // This session's placement is gone: the client re-joins on a new socket.
-            if matches!(msg, ServerMessage::Reconnect { .. }) {
+            // This session's placement is gone: the client re-joins on a new
+            // socket, or already did (replaced).
+            if matches!(
+                msg,
+                ServerMessage::Reconnect { .. }
+                    | ServerMessage::Error {
+                        code: ErrorCode::Replaced,
+                        ..
+                    }
+            ) {
                 break;
             }
         }
@@ -207,7 +215,7 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
         }
     }
     if let Some(j) = joined.take() {
-        deps.conference.leave(&j.room, &j.peer).await;
+        deps.conference.leave(&j.room, &j.peer, &tx).await;
     }
     // A proxied session: closing the owner's socket makes the participant leave there.
     if let Some(mut up) = upstream.take() {
