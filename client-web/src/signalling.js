@@ -67,8 +67,10 @@ export class Signalling {
       else p.resolve(msg.type === 'joined' ? msg : msg.data);
       return;
     }
-    if (p && msg.type === 'queued') {
-      p.onQueued?.(msg);
+    if (msg.type === 'queued') {
+      // Progress of the pending join (the server may send it without a reqId).
+      const join = p ?? [...this.pending.values()].find((x) => x.onQueued);
+      join?.onQueued?.(msg);
       return;
     }
     this.onEvent?.(msg);

@@ -11,8 +11,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  admin, check, connected, env, eventually, joinThroughUi, launch, log, newPage, receiveStats,
-  scenario, serverRoom, sleep,
+  admin, check, connected, env, eventually, joinThroughUi, launch, layoutCheck, log, newPage,
+  receiveStats, scenario, serverRoom, sleep, tabTo,
 } from './lib.mjs';
 
 const PHONE = {
@@ -47,6 +47,7 @@ await scenario('controls', async (cleanup) => {
     await page.goto(`${env.url}/?token=${encodeURIComponent(env.tokens[0])}`);
     await page.waitForSelector('body[data-ready="true"]');
     await page.getByLabel('Your name').fill('Grace Hopper');
+    await layoutCheck(page, 'lobby at 1280x800');
     await sleep(500);
     await page.screenshot({ path: path.join(env.screenshots, 'lobby.png') });
     log('screenshot: docs/screenshots/lobby.png');
@@ -74,8 +75,14 @@ await scenario('controls', async (cleanup) => {
   // 2. A phone and a desktop, connected.
   const browser = await launch();
   cleanup(() => browser.close());
-  const desk = (await newPage(browser, { name: 'desk', viewport: { width: 1280, height: 720 } })).page;
-  await joinThroughUi(desk, { token: env.tokens[2], name: 'Desk' });
+  // The desktop joins with the keyboard only: the name field has focus, Enter joins.
+  const desk = (await newPage(browser, { name: 'desk', viewport: { width: 1920, height: 1080 } })).page;
+  await desk.goto(`${env.url}/?token=${encodeURIComponent(env.tokens[2])}`);
+  await desk.waitForSelector('body[data-ready="true"]');
+  check(await desk.evaluate(() => document.activeElement?.id === 'name'), 'the lobby puts the focus on the name');
+  await desk.keyboard.type('Desk');
+  await desk.keyboard.press('Enter');
+  await desk.waitForSelector('#call:not([hidden])', { timeout: 60000 });
   const { context: phoneCtx, page: phone } = await newPage(browser, { name: 'phone', ...PHONE });
   await joinThroughUi(phone, { token: env.tokens[1], name: 'Phone' });
   await connected(phone, 'the phone');
@@ -90,12 +97,16 @@ await scenario('controls', async (cleanup) => {
     const f = (await receiveStats(desk))[phoneId]?.framesDecoded ?? 0;
     return { ok: f > 0, f };
   });
+  await layoutCheck(phone, 'call on a 390x844 phone');
+  await layoutCheck(desk, 'call at 1920x1080');
   await sleep(1000);
   await phone.screenshot({ path: path.join(env.screenshots, 'phone.png') });
   log('screenshot: docs/screenshots/phone.png');
 
   // Mute and unmute.
-  await phone.getByRole('button', { name: 'Mute microphone' }).click();
+  // Mute with the keyboard: Tab to the mic button, press Space.
+  await tabTo(phone, '#mic');
+  await phone.keyboard.press('Space');
   await eventually('muted: the server has the phone\'s audio producer paused, the desktop shows it muted', async () => {
     const p = (await serverRoom()).find((x) => x.peerId === phoneId);
     const label = await deskTile.getAttribute('aria-label');

@@ -76,6 +76,15 @@ export async function serverRoom(room = env.room) {
 /** A page with console and errors forwarded to stderr. */
 export async function newPage(browser, { name, viewport = { width: 1280, height: 800 }, ...opts } = {}) {
   const context = await browser.newContext({ viewport, acceptDownloads: true, ...opts });
+  // Remember every text the queue view showed (it may be on screen only briefly).
+  await context.addInitScript(() => {
+    window.__queueSeen = [];
+    document.addEventListener('DOMContentLoaded', () => {
+      const el = document.getElementById('queue-status');
+      if (!el) return;
+      new MutationObserver(() => window.__queueSeen.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+  });
   const page = await context.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') log(`[${name} ${m.type()}] ${m.text()}`);
@@ -151,4 +160,43 @@ export async function scenario(name, fn) {
     }
   }
   process.exit(process.exitCode);
+}
+
+/**
+ * Accessibility and layout at the page's current size: every visible control
+ * has a name (visible text, a <label>, or aria-label), nothing overflows
+ * sideways, and the call controls fit on screen.
+ */
+export async function layoutCheck(page, what) {
+  const r = await page.evaluate(() => {
+    const visible = (el) => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length)
+      && getComputedStyle(el).visibility !== 'hidden';
+    const unnamed = [...document.querySelectorAll('button, input, select, a[href]')]
+      .filter(visible)
+      .filter((el) => {
+        const label = el.getAttribute('aria-label') || el.labels?.[0]?.textContent || el.textContent;
+        return !label || !label.trim();
+      })
+      .map((el) => el.outerHTML.slice(0, 80));
+    const controls = [...document.querySelectorAll('#call:not([hidden]) .controls button')].filter(visible);
+    const offscreen = controls.filter((b) => b.getBoundingClientRect().bottom > window.innerHeight + 1).map((b) => b.id);
+    return {
+      unnamed,
+      offscreen,
+      scrollWidth: document.documentElement.scrollWidth,
+      innerWidth: window.innerWidth,
+    };
+  });
+  check(r.unnamed.length === 0, `${what}: every visible control has a name`, r.unnamed);
+  check(r.scrollWidth <= r.innerWidth, `${what}: no sideways scrolling (${r.scrollWidth} <= ${r.innerWidth})`, r);
+  check(r.offscreen.length === 0, `${what}: call controls fit on screen`, r.offscreen);
+}
+
+/** Presses Tab until `selector` has focus (at most 40 times), as a keyboard user would. */
+export async function tabTo(page, selector) {
+  for (let i = 0; i < 40; i++) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s), selector)) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new CheckFailed(`${selector} is not reachable with Tab`);
 }

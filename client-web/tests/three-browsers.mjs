@@ -18,6 +18,13 @@ await scenario('three browsers', async (cleanup) => {
   }
   for (const [i, page] of pages.entries()) await connected(page, names[i]);
 
+  // Each saw its place in line and an estimate while being admitted.
+  for (const [i, page] of pages.entries()) {
+    const seen = await page.evaluate(() => window.__queueSeen);
+    check(seen.some((t) => /^You are number \d+ in line\. Estimated wait: about \d+ s\.$/.test(t)),
+      `${names[i]} was shown a place in line and an estimated wait`, seen);
+  }
+
   // Everyone sees three tiles: themselves and the other two.
   for (const [i, page] of pages.entries()) {
     await eventually(`${names[i]} shows 3 tiles`, async () => (await page.locator('#grid .tile').count()) === 3);

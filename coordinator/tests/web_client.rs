@@ -191,3 +191,21 @@ async fn chromium_rejoins_transparently_when_its_media_node_goes_away() {
     )
     .await;
 }
+
+/// The client's pure layout rules (paging, pins, grid shape, simulcast layer
+/// per tile width), with node's own test runner.
+#[test]
+fn client_layout_rules() {
+    let out = std::process::Command::new("node")
+        .args(["--test", "tests/unit/"])
+        .current_dir(client_web())
+        .output()
+        .expect("failed to start node (is Node.js installed?)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node --test failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("# fail 0"), "{text}");
+}
