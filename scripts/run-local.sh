@@ -23,8 +23,11 @@ GRPC=${THRONG_NODE_GRPC:-127.0.0.1:50051}
 
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Coordinator first, then the media node (it drains and removes its report), Redis last.
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    wait "${PIDS[$i]}" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT INT TERM
 
