@@ -1,0 +1,9 @@
+//! Throng's load generator as a library: the signalling client, a WebRTC
+//! endpoint (str0m), a looped media source, and participants made of them,
+//! used by the `loadgen` binary's scenarios and by its tests.
+#![forbid(unsafe_code)]
+
+pub mod participant;
+pub mod rtc;
+pub mod signal;
+pub mod source;

@@ -1,0 +1,151 @@
+//! The coordinator's WebSocket protocol (docs/signalling.md), as a browser
+//! speaks it: requests with a `reqId` answered by `response` / `joined` /
+//! `error`; everything else is an event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// The socket could not be opened or closed under us.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The server answered with an error.
+    #[error("{code}: {message}")]
+    Server {
+        /// Error code (docs/signalling.md).
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("{0} got no answer in time")]
+    Timeout(String),
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, SignalError>>>>>;
+
+/// One participant's signalling session.
+pub struct Session {
+    out: mpsc::UnboundedSender<Message>,
+    pending: Pending,
+    next: u64,
+    /// Server events (everything that is not an answer).
+    pub events: mpsc::UnboundedReceiver<Value>,
+}
+
+impl Session {
+    /// Opens the socket and waits for `welcome`.
+    pub async fn connect(url: &str) -> Result<Self, SignalError> {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| SignalError::Connection(e.to_string()))?;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::default();
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let (welcome_tx, welcome_rx) = oneshot::channel();
+        {
+            let pending = pending.clone();
+            tokio::spawn(async move {
+                let mut welcome = Some(welcome_tx);
+                while let Some(Ok(msg)) = stream.next().await {
+                    let Message::Text(text) = msg else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                        continue;
+                    };
+                    let kind = v["type"].as_str().unwrap_or_default();
+                    if kind == "welcome" {
+                        if let Some(w) = welcome.take() {
+                            let _ = w.send(());
+                        }
+                        continue;
+                    }
+                    let answer = matches!(kind, "response" | "joined" | "error");
+                    let waiter = v["reqId"]
+                        .as_str()
+                        .filter(|_| answer)
+                        .and_then(|id| pending.lock().expect("pending").remove(id));
+                    match waiter {
+                        Some(w) => {
+                            let r = if kind == "error" {
+                                Err(SignalError::Server {
+                                    code: v["code"].as_str().unwrap_or_default().into(),
+                                    message: v["message"].as_str().unwrap_or_default().into(),
+                                })
+                            } else if kind == "joined" {
+                                Ok(v)
+                            } else {
+                                Ok(v["data"].clone())
+                            };
+                            let _ = w.send(r);
+                        }
+                        None => {
+                            let _ = ev_tx.send(v);
+                        }
+                    }
+                }
+                // Closed: fail everything still waiting.
+                for (_, w) in pending.lock().expect("pending").drain() {
+                    let _ = w.send(Err(SignalError::Connection("socket closed".into())));
+                }
+            });
+        }
+        tokio::time::timeout(Duration::from_secs(10), welcome_rx)
+            .await
+            .map_err(|_| SignalError::Timeout("welcome".into()))?
+            .map_err(|_| SignalError::Connection("closed before welcome".into()))?;
+        Ok(Self {
+            out,
+            pending,
+            next: 0,
+            events,
+        })
+    }
+
+    /// Sends a request and waits for its answer (`data`, or the `joined` message).
+    pub async fn request(
+        &mut self,
+        kind: &str,
+        mut fields: Value,
+        timeout: Duration,
+    ) -> Result<Value, SignalError> {
+        self.next += 1;
+        let id = format!("r{}", self.next);
+        fields["type"] = json!(kind);
+        fields["reqId"] = json!(id);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending").insert(id.clone(), tx);
+        self.out
+            .send(Message::Text(fields.to_string().into()))
+            .map_err(|_| SignalError::Connection("socket closed".into()))?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(SignalError::Connection("socket closed".into())),
+            Err(_) => {
+                self.pending.lock().expect("pending").remove(&id);
+                Err(SignalError::Timeout(kind.into()))
+            }
+        }
+    }
+
+    /// Closes the socket (the server treats it as `leave`).
+    pub fn close(&self) {
+        let _ = self.out.send(Message::Close(None));
+    }
+}
