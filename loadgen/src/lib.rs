@@ -3,6 +3,8 @@
 //! used by the `loadgen` binary's scenarios and by its tests.
 #![forbid(unsafe_code)]
 
+pub mod capacity;
+pub mod measure;
 pub mod participant;
 pub mod rtc;
 pub mod signal;

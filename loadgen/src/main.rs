@@ -19,10 +19,17 @@ use serde_json::{json, Value};
 use tokio::sync::Barrier;
 use tokio_tungstenite::tungstenite::Message;
 
-const USAGE: &str = "usage: loadgen surge --url ws://HOST:PORT/ws --token-secret SECRET \\
-    [--joins 1000] [--rooms 1] [--timeout-secs 60] [--json FILE]
+const USAGE: &str = "usage:
+  loadgen surge --url ws://HOST:PORT/ws --token-secret SECRET \\
+      [--joins 1000] [--rooms 1] [--timeout-secs 60] [--json FILE]
+  loadgen capacity --url ws://HOST:PORT/ws --token-secret SECRET --node-pid PID \\
+      [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
+  loadgen direct --port UDP_TCP_PORT [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
 
-The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).";
+The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
+capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
+coordinator; the media node (PID, one worker) has its worker CPU read from /proc.
+direct: the same with mediasoup driven by this process (the baseline).";
 
 struct Args {
     url: String,
@@ -147,9 +154,82 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
         .min(sorted.len() - 1)]
 }
 
+/// `--name value` pairs after the scenario.
+fn flags(raw: &[String]) -> Result<std::collections::HashMap<String, String>, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut it = raw.iter().skip(1);
+    while let Some(k) = it.next() {
+        let name = k
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected {k:?}"))?;
+        let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
+        out.insert(name.to_string(), v.clone());
+    }
+    Ok(out)
+}
+
+async fn capacity_main(raw: &[String]) -> Result<(), String> {
+    use loadgen::capacity::{self, CapacityArgs};
+    let f = flags(raw)?;
+    let num = |k: &str, d: u64| -> Result<u64, String> {
+        f.get(k)
+            .map(|v| v.parse::<u64>().map_err(|_| format!("--{k}: a number")))
+            .unwrap_or(Ok(d))
+    };
+    let steps: Vec<usize> = f
+        .get("steps")
+        .map(String::as_str)
+        .unwrap_or("50,100,200")
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().map_err(|_| "--steps: numbers, e.g. 50,100,200".to_string()))
+        .collect::<Result<_, _>>()?;
+    if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) || steps[steps.len() - 1] > 3000 {
+        return Err("--steps: growing, at most 3000".into());
+    }
+    let args = CapacityArgs {
+        steps,
+        window: Duration::from_secs(num("window-secs", 15)?.clamp(1, 600)),
+        settle: Duration::from_secs(num("settle-secs", 3)?.min(60)),
+        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    capacity::print_header();
+    let (mode, steps) = if raw[0] == "direct" {
+        let port = num("port", 0)?;
+        let port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or("--port is required")?;
+        ("direct", capacity::direct(&args, port).await?)
+    } else {
+        let url = f.get("url").ok_or("--url is required")?.clone();
+        let secret = f.get("token-secret").ok_or("--token-secret is required")?.clone();
+        let pid = u32::try_from(num("node-pid", 0)?).ok().filter(|p| *p > 0).ok_or("--node-pid is required")?;
+        let key = TokenKey::new(secret.as_bytes());
+        let token = move |id: &str| key.mint("capacity", id, true, 3600);
+        ("cluster", capacity::cluster(&args, &url, token, pid).await?)
+    };
+    let at85 = loadgen::measure::consumers_at(&steps, 85.0);
+    match at85 {
+        Some(n) => println!("{mode}: worker at 85 % of a core with about {n:.0} consumers"),
+        None => println!("{mode}: the worker stayed below 85 % of a core"),
+    }
+    if let Some(path) = f.get("json") {
+        let summary = json!({ "scenario": mode, "steps": steps, "consumersAt85Pct": at85 });
+        std::fs::write(path, serde_json::to_string_pretty(&summary).expect("json"))
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(raw.first().map(String::as_str), Some("capacity" | "direct")) {
+        return match capacity_main(&raw).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}\n{USAGE}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse(&raw) {
         Ok(a) => Arc::new(a),
         Err(e) => {

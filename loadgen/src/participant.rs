@@ -139,36 +139,13 @@ impl Participant {
                 .await?;
             producers.push(p["id"].as_str().unwrap_or_default().to_string());
         }
-        let mut rx = source.subscribe();
         let peer = Arc::new(peer);
-        self.sender_task = Some(tokio::spawn({
-            let peer = peer.clone();
-            async move {
-                // Extended sequence numbers per stream, following the source's.
-                let mut ext: [Option<(u16, u64)>; 2] = [None, None];
-                loop {
-                    let p = match rx.recv().await {
-                        Ok(p) => p,
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => break,
-                    };
-                    let i = usize::from(!p.audio);
-                    let seq = match ext[i] {
-                        None => u64::from(p.seq),
-                        Some((last, e)) => {
-                            e.wrapping_add_signed(i64::from(p.seq.wrapping_sub(last) as i16))
-                        }
-                    };
-                    ext[i] = Some((p.seq, seq));
-                    let (ssrc, pt) = if p.audio {
-                        (audio_ssrc, payloads.opus)
-                    } else {
-                        (video_ssrc, payloads.vp8)
-                    };
-                    peer.write(ssrc, pt, seq, p.time, p.marker, p.payload.clone());
-                }
-            }
-        }));
+        self.sender_task = Some(tokio::spawn(forward(
+            source.subscribe(),
+            peer.clone(),
+            (audio_ssrc, video_ssrc),
+            payloads,
+        )));
         self.sender = Some(peer);
         Ok(producers)
     }
@@ -213,5 +190,36 @@ impl Participant {
             t.abort();
         }
         self.session.close();
+    }
+}
+
+/// Writes every source packet into `peer`'s audio and video streams, with
+/// extended sequence numbers following the source's (so a lagging receiver of
+/// the broadcast shows up as loss, not as a silent renumbering).
+pub async fn forward(
+    mut rx: tokio::sync::broadcast::Receiver<crate::source::SourcePacket>,
+    peer: Arc<Peer>,
+    (audio_ssrc, video_ssrc): (u32, u32),
+    payloads: Payloads,
+) {
+    let mut ext: [Option<(u16, u64)>; 2] = [None, None];
+    loop {
+        let p = match rx.recv().await {
+            Ok(p) => p,
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => break,
+        };
+        let i = usize::from(!p.audio);
+        let seq = match ext[i] {
+            None => u64::from(p.seq),
+            Some((last, e)) => e.wrapping_add_signed(i64::from(p.seq.wrapping_sub(last) as i16)),
+        };
+        ext[i] = Some((p.seq, seq));
+        let (ssrc, pt) = if p.audio {
+            (audio_ssrc, payloads.opus)
+        } else {
+            (video_ssrc, payloads.vp8)
+        };
+        peer.write(ssrc, pt, seq, p.time, p.marker, p.payload.clone());
     }
 }
