@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mediasoup::prelude::*;
 use mediasoup::prelude::MediaKind as MediaKindMs;
-use mediasoup::worker::WorkerLogLevel;
+use mediasoup::prelude::*;
 use mediasoup::webrtc_server::{WebRtcServerListenInfos, WebRtcServerOptions};
+use mediasoup::worker::WorkerLogLevel;
 use serde_json::{json, Value};
 use str0m::media::MediaKind;
 
@@ -72,9 +72,16 @@ pub async fn cluster(
         .await
         .map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(60);
-    let mut sender = Participant::join(url, &token("sender"), "capacity", "sender", args.bind, limit)
-        .await
-        .map_err(|e| format!("sender: {e}"))?;
+    let mut sender = Participant::join(
+        url,
+        &token("sender"),
+        "capacity",
+        "sender",
+        args.bind,
+        limit,
+    )
+    .await
+    .map_err(|e| format!("sender: {e}"))?;
     let producers = sender
         .send(&source, 10_000)
         .await
@@ -91,7 +98,8 @@ pub async fn cluster(
                 let tok = token(&name);
                 let producers = producers.clone();
                 async move {
-                    let mut p = Participant::join(url, &tok, "capacity", &name, args.bind, limit).await?;
+                    let mut p =
+                        Participant::join(url, &tok, "capacity", &name, args.bind, limit).await?;
                     for id in &producers {
                         p.consume(id).await?;
                     }
@@ -206,7 +214,8 @@ pub async fn direct(args: &CapacityArgs, port: u16) -> Result<Vec<Window>, Strin
         .map_err(|e| e.to_string())?;
 
     // The sender.
-    let (send_transport, mut send_peer) = connected_peer(&router, &server, &caps, args.bind).await?;
+    let (send_transport, mut send_peer) =
+        connected_peer(&router, &server, &caps, args.bind).await?;
     let mut producers = Vec::new();
     for (kind, ms_kind, ssrc) in [
         (MediaKind::Audio, MediaKindMs::Audio, 20_000u32),
@@ -246,10 +255,19 @@ pub async fn direct(args: &CapacityArgs, port: u16) -> Result<Vec<Window>, Strin
             for p in &producers {
                 let mut options = ConsumerOptions::new(p.id(), device.clone());
                 options.paused = true;
-                let c = transport.consume(options).await.map_err(|e| e.to_string())?;
-                let kind = if c.kind() == MediaKindMs::Audio { "audio" } else { "video" };
-                peer.expect(&json!({ "kind": kind, "rtpParameters": to_value(c.rtp_parameters()) }))
+                let c = transport
+                    .consume(options)
+                    .await
                     .map_err(|e| e.to_string())?;
+                let kind = if c.kind() == MediaKindMs::Audio {
+                    "audio"
+                } else {
+                    "video"
+                };
+                peer.expect(
+                    &json!({ "kind": kind, "rtpParameters": to_value(c.rtp_parameters()) }),
+                )
+                .map_err(|e| e.to_string())?;
                 c.resume().await.map_err(|e| e.to_string())?;
                 consumers.push(c);
             }

@@ -7,5 +7,6 @@ pub mod capacity;
 pub mod measure;
 pub mod participant;
 pub mod rtc;
+pub mod scenario;
 pub mod signal;
 pub mod source;

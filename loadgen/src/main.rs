@@ -25,6 +25,11 @@ const USAGE: &str = "usage:
   loadgen capacity --url ws://HOST:PORT/ws --token-secret SECRET --node-pid PID \\
       [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
   loadgen direct --port UDP_TCP_PORT [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
+  loadgen room  --url ws://HOST:PORT/ws --token-secret SECRET [--participants 50] [--senders 12]
+      [--tiles 12] [--window-secs 15] [--node-pid PID] [--json FILE]
+  loadgen rooms --url ... --token-secret SECRET --rooms 10 --participants 20 [as room]
+  loadgen churn --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
+      [--cycles 5] [--participants 20]
 
 The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
 capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
@@ -181,7 +186,11 @@ async fn capacity_main(raw: &[String]) -> Result<(), String> {
         .map(String::as_str)
         .unwrap_or("50,100,200")
         .split(',')
-        .map(|s| s.trim().parse::<usize>().map_err(|_| "--steps: numbers, e.g. 50,100,200".to_string()))
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| "--steps: numbers, e.g. 50,100,200".to_string())
+        })
         .collect::<Result<_, _>>()?;
     if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) || steps[steps.len() - 1] > 3000 {
         return Err("--steps: growing, at most 3000".into());
@@ -195,12 +204,21 @@ async fn capacity_main(raw: &[String]) -> Result<(), String> {
     capacity::print_header();
     let (mode, steps) = if raw[0] == "direct" {
         let port = num("port", 0)?;
-        let port = u16::try_from(port).ok().filter(|p| *p > 0).ok_or("--port is required")?;
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("--port is required")?;
         ("direct", capacity::direct(&args, port).await?)
     } else {
         let url = f.get("url").ok_or("--url is required")?.clone();
-        let secret = f.get("token-secret").ok_or("--token-secret is required")?.clone();
-        let pid = u32::try_from(num("node-pid", 0)?).ok().filter(|p| *p > 0).ok_or("--node-pid is required")?;
+        let secret = f
+            .get("token-secret")
+            .ok_or("--token-secret is required")?
+            .clone();
+        let pid = u32::try_from(num("node-pid", 0)?)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or("--node-pid is required")?;
         let key = TokenKey::new(secret.as_bytes());
         let token = move |id: &str| key.mint("capacity", id, true, 3600);
         ("cluster", capacity::cluster(&args, &url, token, pid).await?)
@@ -218,9 +236,116 @@ async fn capacity_main(raw: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+async fn media_main(raw: &[String]) -> Result<bool, String> {
+    use loadgen::scenario;
+    let f = flags(raw)?;
+    let num = |k: &str, d: usize| -> Result<usize, String> {
+        f.get(k)
+            .map(|v| v.parse::<usize>().map_err(|_| format!("--{k}: a number")))
+            .unwrap_or(Ok(d))
+    };
+    let url = f.get("url").ok_or("--url is required")?.clone();
+    let secret = f
+        .get("token-secret")
+        .ok_or("--token-secret is required")?
+        .clone();
+    let key = TokenKey::new(secret.as_bytes());
+    let token = move |room: &str, id: &str| key.mint(room, id, true, 3600);
+    let bind = std::net::IpAddr::from([127, 0, 0, 1]);
+    if raw[0] == "churn" {
+        let admin = f.get("admin-key").ok_or("--admin-key is required")?;
+        let http = url
+            .replace("ws://", "http://")
+            .trim_end_matches("/ws")
+            .to_string();
+        let (cycles, per) = (
+            num("cycles", 5)?.clamp(1, 100),
+            num("participants", 20)?.clamp(2, 500),
+        );
+        let scenario::ChurnReport {
+            before,
+            after,
+            peak_transports,
+            errors,
+        } = scenario::churn(&url, &http, admin, token, cycles, per, bind).await?;
+        println!("scenario   churn ({cycles} cycles of {per} participants: join, send or consume, leave)");
+        println!("errors     {errors}");
+        println!("node counts before {before}");
+        println!("transports seen during a cycle (peak) {peak_transports}");
+        println!("node counts after  {after}");
+        let ok = errors == 0 && before == after && peak_transports > 0;
+        println!(
+            "{}",
+            if ok {
+                "every count is back where it was"
+            } else {
+                "COUNTS DIFFER"
+            }
+        );
+        return Ok(ok);
+    }
+    let args = scenario::RoomArgs {
+        rooms: if raw[0] == "rooms" {
+            num("rooms", 10)?.clamp(1, 1000)
+        } else {
+            1
+        },
+        per_room: num("participants", 50)?.clamp(1, 3000),
+        senders: num("senders", 12)?.clamp(1, 100),
+        tiles: num("tiles", 12)?.clamp(1, 100),
+        window: Duration::from_secs(num("window-secs", 15)?.clamp(1, 600) as u64),
+        bind,
+        node_pid: f.get("node-pid").and_then(|p| p.parse().ok()),
+    };
+    let r = scenario::rooms(&args, &url, token).await?;
+    println!(
+        "scenario   {} ({} room(s) of {} + {} senders, {} tiles per page)",
+        raw[0], args.rooms, args.per_room, args.senders, args.tiles
+    );
+    println!(
+        "admitted   {}   errors {}   receivers without media {}",
+        r.admitted, r.errors, r.without_media
+    );
+    let q = |v: [f64; 4]| {
+        format!(
+            "p50 {:.3} s  p95 {:.3} s  p99 {:.3} s  max {:.3} s",
+            v[0], v[1], v[2], v[3]
+        )
+    };
+    println!("time to admitted     {}", q(r.time_to_admitted));
+    println!("time to first media  {}", q(r.time_to_first_media));
+    let w = &r.window;
+    println!(
+        "window {:.0} s: {} consumers, {:.0} packets/s in, loss {:.3} %, jitter p50 {:.2} ms p95 {:.2} ms, worker CPU {:.1} %",
+        w.seconds, w.consumers, w.packets_per_sec, w.loss_pct, w.jitter_p50_ms, w.jitter_p95_ms, w.worker_cpu_pct
+    );
+    if let Some(path) = f.get("json") {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&json!({ "scenario": raw[0], "report": r }))
+                .expect("json"),
+        )
+        .map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(r.errors == 0 && r.without_media == 0)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(
+        raw.first().map(String::as_str),
+        Some("room" | "rooms" | "churn")
+    ) {
+        return match media_main(&raw).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("{e}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(raw.first().map(String::as_str), Some("capacity" | "direct")) {
         return match capacity_main(&raw).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,11 @@ fn free_port() -> u16 {
 }
 
 async fn cluster() -> String {
+    cluster_http().await.0
+}
+
+/// The cluster's WebSocket URL and its HTTP base.
+async fn cluster_http() -> (String, String) {
     let env: HashMap<String, String> = [
         (nvars::NODE_ID, "node-1".to_string()),
         (nvars::WORKERS, "1".into()),
@@ -71,7 +76,7 @@ async fn cluster() -> String {
     let http = ready_rx.await.unwrap();
     // The in-memory registry learns about the node within a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    format!("ws://{http}/ws")
+    (format!("ws://{http}/ws"), format!("http://{http}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,4 +125,103 @@ async fn a_str0m_sender_reaches_a_str0m_receiver_through_the_cluster() {
     );
     alice.leave();
     bob.leave();
+}
+
+fn tiny() -> loadgen::capacity::CapacityArgs {
+    loadgen::capacity::CapacityArgs {
+        steps: vec![1, 3],
+        window: Duration::from_secs(3),
+        settle: Duration::from_secs(1),
+        bind: LOOPBACK,
+    }
+}
+
+fn check_windows(mode: &str, w: &[loadgen::measure::Window]) {
+    eprintln!("{mode}: {w:#?}");
+    assert_eq!(w.len(), 2);
+    for (step, receivers) in w.iter().zip([1usize, 3]) {
+        assert_eq!(step.receivers, receivers);
+        assert_eq!(step.consumers, 2 * receivers);
+        // ~112 packets/s per receiver (VP8 ~62 + Opus 50); generous bounds.
+        let per = step.packets_per_sec / receivers as f64;
+        assert!(
+            (60.0..200.0).contains(&per),
+            "{mode}: {per} packets/s per receiver"
+        );
+        assert!(step.loss_pct < 2.0, "{mode}: loss {}", step.loss_pct);
+        assert!(step.worker_cpu_pct > 0.0, "{mode}: worker CPU not measured");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_through_the_cluster_measures_worker_cpu_and_receiver_loss() {
+    let url = cluster().await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    // The media node runs in this process: its worker thread is ours to read.
+    let w = loadgen::capacity::cluster(
+        &tiny(),
+        &url,
+        |id| key.mint("capacity", id, true, 600),
+        std::process::id(),
+    )
+    .await
+    .expect("capacity run");
+    check_windows("cluster", &w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_baseline_with_mediasoup_driven_directly() {
+    let w = loadgen::capacity::direct(&tiny(), free_port())
+        .await
+        .expect("direct run");
+    check_windows("direct", &w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_leaves_every_count_where_it_was() {
+    let (url, http) = cluster_http().await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    let r = loadgen::scenario::churn(
+        &url,
+        &http,
+        SECRET,
+        |room, id| key.mint(room, id, true, 600),
+        2,
+        4,
+        LOOPBACK,
+    )
+    .await
+    .expect("churn");
+    assert_eq!(r.errors, 0);
+    assert_eq!(r.before, r.after);
+    assert_eq!(r.before["transports"], 0, "{:?}", r.before);
+    // 4 participants: 2 senders with a send transport, 2 receivers with a receive transport.
+    assert_eq!(r.peak_transports, 4, "the counts moved during the cycles");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_senders_and_receivers_reports_first_media_and_loss() {
+    let url = cluster().await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    let args = loadgen::scenario::RoomArgs {
+        rooms: 1,
+        per_room: 4,
+        senders: 2,
+        tiles: 12,
+        window: Duration::from_secs(3),
+        bind: LOOPBACK,
+        node_pid: Some(std::process::id()),
+    };
+    let r = loadgen::scenario::rooms(&args, &url, |room, id| key.mint(room, id, true, 600))
+        .await
+        .expect("room run");
+    eprintln!("{r:#?}");
+    assert_eq!(r.admitted, 6);
+    assert_eq!(r.errors, 0);
+    assert_eq!(r.without_media, 0);
+    // 4 receivers x 2 senders x 2 streams.
+    assert_eq!(r.window.consumers, 16);
+    assert!(r.time_to_first_media[3] > 0.0 && r.time_to_first_media[3] < 10.0);
+    assert!(r.window.loss_pct < 2.0);
+    assert!(r.window.worker_cpu_pct > 0.0);
 }

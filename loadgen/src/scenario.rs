@@ -1,0 +1,340 @@
+//! Media scenarios through the coordinator URL:
+//!
+//! - `room` / `rooms`: M rooms of K participants; the first S of each room
+//!   send audio and video, and everyone consumes the senders a page of
+//!   `tiles` would show (up to `tiles` senders, not themselves). Reports the
+//!   time to admitted and to first media (first RTP packet on any consumed
+//!   stream), loss and jitter at the receivers over a window, and the worker
+//!   CPU when the media node's pid is given.
+//! - `churn`: cycles of participants that join, send or consume, and leave;
+//!   afterwards every count on the nodes (routers excepted: rooms keep none once
+//!   empty) must be back to zero, read through the admin API.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::measure::{self, Window};
+use crate::participant::{Participant, ParticipantError};
+use crate::rtc::RecvStats;
+use crate::source::Source;
+
+/// Settings of `room`/`rooms`.
+#[derive(Debug, Clone)]
+pub struct RoomArgs {
+    /// Rooms.
+    pub rooms: usize,
+    /// Participants per room.
+    pub per_room: usize,
+    /// Senders per room.
+    pub senders: usize,
+    /// Tiles per page (how many senders each participant consumes at most).
+    pub tiles: usize,
+    /// Measuring window.
+    pub window: Duration,
+    /// Address the endpoints bind.
+    pub bind: IpAddr,
+    /// Media node pid, for worker CPU.
+    pub node_pid: Option<u32>,
+}
+
+/// What `room`/`rooms` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomReport {
+    /// Participants admitted.
+    pub admitted: usize,
+    /// Participants that failed (join, transport, consume).
+    pub errors: usize,
+    /// Time to `joined`, seconds: p50, p95, p99, max.
+    pub time_to_admitted: [f64; 4],
+    /// Time from sending `join` to the first RTP packet received, seconds: p50, p95, p99, max.
+    pub time_to_first_media: [f64; 4],
+    /// Receivers that got no media at all.
+    pub without_media: usize,
+    /// The measuring window.
+    pub window: Window,
+}
+
+fn quantiles(mut v: Vec<f64>) -> [f64; 4] {
+    if v.is_empty() {
+        return [0.0; 4];
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+    [q(0.5), q(0.95), q(0.99), v[v.len() - 1]]
+}
+
+/// Runs `room`/`rooms`; `token(room, identity)`.
+pub async fn rooms(
+    args: &RoomArgs,
+    url: &str,
+    token: impl Fn(&str, &str) -> String,
+) -> Result<RoomReport, String> {
+    let source = Source::start(640, 360, 30, 500)
+        .await
+        .map_err(|e| e.to_string())?;
+    let limit = Duration::from_secs(120);
+    let mut kept: Vec<Participant> = Vec::new();
+    let mut admitted_after = Vec::new();
+    let mut errors = 0usize;
+    let mut receivers: Vec<(Instant, RecvStats)> = Vec::new();
+    let mut consumers = 0usize;
+    let t0 = Instant::now();
+    for r in 0..args.rooms {
+        let room = format!("room-{r}");
+        // Senders first, so that everyone after them has something to consume.
+        let mut producers: Vec<String> = Vec::new();
+        for i in 0..args.senders.min(args.per_room) {
+            let id = format!("{room}-s{i}");
+            let started = Instant::now();
+            let res = async {
+                let mut p =
+                    Participant::join(url, &token(&room, &id), &room, &id, args.bind, limit)
+                        .await?;
+                let mine = p.send(&source, 100_000 + (r * 1000 + i) as u32 * 2).await?;
+                Ok::<_, ParticipantError>((p, mine))
+            }
+            .await;
+            match res {
+                Ok((p, mine)) => {
+                    admitted_after.push(p.admitted_after.as_secs_f64());
+                    producers.extend(mine);
+                    kept.push(p);
+                }
+                Err(e) => {
+                    eprintln!("{id}: {e}");
+                    errors += 1;
+                }
+            }
+            let _ = started;
+        }
+        // Everyone consumes up to a page of senders (two streams each).
+        let page: Vec<String> = producers.iter().take(args.tiles * 2).cloned().collect();
+        let joins = (0..args.per_room).map(|i| {
+            let id = format!("{room}-p{i}");
+            let tok = token(&room, &id);
+            let (room, page) = (room.clone(), page.clone());
+            async move {
+                let started = Instant::now();
+                let mut p = Participant::join(url, &tok, &room, &id, args.bind, limit).await?;
+                for prod in &page {
+                    p.consume(prod).await?;
+                }
+                Ok::<_, ParticipantError>((p, started))
+            }
+        });
+        // Receivers join in waves of 32.
+        let joins: Vec<_> = joins.collect();
+        let mut it = joins.into_iter();
+        loop {
+            let wave: Vec<_> = it.by_ref().take(32).collect();
+            if wave.is_empty() {
+                break;
+            }
+            for res in futures::future::join_all(wave).await {
+                match res {
+                    Ok((p, started)) => {
+                        admitted_after.push(p.admitted_after.as_secs_f64());
+                        if let Some(s) = p.received() {
+                            receivers.push((started, s));
+                        }
+                        consumers += page.len();
+                        kept.push(p);
+                    }
+                    Err(e) => {
+                        eprintln!("participant: {e}");
+                        errors += 1;
+                    }
+                }
+            }
+            eprintln!(
+                "[{:>4.0}s] room {}/{}: {} participants in, {} errors",
+                t0.elapsed().as_secs_f64(),
+                r + 1,
+                args.rooms,
+                kept.len(),
+                errors
+            );
+        }
+    }
+    // Let media start everywhere, then measure.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats: Vec<RecvStats> = receivers.iter().map(|(_, s)| s.clone()).collect();
+    let pid = args.node_pid;
+    let window = measure::window(
+        &stats,
+        consumers,
+        || {
+            pid.and_then(|p| measure::worker_cpu(p).ok())
+                .unwrap_or_default()
+        },
+        args.window,
+    )
+    .await;
+    let mut first_media = Vec::new();
+    let mut without_media = 0;
+    for (started, s) in &receivers {
+        let first = s
+            .lock()
+            .expect("stats")
+            .values()
+            .filter_map(|st| st.first_at)
+            .min();
+        match first {
+            Some(at) => first_media.push(at.duration_since(*started).as_secs_f64()),
+            None => without_media += 1,
+        }
+    }
+    for p in kept.drain(..) {
+        p.leave();
+    }
+    Ok(RoomReport {
+        admitted: admitted_after.len(),
+        errors,
+        time_to_admitted: quantiles(admitted_after),
+        time_to_first_media: quantiles(first_media),
+        without_media,
+        window,
+    })
+}
+
+/// Sums transports, producers and consumers over every node's workers
+/// (admin API `/admin/nodes`).
+pub async fn node_counts(http: &str, admin_key: &str) -> Result<Value, String> {
+    let (host, path) = (
+        http.trim_start_matches("http://").trim_end_matches('/'),
+        "/admin/nodes",
+    );
+    let body = http_get(host, path, admin_key).await?;
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{path}: {e}"))?;
+    let mut sum = json!({ "transports": 0, "producers": 0, "consumers": 0 });
+    for n in v["nodes"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+    {
+        for w in n["workers"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
+            for k in ["transports", "producers", "consumers"] {
+                sum[k] = json!(sum[k].as_u64().unwrap_or(0) + w[k].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    Ok(sum)
+}
+
+/// A minimal HTTP/1.1 GET with the admin key (no client dependency).
+async fn http_get(host: &str, path: &str, admin_key: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("{host}: {e}"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nx-admin-key: {admin_key}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !body.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "{path}: {}",
+            body.lines().next().unwrap_or_default()
+        ));
+    }
+    Ok(body
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// What `churn` saw.
+#[derive(Debug, Clone)]
+pub struct ChurnReport {
+    /// Node counts before the first cycle.
+    pub before: Value,
+    /// Node counts once everyone left (must equal `before`).
+    pub after: Value,
+    /// Most transports the nodes reported while a cycle's participants were in.
+    pub peak_transports: u64,
+    /// Participants that failed.
+    pub errors: usize,
+}
+
+/// `churn`: `cycles` times, `per_cycle` participants join one room, half of
+/// them send and the others consume them, then all leave.
+pub async fn churn(
+    url: &str,
+    http: &str,
+    admin_key: &str,
+    token: impl Fn(&str, &str) -> String,
+    cycles: usize,
+    per_cycle: usize,
+    bind: IpAddr,
+) -> Result<ChurnReport, String> {
+    let before = node_counts(http, admin_key).await?;
+    let mut peak_transports = 0;
+    let source = Source::start(320, 180, 15, 200)
+        .await
+        .map_err(|e| e.to_string())?;
+    let limit = Duration::from_secs(60);
+    let mut errors = 0;
+    for c in 0..cycles {
+        let room = format!("churn-{c}");
+        let mut in_room = Vec::new();
+        let mut producers = Vec::new();
+        for i in 0..per_cycle {
+            let id = format!("c{c}-{i}");
+            let res = async {
+                let mut p =
+                    Participant::join(url, &token(&room, &id), &room, &id, bind, limit).await?;
+                if i % 2 == 0 {
+                    producers.extend(p.send(&source, 200_000 + (c * 1000 + i) as u32 * 2).await?);
+                } else {
+                    for prod in producers.clone() {
+                        p.consume(&prod).await?;
+                    }
+                }
+                Ok::<_, ParticipantError>(p)
+            }
+            .await;
+            match res {
+                Ok(p) => in_room.push(p),
+                Err(e) => {
+                    eprintln!("{id}: {e}");
+                    errors += 1;
+                }
+            }
+        }
+        // The nodes report every second: see the cycle's objects before they go.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let during = node_counts(http, admin_key).await?;
+        peak_transports = peak_transports.max(during["transports"].as_u64().unwrap_or(0));
+        for p in in_room {
+            p.leave();
+        }
+        eprintln!("cycle {}/{cycles}: {per_cycle} joined and left", c + 1);
+    }
+    // Node reports come every second: wait for the counts to settle.
+    let mut after = before.clone();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        after = node_counts(http, admin_key).await?;
+        if after == before {
+            break;
+        }
+    }
+    Ok(ChurnReport {
+        before,
+        after,
+        peak_transports,
+        errors,
+    })
+}
