@@ -88,6 +88,7 @@ enum Command {
     DeclareTx {
         mid: Mid,
         ssrc: u32,
+        rtx: Option<u32>,
     },
     Write {
         ssrc: u32,
@@ -374,8 +375,17 @@ impl Peer {
         let mid_text = self.next_mid.to_string();
         self.next_mid += 1;
         let mid = Mid::from(mid_text.as_str());
+        // Video gets an RTX stream (as browsers send) so that NACKs are answered.
+        let rtx = (kind == MediaKind::Video)
+            .then_some(payloads.vp8_rtx)
+            .flatten()
+            .map(|pt| (pt, ssrc.wrapping_add(0x4000_0000)));
         let _ = self.cmd.send(Command::Declare { mid, kind });
-        let _ = self.cmd.send(Command::DeclareTx { mid, ssrc });
+        let _ = self.cmd.send(Command::DeclareTx {
+            mid,
+            ssrc,
+            rtx: rtx.map(|(_, s)| s),
+        });
         let kind_name = if kind == MediaKind::Audio {
             "audio"
         } else {
@@ -386,7 +396,11 @@ impl Peer {
             .filter(|(_, uri, k)| k == kind_name && !uri.ends_with("ssrc-audio-level"))
             .map(|(id, uri, _)| json!({ "uri": uri, "id": id, "encrypt": false, "parameters": {} }))
             .collect();
-        let codecs = if kind == MediaKind::Audio {
+        let encodings = match rtx {
+            Some((_, rtx_ssrc)) => json!([{ "ssrc": ssrc, "rtx": { "ssrc": rtx_ssrc } }]),
+            None => json!([{ "ssrc": ssrc }]),
+        };
+        let mut codecs = if kind == MediaKind::Audio {
             json!([{ "mimeType": "audio/opus", "payloadType": payloads.opus, "clockRate": 48000,
                      "channels": 2, "parameters": { "useinbandfec": 1 },
                      "rtcpFeedback": [{ "type": "transport-cc", "parameter": "" }] }])
@@ -396,11 +410,17 @@ impl Peer {
                      "rtcpFeedback": [{ "type": "nack", "parameter": "" }, { "type": "nack", "parameter": "pli" },
                                       { "type": "ccm", "parameter": "fir" }, { "type": "transport-cc", "parameter": "" }] }])
         };
+        if let (Some((rtx_pt, _)), Some(list)) = (rtx, codecs.as_array_mut()) {
+            list.push(
+                json!({ "mimeType": "video/rtx", "payloadType": rtx_pt, "clockRate": 90000,
+                              "parameters": { "apt": payloads.vp8 }, "rtcpFeedback": [] }),
+            );
+        }
         Ok(json!({
             "mid": mid_text,
             "codecs": codecs,
             "headerExtensions": exts,
-            "encodings": [{ "ssrc": ssrc }],
+            "encodings": encodings,
             "rtcp": { "cname": format!("loadgen-{ssrc}"), "reducedSize": true },
         }))
     }
@@ -429,6 +449,7 @@ async fn drive(
 ) {
     let mut buf = vec![0u8; 2000];
     let mut clock: HashMap<u32, (&'static str, f64)> = HashMap::new();
+    let mut nackable: HashMap<u32, bool> = HashMap::new();
     loop {
         let deadline = loop {
             match rtc.poll_output() {
@@ -507,14 +528,16 @@ async fn drive(
                         api.expect_stream_rx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
                         clock.insert(ssrc, (if kind == MediaKind::Audio { "audio" } else { "video" }, f64::from(clock_rate)));
                     }
-                    Command::DeclareTx { mid, ssrc } => {
-                        api.declare_stream_tx(Ssrc::from(ssrc), None, mid, None);
+                    Command::DeclareTx { mid, ssrc, rtx } => {
+                        api.declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+                        nackable.insert(ssrc, rtx.is_some());
                     }
                     Command::Write { ssrc, pt, seq, time, marker, payload } => {
                         if let Some(tx) = api.stream_tx(&Ssrc::from(ssrc)) {
+                            // Only streams with RTX can answer NACKs (str0m resends on RTX only).
                             let w = RtpWrite::new(Pt::from(pt), SeqNo::from(seq), time, Instant::now(), payload)
                                 .marker(marker)
-                                .nackable(true);
+                                .nackable(nackable.get(&ssrc).copied().unwrap_or(false));
                             tx.write_rtp(w);
                         }
                     }
