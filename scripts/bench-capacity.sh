@@ -20,7 +20,9 @@ SECRET="bench-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
 REDIS_PORT=6397; GRPC=127.0.0.1:50161; LISTEN=127.0.0.1:8191
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+# Stop newest first (loadgen, coordinator, media node, Redis last), each waited for.
+stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
+trap stop_all EXIT
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
 sleep 0.5
 THRONG_NODE_ID=bench-node THRONG_WORKERS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=42000 \
@@ -34,7 +36,7 @@ sleep 1.5
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, steps $STEPS receivers, ${WINDOW}s windows"
 target/release/loadgen capacity --url "ws://$LISTEN/ws" --token-secret "$SECRET" --node-pid "$NODE" \
   --steps "$STEPS" --window-secs "$WINDOW" --json /tmp/throng-capacity-cluster.json
-for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=()
+stop_all
 sleep 1
 target/release/loadgen direct --port 42100 --steps "$STEPS" --window-secs "$WINDOW" --json /tmp/throng-capacity-direct.json
 python3 - <<'PY'

@@ -13,7 +13,9 @@ SECRET="prof-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
 REDIS_PORT=6396; GRPC=127.0.0.1:50171; LISTEN=127.0.0.1:8192
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+# Stop newest first (loadgen, coordinator, media node, Redis last), each waited for.
+stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
+trap stop_all EXIT
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
 sleep 0.5
 THRONG_NODE_ID=prof-node THRONG_WORKERS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=43000 \

@@ -82,6 +82,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// How often node reports are read (and, without Redis, polled).
 const NODE_POLL: Duration = Duration::from_secs(1);
+/// Longest a stopping coordinator waits for Redis to take its room claims back.
+const RELEASE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs the coordinator until `shutdown` resolves; `ready` gets the bound address.
 pub async fn run(
@@ -159,8 +161,20 @@ pub async fn run(
     // WebSocket sessions outlive the HTTP server's shutdown: hand the rooms
     // over (claims released first, so that returning clients are not proxied
     // back here), then drain the sessions.
-    owners.release(&conference.local_rooms()).await;
-    conference.drain(DRAIN_GRACE).await;
+    // Both are bounded: a stop must end even when Redis or a media node is
+    // already gone (their calls would otherwise wait for reconnections).
+    if tokio::time::timeout(RELEASE_LIMIT, owners.release(&conference.local_rooms()))
+        .await
+        .is_err()
+    {
+        warn!("room claims not released in time; they expire by themselves");
+    }
+    if tokio::time::timeout(DRAIN_GRACE + RELEASE_LIMIT, conference.drain(DRAIN_GRACE))
+        .await
+        .is_err()
+    {
+        warn!("drain did not finish in time; stopping anyway");
+    }
     info!("coordinator stopped");
     served
 }
