@@ -26,11 +26,23 @@ THRONG_GRPC_LISTEN=$GRPC THRONG_HTTP_LISTEN=127.0.0.1:9191 THRONG_REDIS_URL=redi
 RUST_LOG=warn target/debug/media-node >/dev/null & PIDS+=($!)
 sleep 1
 THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WORKER_CAPACITY=30000 \
-RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
+RUST_LOG=warn target/release/coordinator >/dev/null & COORD=$!; PIDS+=($COORD)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5   # the coordinator reads node reports every second
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
+# Coordinator CPU (user+system ticks), resident memory, and Redis commands served.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$COORD/stat"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$COORD/status"; }
+redis_calls() { redis-cli -p $REDIS_PORT info commandstats | awk -F'[=,]' '/^cmdstat_/ {n += $2} END {print n}'; }
 for rooms in 1 50; do
-  target/release/loadgen surge --url "ws://$LISTEN/ws" --token-secret "$SECRET" --joins "$JOINS" --rooms "$rooms" --timeout-secs 120
-  sleep 2
+  c0=$(cpu_ticks); r0=$(redis_calls); m0=$(rss_kib)
+  target/release/loadgen surge --url "ws://$LISTEN/ws" --token-secret "$SECRET" --joins "$JOINS" --rooms "$rooms" \
+    --timeout-secs 120 --hold-secs 5 & LOAD=$!
+  peak=$m0
+  while kill -0 $LOAD 2>/dev/null; do m=$(rss_kib); [ "$m" -gt "$peak" ] && peak=$m; sleep 0.25; done
+  wait $LOAD || true
+  c1=$(cpu_ticks); r1=$(redis_calls)
+  echo "coordinator: CPU $(( (c1 - c0) * 10 )) ms for the surge, RSS $((m0 / 1024)) MiB before, peak $((peak / 1024)) MiB with $JOINS connected ($(( (peak - m0) / JOINS )) KiB per participant)"
+  echo "redis: $((r1 - r0)) commands for $JOINS joins (incl. heartbeats, reports, polling during the run): $(( (r1 - r0) / JOINS )) per join"
+  sleep 3
 done

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const USAGE: &str = "usage:
   loadgen surge --url ws://HOST:PORT/ws --token-secret SECRET \\
-      [--joins 1000] [--rooms 1] [--timeout-secs 60] [--json FILE]
+      [--joins 1000] [--rooms 1] [--timeout-secs 60] [--hold-secs 0] [--json FILE]
   loadgen capacity --url ws://HOST:PORT/ws --token-secret SECRET --node-pid PID \\
       [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
   loadgen direct --port UDP_TCP_PORT [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
@@ -43,6 +43,8 @@ struct Args {
     rooms: usize,
     timeout: Duration,
     json: Option<String>,
+    /// How long everyone stays connected once all have finished joining.
+    hold: Duration,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -51,8 +53,8 @@ fn parse(args: &[String]) -> Result<Args, String> {
         Some("surge") => {}
         other => return Err(format!("unknown scenario {other:?}")),
     }
-    let (mut url, mut secret, mut joins, mut rooms, mut timeout, mut json) =
-        (None, None, 1000, 1, 60, None);
+    let (mut url, mut secret, mut joins, mut rooms, mut timeout, mut json, mut hold) =
+        (None, None, 1000, 1, 60, None, 0u64);
     while let Some(a) = it.next() {
         let mut value = || {
             it.next()
@@ -68,6 +70,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 timeout = value()?.parse().map_err(|_| "--timeout-secs: a number")?
             }
             "--json" => json = Some(value()?),
+            "--hold-secs" => hold = value()?.parse().map_err(|_| "--hold-secs: a number")?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -82,6 +85,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
         rooms,
         timeout: Duration::from_secs(timeout),
         json,
+        hold: Duration::from_secs(hold.min(600)),
     })
 }
 
@@ -142,8 +146,10 @@ async fn one(
         }
     };
     done.fetch_add(1, Ordering::Relaxed);
-    // Stay joined until every participant is done, so that rooms stay full.
+    // Stay joined until every participant is done, so that rooms stay full
+    // (and longer with --hold-secs, to measure a full cluster).
     barrier.wait().await;
+    tokio::time::sleep(args.hold).await;
     if let Some(mut ws) = ws {
         let _ = ws.close(None).await;
     }
