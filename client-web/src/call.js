@@ -56,6 +56,11 @@ export class Call {
       },
     });
     this.sig = sig;
+    // A new session: forget the old session's view of the room before joining.
+    // Events of this session may arrive before `joined` (another join announced
+    // while ours was being answered) and are kept.
+    this.peers.clear();
+    this.goneEarly = new Set();
     await sig.open();
     const joined = await sig.request(
       'join',
@@ -67,8 +72,12 @@ export class Call {
     this.peerId = joined.peerId;
     this.canPublish = joined.canPublish;
     // Before any await: events about the room follow `joined` at once.
-    this.peers.clear();
-    for (const p of joined.peers) this.addPeer(p);
+    // ...and a peer or producer that went away in that gap is not brought back.
+    for (const p of joined.peers) {
+      if (this.goneEarly.has(p.peerId)) continue;
+      this.addPeer({ ...p, producers: (p.producers ?? []).filter((pr) => !this.goneEarly.has(pr.producerId)) });
+    }
+    this.goneEarly.clear();
     this.device = new Device();
     await this.device.load({ routerRtpCapabilities: joined.routerRtpCapabilities });
     this.recvTransport = await this.createTransport('recv');
@@ -232,9 +241,11 @@ export class Call {
     if (sig !== this.sig) return;
     switch (m.type) {
       case 'peerJoined':
+        this.goneEarly?.delete(m.peer.peerId);
         this.addPeer(m.peer);
         break;
       case 'peerLeft': {
+        this.goneEarly?.add(m.peerId);
         const peer = this.peers.get(m.peerId);
         if (peer) for (const id of [...peer.consumers.keys()]) this.removeConsumer(peer, id);
         this.peers.delete(m.peerId);
@@ -248,6 +259,7 @@ export class Call {
         break;
       }
       case 'producerClosed': {
+        this.goneEarly?.add(m.producerId);
         const peer = this.peers.get(m.peerId);
         if (peer) {
           this.removeConsumer(peer, m.producerId);

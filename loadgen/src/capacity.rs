@@ -23,7 +23,7 @@ use str0m::media::MediaKind;
 use crate::measure::{self, Window};
 use crate::participant::Participant;
 use crate::rtc::{device_capabilities, Payloads, Peer, RecvStats};
-use crate::source::Source;
+use crate::source::SourceSpec;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct CapacityArgs {
     pub settle: Duration,
     /// Address the str0m endpoints bind.
     pub bind: IpAddr,
+    /// The sender's media.
+    pub source: SourceSpec,
 }
 
 /// Prints one step as a table row.
@@ -68,9 +70,7 @@ pub async fn cluster(
     token: impl Fn(&str) -> String,
     node_pid: u32,
 ) -> Result<Vec<Window>, String> {
-    let source = Source::start(640, 360, 30, 500)
-        .await
-        .map_err(|e| e.to_string())?;
+    let source = args.source.start().await.map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(60);
     let mut sender = Participant::join(
         url,
@@ -225,9 +225,7 @@ pub async fn direct(args: &CapacityArgs, port: u16) -> Result<Vec<Window>, Strin
         .map_err(|e| e.to_string())?;
     let caps = to_value(&router.rtp_capabilities());
     let payloads = Payloads::from_caps(&caps).map_err(|e| e.to_string())?;
-    let source = Source::start(640, 360, 30, 500)
-        .await
-        .map_err(|e| e.to_string())?;
+    let source = args.source.start().await.map_err(|e| e.to_string())?;
 
     // The sender.
     let (send_transport, mut send_peer) =

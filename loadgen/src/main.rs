@@ -206,6 +206,7 @@ async fn capacity_main(raw: &[String]) -> Result<(), String> {
         window: Duration::from_secs(num("window-secs", 15)?.clamp(1, 600)),
         settle: Duration::from_secs(num("settle-secs", 3)?.min(60)),
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        source: loadgen::source::SourceSpec::WEBCAM,
     };
     capacity::print_header();
     let (mode, steps) = if raw[0] == "direct" {
@@ -302,6 +303,7 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
         window: Duration::from_secs(num("window-secs", 15)?.clamp(1, 600) as u64),
         bind,
         node_pid: f.get("node-pid").and_then(|p| p.parse().ok()),
+        source: loadgen::source::SourceSpec::WEBCAM,
     };
     let r = scenario::rooms(&args, &url, token).await?;
     println!(

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::measure::{self, Window};
 use crate::participant::{Participant, ParticipantError};
 use crate::rtc::RecvStats;
-use crate::source::Source;
+use crate::source::{Source, SourceSpec};
 
 /// Settings of `room`/`rooms`.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct RoomArgs {
     pub bind: IpAddr,
     /// Media node pid, for worker CPU.
     pub node_pid: Option<u32>,
+    /// The senders' media.
+    pub source: SourceSpec,
 }
 
 /// What `room`/`rooms` measured.
@@ -72,9 +74,7 @@ pub async fn rooms(
     url: &str,
     token: impl Fn(&str, &str) -> String,
 ) -> Result<RoomReport, String> {
-    let source = Source::start(640, 360, 30, 500)
-        .await
-        .map_err(|e| e.to_string())?;
+    let source = args.source.start().await.map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(120);
     let mut kept: Vec<Participant> = Vec::new();
     let mut admitted_after = Vec::new();
@@ -281,9 +281,7 @@ pub async fn churn(
 ) -> Result<ChurnReport, String> {
     let before = node_counts(http, admin_key).await?;
     let mut peak_transports = 0;
-    let source = Source::start(320, 180, 15, 200)
-        .await
-        .map_err(|e| e.to_string())?;
+    let source: Source = SourceSpec::LIGHT.start().await.map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(60);
     let mut errors = 0;
     for c in 0..cycles {

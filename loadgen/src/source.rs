@@ -34,6 +34,41 @@ pub enum SourceError {
     Io(#[from] std::io::Error),
 }
 
+/// Picture size, frame rate and video bitrate of the source.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceSpec {
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: u32,
+    /// VP8 bitrate, kbit/s.
+    pub video_kbps: u32,
+}
+
+impl SourceSpec {
+    /// What benchmarks send: 640x360 at 30 fps, about 500 kbit/s (a webcam tile).
+    pub const WEBCAM: Self = Self {
+        width: 640,
+        height: 360,
+        fps: 30,
+        video_kbps: 500,
+    };
+    /// A light source for tests on a busy machine.
+    pub const LIGHT: Self = Self {
+        width: 320,
+        height: 180,
+        fps: 15,
+        video_kbps: 150,
+    };
+
+    /// Starts ffmpeg with this spec.
+    pub async fn start(self) -> Result<Source, SourceError> {
+        Source::start(self.width, self.height, self.fps, self.video_kbps).await
+    }
+}
+
 /// The running source; dropping it stops ffmpeg.
 pub struct Source {
     tx: broadcast::Sender<SourcePacket>,
