@@ -30,6 +30,8 @@ const USAGE: &str = "usage:
   loadgen rooms --url ... --token-secret SECRET --rooms 10 --participants 20 [as room]
   loadgen churn --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
       [--cycles 5] [--participants 20]
+  loadgen pipe  --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
+      [--node-pids PID,PID] [--window-secs 15]   (2 nodes, THRONG_WORKER_CAPACITY=52)
 
 The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
 capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
@@ -259,6 +261,36 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
     let key = TokenKey::new(secret.as_bytes());
     let token = move |room: &str, id: &str| key.mint(room, id, true, 3600);
     let bind = std::net::IpAddr::from([127, 0, 0, 1]);
+    if raw[0] == "pipe" {
+        let admin = f.get("admin-key").ok_or("--admin-key is required")?;
+        let http = url
+            .replace("ws://", "http://")
+            .trim_end_matches("/ws")
+            .to_string();
+        let pids: Vec<u32> = f
+            .get("node-pids")
+            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let window = Duration::from_secs(num("window-secs", 15)?.clamp(1, 600) as u64);
+        let r = scenario::pipe(&url, &http, admin, token, window, bind, &pids).await?;
+        let l = |x: &scenario::Latency| {
+            format!(
+                "{} packets: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+                x.samples, x.ms[0], x.ms[1], x.ms[2], x.ms[3]
+            )
+        };
+        println!("scenario   pipe (one sender; one receiver on its worker, one on another node)");
+        println!("same worker   {}", l(&r.same_worker));
+        println!("across nodes  {}", l(&r.piped));
+        for (pid, cpu) in &r.worker_cpu_pct {
+            println!("node pid {pid}: worker CPU {cpu:.1} %");
+        }
+        if let Some(path) = f.get("json") {
+            std::fs::write(path, serde_json::to_string_pretty(&r).expect("json"))
+                .map_err(|e| format!("{path}: {e}"))?;
+        }
+        return Ok(r.same_worker.samples > 0 && r.piped.samples > 0);
+    }
     if raw[0] == "churn" {
         let admin = f.get("admin-key").ok_or("--admin-key is required")?;
         let http = url
@@ -343,7 +375,7 @@ async fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if matches!(
         raw.first().map(String::as_str),
-        Some("room" | "rooms" | "churn")
+        Some("room" | "rooms" | "churn" | "pipe")
     ) {
         return match media_main(&raw).await {
             Ok(true) => ExitCode::SUCCESS,

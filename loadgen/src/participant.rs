@@ -179,6 +179,20 @@ impl Participant {
         self.transport("recv").await
     }
 
+    /// Records send times of what this participant sends (see [`crate::rtc::SentLog`]).
+    pub fn log_sends(&self, log: crate::rtc::SentLog) {
+        if let Some(p) = &self.sender {
+            p.log_sends(log);
+        }
+    }
+
+    /// Measures the latency of what this participant receives against `log`.
+    pub fn log_latency(&self, log: crate::rtc::SentLog) {
+        if let Some(p) = &self.receiver {
+            p.log_latency(log);
+        }
+    }
+
     /// What the receive transport got, per SSRC.
     pub fn received(&self) -> Option<RecvStats> {
         self.receiver.as_ref().map(|p| p.stats.clone())

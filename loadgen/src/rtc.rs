@@ -49,6 +49,8 @@ pub struct StreamStats {
     last_transit: Option<f64>,
     /// When the first packet arrived.
     pub first_at: Option<Instant>,
+    /// One-way latencies (ms) of packets whose send time is known (see [`SentLog`]).
+    pub latency_ms: Vec<f32>,
 }
 
 impl StreamStats {
@@ -73,6 +75,49 @@ impl StreamStats {
 /// What a receiving peer has seen, by SSRC.
 pub type RecvStats = Arc<Mutex<HashMap<u32, StreamStats>>>;
 
+/// When each payload was handed to the sending endpoint, keyed by a hash of
+/// the payload (an SFU forwards payloads unchanged, whatever it does to
+/// headers): a receiver in the same process finds its packet's send time
+/// here, which gives one-way latency through the cluster. Bounded.
+#[derive(Default)]
+pub struct SentTimes {
+    at: HashMap<u64, Instant>,
+    order: std::collections::VecDeque<u64>,
+}
+
+/// Shared [`SentTimes`].
+pub type SentLog = Arc<Mutex<SentTimes>>;
+
+const SENT_LOG_MAX: usize = 20_000;
+
+fn payload_key(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
+}
+
+impl SentTimes {
+    fn record(&mut self, payload: &[u8], at: Instant) {
+        let k = payload_key(payload);
+        // A payload seen twice (identical audio frames) is ambiguous: drop it.
+        if self.at.insert(k, at).is_some() {
+            self.at.remove(&k);
+            return;
+        }
+        self.order.push_back(k);
+        while self.order.len() > SENT_LOG_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.at.remove(&old);
+            }
+        }
+    }
+
+    fn sent_at(&self, payload: &[u8]) -> Option<Instant> {
+        self.at.get(&payload_key(payload)).copied()
+    }
+}
+
 enum Command {
     Declare {
         mid: Mid,
@@ -90,6 +135,10 @@ enum Command {
         ssrc: u32,
         rtx: Option<u32>,
     },
+    /// Record send times of written payloads into this log.
+    LogSends(SentLog),
+    /// Look up arrivals in this log and keep their latency.
+    LogLatency(SentLog),
     Write {
         ssrc: u32,
         pt: u8,
@@ -425,6 +474,16 @@ impl Peer {
         }))
     }
 
+    /// Records the send time of every payload written from now on.
+    pub fn log_sends(&self, log: SentLog) {
+        let _ = self.cmd.send(Command::LogSends(log));
+    }
+
+    /// Measures latency of arriving payloads against `log`.
+    pub fn log_latency(&self, log: SentLog) {
+        let _ = self.cmd.send(Command::LogLatency(log));
+    }
+
     /// Sends one RTP packet on a declared stream (our own sequence numbers and timestamps).
     pub fn write(&self, ssrc: u32, pt: u8, seq: u64, time: u32, marker: bool, payload: Arc<[u8]>) {
         let _ = self.cmd.send(Command::Write {
@@ -450,6 +509,8 @@ async fn drive(
     let mut buf = vec![0u8; 2000];
     let mut clock: HashMap<u32, (&'static str, f64)> = HashMap::new();
     let mut nackable: HashMap<u32, bool> = HashMap::new();
+    let mut sends_log: Option<SentLog> = None;
+    let mut latency_log: Option<SentLog> = None;
     loop {
         let deadline = loop {
             match rtc.poll_output() {
@@ -466,6 +527,9 @@ async fn drive(
                     }
                     Event::RtpPacket(pkt) => {
                         let ssrc = *pkt.header.ssrc;
+                        let sent = latency_log
+                            .as_ref()
+                            .and_then(|l| l.lock().expect("sent log").sent_at(&pkt.payload));
                         let (kind, rate) = clock.get(&ssrc).copied().unwrap_or(("video", 90000.0));
                         let mut all = stats.lock().expect("stats");
                         let s = all.entry(ssrc).or_insert_with(|| StreamStats {
@@ -474,6 +538,11 @@ async fn drive(
                             ..Default::default()
                         });
                         let seq = *pkt.seq_no;
+                        if let Some(at) = sent {
+                            if s.latency_ms.len() < 100_000 {
+                                s.latency_ms.push(at.elapsed().as_secs_f32() * 1000.0);
+                            }
+                        }
                         s.packets += 1;
                         s.first_seq = Some(s.first_seq.map_or(seq, |f| f.min(seq)));
                         s.last_seq = s.last_seq.max(seq);
@@ -532,7 +601,12 @@ async fn drive(
                         api.declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
                         nackable.insert(ssrc, rtx.is_some());
                     }
+                    Command::LogSends(l) => sends_log = Some(l),
+                    Command::LogLatency(l) => latency_log = Some(l),
                     Command::Write { ssrc, pt, seq, time, marker, payload } => {
+                        if let Some(l) = &sends_log {
+                            l.lock().expect("sent log").record(&payload, Instant::now());
+                        }
                         if let Some(tx) = api.stream_tx(&Ssrc::from(ssrc)) {
                             // Only streams with RTX can answer NACKs (str0m resends on RTX only).
                             let w = RtpWrite::new(Pt::from(pt), SeqNo::from(seq), time, Instant::now(), payload)

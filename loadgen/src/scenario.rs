@@ -10,6 +10,7 @@
 //!   afterwards every count on the nodes (routers excepted: rooms keep none once
 //!   empty) must be back to zero, read through the admin API.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -335,4 +336,152 @@ pub async fn churn(
         peak_transports,
         errors,
     })
+}
+
+/// Latency percentiles, ms.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    /// Packets with a known send time.
+    pub samples: usize,
+    /// p50, p95, p99, max.
+    pub ms: [f64; 4],
+}
+
+fn latency_since(stats: &RecvStats, from: &HashMap<u32, usize>) -> Latency {
+    let all = stats.lock().expect("stats");
+    let v: Vec<f64> = all
+        .iter()
+        .flat_map(|(ssrc, s)| {
+            s.latency_ms[from.get(ssrc).copied().unwrap_or(0)..]
+                .iter()
+                .map(|x| f64::from(*x))
+        })
+        .collect();
+    Latency {
+        samples: v.len(),
+        ms: quantiles(v),
+    }
+}
+
+fn latency_marks(stats: &RecvStats) -> HashMap<u32, usize> {
+    stats
+        .lock()
+        .expect("stats")
+        .iter()
+        .map(|(k, s)| (*k, s.latency_ms.len()))
+        .collect()
+}
+
+/// What `pipe` measured.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipeReport {
+    /// Sender -> receiver on the sender's worker.
+    pub same_worker: Latency,
+    /// Sender -> receiver on another node (through the SRTP pipe).
+    pub piped: Latency,
+    /// Worker CPU (% of a core) of each node pid given, over the window.
+    pub worker_cpu_pct: Vec<(u32, f64)>,
+}
+
+/// `pipe`: one sender, one receiver placed on the sender's worker and one on
+/// another node (the cluster must be configured so that the third participant
+/// spills: e.g. 2 nodes of 1 worker, `THRONG_WORKER_CAPACITY=52`). One-way
+/// latency of the same packets both ways, and the nodes' worker CPU.
+pub async fn pipe(
+    url: &str,
+    http: &str,
+    admin_key: &str,
+    token: impl Fn(&str, &str) -> String,
+    window: Duration,
+    bind: IpAddr,
+    node_pids: &[u32],
+) -> Result<PipeReport, String> {
+    let room = "pipe";
+    let source = SourceSpec::WEBCAM
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let limit = Duration::from_secs(60);
+    let log = crate::rtc::SentLog::default();
+    let err = |e: ParticipantError| e.to_string();
+    let mut sender = Participant::join(url, &token(room, "sender"), room, "sender", bind, limit)
+        .await
+        .map_err(err)?;
+    let producers = sender.send(&source, 300_000).await.map_err(err)?;
+    sender.log_sends(log.clone());
+    let mut receivers = Vec::new();
+    for name in ["near", "far"] {
+        let mut p = Participant::join(url, &token(room, name), room, name, bind, limit)
+            .await
+            .map_err(err)?;
+        for id in &producers {
+            p.consume(id).await.map_err(err)?;
+        }
+        p.log_latency(log.clone());
+        receivers.push(p);
+    }
+    // Where did everyone land?
+    let body = http_get(
+        http.trim_start_matches("http://").trim_end_matches('/'),
+        &format!("/admin/rooms/{room}"),
+        admin_key,
+    )
+    .await?;
+    let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let node_of_router: HashMap<String, String> = v["routers"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            (
+                r["routerId"].as_str().unwrap_or_default().to_string(),
+                r["nodeId"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let node_of = |peer: &str| -> Option<String> {
+        v["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["peerId"] == peer)
+            .and_then(|p| node_of_router.get(p["routerId"].as_str()?).cloned())
+    };
+    let (s, n, f) = (node_of("sender"), node_of("near"), node_of("far"));
+    if s.is_none() || s != n || s == f {
+        return Err(format!(
+            "placement did not split the room as needed (sender {s:?}, near {n:?}, far {f:?}): \
+             run 2 nodes of 1 worker with THRONG_WORKER_CAPACITY=52"
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats: Vec<RecvStats> = receivers.iter().filter_map(|p| p.received()).collect();
+    let marks: Vec<HashMap<u32, usize>> = stats.iter().map(latency_marks).collect();
+    let cpu0: Vec<Duration> = node_pids
+        .iter()
+        .map(|p| measure::worker_cpu(*p).unwrap_or_default())
+        .collect();
+    let t0 = Instant::now();
+    tokio::time::sleep(window).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let worker_cpu_pct = node_pids
+        .iter()
+        .zip(cpu0)
+        .map(|(p, c0)| {
+            let c1 = measure::worker_cpu(*p).unwrap_or_default();
+            (*p, c1.saturating_sub(c0).as_secs_f64() / wall * 100.0)
+        })
+        .collect();
+    let report = PipeReport {
+        same_worker: latency_since(&stats[0], &marks[0]),
+        piped: latency_since(&stats[1], &marks[1]),
+        worker_cpu_pct,
+    };
+    for p in receivers {
+        p.leave();
+    }
+    sender.leave();
+    Ok(report)
 }
