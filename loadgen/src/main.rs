@@ -272,7 +272,8 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
             .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
             .unwrap_or_default();
         let window = Duration::from_secs(num("window-secs", 15)?.clamp(1, 600) as u64);
-        let r = scenario::pipe(&url, &http, admin, token, window, bind, &pids).await?;
+        let webcam = loadgen::source::SourceSpec::WEBCAM;
+        let r = scenario::pipe(&url, &http, admin, token, window, bind, &pids, webcam).await?;
         let l = |x: &scenario::Latency| {
             format!(
                 "{} packets: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",

@@ -389,6 +389,7 @@ pub struct PipeReport {
 /// another node (the cluster must be configured so that the third participant
 /// spills: e.g. 2 nodes of 1 worker, `THRONG_WORKER_CAPACITY=52`). One-way
 /// latency of the same packets both ways, and the nodes' worker CPU.
+#[allow(clippy::too_many_arguments)]
 pub async fn pipe(
     url: &str,
     http: &str,
@@ -397,12 +398,10 @@ pub async fn pipe(
     window: Duration,
     bind: IpAddr,
     node_pids: &[u32],
+    source: SourceSpec,
 ) -> Result<PipeReport, String> {
     let room = "pipe";
-    let source = SourceSpec::WEBCAM
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
+    let source = source.start().await.map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(60);
     let log = crate::rtc::SentLog::default();
     let err = |e: ParticipantError| e.to_string();

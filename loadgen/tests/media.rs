@@ -35,8 +35,13 @@ async fn cluster() -> String {
 
 /// The cluster's WebSocket URL and its HTTP base.
 async fn cluster_http() -> (String, String) {
+    cluster_of(1, None).await
+}
+
+/// A media node in this process; returns its gRPC address.
+async fn start_node(id: &str) -> std::net::SocketAddr {
     let env: HashMap<String, String> = [
-        (nvars::NODE_ID, "node-1".to_string()),
+        (nvars::NODE_ID, id.to_string()),
         (nvars::WORKERS, "1".into()),
         (nvars::RTC_LISTEN_IP, "127.0.0.1".into()),
         (nvars::RTC_BASE_PORT, free_port().to_string()),
@@ -54,16 +59,26 @@ async fn cluster_http() -> (String, String) {
             let _ = ready_tx.send(b);
         },
     ));
-    let grpc = ready_rx.await.unwrap().grpc;
+    ready_rx.await.unwrap().grpc
+}
+
+/// `nodes` media nodes of one worker and a coordinator over them (in-memory
+/// registry), with an optional worker capacity.
+async fn cluster_of(nodes: usize, capacity: Option<u32>) -> (String, String) {
+    let mut addrs = Vec::new();
+    for i in 0..nodes {
+        addrs.push(start_node(&format!("node-{}", i + 1)).await.to_string());
+    }
     let env: HashMap<String, String> = [
         (cvars::LISTEN, "127.0.0.1:0".to_string()),
-        (cvars::MEDIA_NODES, grpc.to_string()),
+        (cvars::MEDIA_NODES, addrs.join(",")),
         (cvars::TOKEN_SECRET, SECRET.into()),
         (cvars::API_KEY, SECRET.into()),
         (cvars::ADMIN_KEY, SECRET.into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(capacity.map(|c| (cvars::WORKER_CAPACITY.to_string(), c.to_string())))
     .collect();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(coordinator::run(
@@ -223,4 +238,28 @@ async fn a_room_with_senders_and_receivers_reports_first_media_and_loss() {
     assert!(r.time_to_first_media[3] > 0.0 && r.time_to_first_media[3] < 10.0);
     assert!(r.window.loss_pct < 10.0, "loss {}", r.window.loss_pct);
     assert!(r.window.worker_cpu_pct > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_measures_latency_on_the_same_worker_and_across_nodes() {
+    // Two participants per worker (12 tiles: 26 units each): the third spills
+    // to the other node and is fed through the SRTP pipe.
+    let (url, http) = cluster_of(2, Some(52)).await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    let r = loadgen::scenario::pipe(
+        &url,
+        &http,
+        SECRET,
+        |room, id| key.mint(room, id, true, 600),
+        Duration::from_secs(3),
+        LOOPBACK,
+        &[std::process::id()],
+        SourceSpec::LIGHT,
+    )
+    .await
+    .expect("pipe run");
+    eprintln!("{r:#?}");
+    assert!(r.same_worker.samples > 20, "{r:?}");
+    assert!(r.piped.samples > 20, "{r:?}");
+    assert!(r.same_worker.ms[0] > 0.0 && r.piped.ms[0] > 0.0);
 }
