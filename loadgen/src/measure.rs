@@ -11,15 +11,26 @@ use crate::rtc::RecvStats;
 const USER_HZ: f64 = 100.0;
 
 /// Total CPU time of the threads of `pid` whose name starts with
-/// "mediasoup-work" (the Rust crate names them `mediasoup-worker-<id>`).
+/// "mediasoup-work" (the Rust crate names them `mediasoup-worker-<id>`), from
+/// `schedstat` (ns) where present, else `stat` (ticks).
 pub fn worker_cpu(pid: u32) -> std::io::Result<Duration> {
     let mut ticks = 0u64;
+    let mut nanos = 0u64;
     for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let path = entry?.path();
         let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
             continue;
         };
         if !comm.starts_with("mediasoup-work") {
+            continue;
+        }
+        // Nanoseconds on CPU (schedstat's first field) when the kernel has it:
+        // the 10 ms ticks of `stat` truncate a lightly loaded worker to zero.
+        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            nanos += ns;
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
@@ -34,7 +45,7 @@ pub fn worker_cpu(pid: u32) -> std::io::Result<Duration> {
             ticks += u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
         }
     }
-    Ok(Duration::from_secs_f64(ticks as f64 / USER_HZ))
+    Ok(Duration::from_nanos(nanos) + Duration::from_secs_f64(ticks as f64 / USER_HZ))
 }
 
 /// Totals over all streams of all receivers at one instant.
