@@ -434,13 +434,7 @@ export class Call {
       this.rejoin('media connection lost');
       return;
     }
-    try {
-      const { iceParameters } = await this.sig.request('restartIce', { transportId: t.id });
-      await t.restartIce({ iceParameters });
-      this.iceRestarts = (this.iceRestarts ?? 0) + 1;
-    } catch (e) {
-      console.warn('ICE restart failed', e);
-    }
+    await this.iceRestartOnce(t);
     clearTimeout(t.__restartTimer);
     t.__restartTimer = setTimeout(() => this.restartIce(t), 5000);
   }
@@ -449,13 +443,18 @@ export class Call {
   async restartAllIce() {
     for (const t of [this.sendTransport, this.recvTransport]) {
       if (!t || t.closed || this.transportStates.get(t.id) === 'new') continue;
-      try {
-        const { iceParameters } = await this.sig.request('restartIce', { transportId: t.id });
-        await t.restartIce({ iceParameters });
-        this.iceRestarts = (this.iceRestarts ?? 0) + 1;
-      } catch (e) {
-        console.warn('ICE restart failed', e);
-      }
+      await this.iceRestartOnce(t);
+    }
+  }
+
+  /** New ICE credentials from the server, applied to the transport; failures are logged. */
+  async iceRestartOnce(t) {
+    try {
+      const { iceParameters } = await this.sig.request('restartIce', { transportId: t.id });
+      await t.restartIce({ iceParameters });
+      this.iceRestarts = (this.iceRestarts ?? 0) + 1;
+    } catch (e) {
+      console.warn('ICE restart failed', e);
     }
   }
 

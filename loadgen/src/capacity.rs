@@ -166,13 +166,9 @@ async fn connected_peer(
     caps: &Value,
     bind: IpAddr,
 ) -> Result<(WebRtcTransport, Peer), String> {
-    let mut options = WebRtcTransportOptions::new_with_server(server.clone());
-    options.enable_udp = true;
-    options.enable_tcp = true;
-    options.prefer_udp = true;
-    options.initial_available_outgoing_bitrate = 1_000_000;
+    // The media node's own settings: the baseline differs only in who drives mediasoup.
     let transport = router
-        .create_webrtc_transport(options)
+        .create_webrtc_transport(media_node::rooms::webrtc_transport_options(server.clone()))
         .await
         .map_err(|e| e.to_string())?;
     let mut peer = Peer::start(&transport_json(&transport), caps, bind)
@@ -202,17 +198,7 @@ pub async fn direct(args: &CapacityArgs, port: u16) -> Result<Vec<Window>, Strin
         .create_worker(settings)
         .await
         .map_err(|e| e.to_string())?;
-    let listen = |protocol| ListenInfo {
-        protocol,
-        ip: args.bind,
-        announced_address: None,
-        expose_internal_ip: false,
-        port: Some(port),
-        port_range: None,
-        flags: None,
-        send_buffer_size: None,
-        recv_buffer_size: None,
-    };
+    let listen = |protocol| media_node::workers::listen_info(protocol, args.bind, None, Some(port));
     let server = worker
         .create_webrtc_server(WebRtcServerOptions::new(
             WebRtcServerListenInfos::new(listen(Protocol::Udp)).insert(listen(Protocol::Tcp)),

@@ -67,6 +67,17 @@ pub fn media_codecs() -> Vec<RtpCodecCapability> {
     ]
 }
 
+/// How a participant's WebRTC transport is set up on a worker's WebRtcServer
+/// (UDP preferred, TCP as fallback, 1 Mbit/s initial outgoing estimate).
+pub fn webrtc_transport_options(server: WebRtcServer) -> WebRtcTransportOptions {
+    let mut options = WebRtcTransportOptions::new_with_server(server);
+    options.enable_udp = true;
+    options.enable_tcp = true;
+    options.prefer_udp = true;
+    options.initial_available_outgoing_bitrate = 1_000_000;
+    options
+}
+
 /// Per-worker object counts, for the load report.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerCounts {
@@ -714,13 +725,8 @@ impl Rooms {
         check_name("participant_id", participant_id)?;
         let (router, _room, worker_index) = self.router_entry(router_id)?;
         let server = self.workers[worker_index].webrtc_server.clone();
-        let mut options = WebRtcTransportOptions::new_with_server(server);
-        options.enable_udp = true;
-        options.enable_tcp = true;
-        options.prefer_udp = true;
-        options.initial_available_outgoing_bitrate = 1_000_000;
         let transport = router
-            .create_webrtc_transport(options)
+            .create_webrtc_transport(webrtc_transport_options(server))
             .await
             .map_err(|e| MediaError::Rejected(format!("cannot create transport: {e}")))?;
         if producing {

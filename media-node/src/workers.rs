@@ -83,7 +83,7 @@ pub struct WorkerPool {
 
 /// Where a worker's socket listens: `port` fixed (WebRtcServer) or any free
 /// one (pipe, plain and ingest transports).
-pub(crate) fn listen_info(
+pub fn listen_info(
     protocol: Protocol,
     ip: IpAddr,
     announced_address: Option<String>,
