@@ -9,6 +9,8 @@
 # Both read the mediasoup worker thread's CPU from /proc and the receivers'
 # loss and jitter. Run inside a loopback-only namespace so nothing leaves:
 #   unshare --net -- sh -c 'ip link set lo up && scripts/bench-capacity.sh 100,200,400'
+# NODE_BIN runs another media-node build (e.g. one from an older commit, to
+# compare worker builds); DIRECT=0 skips the baseline.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STEPS=${1:-100,200,400}
@@ -27,16 +29,17 @@ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev
 sleep 0.5
 THRONG_NODE_ID=bench-node THRONG_WORKERS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=42000 \
 THRONG_GRPC_LISTEN=$GRPC THRONG_HTTP_LISTEN=127.0.0.1:9192 THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
-RUST_LOG=warn target/release/media-node >/dev/null & NODE=$!; PIDS+=($NODE)
+RUST_LOG=warn "${NODE_BIN:-target/release/media-node}" >/dev/null & NODE=$!; PIDS+=($NODE)
 sleep 1
 THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WORKER_CAPACITY=200000 \
 RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5
-echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, steps $STEPS receivers, ${WINDOW}s windows"
+echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, steps $STEPS receivers, ${WINDOW}s windows, node ${NODE_BIN:-target/release/media-node}"
 target/release/loadgen capacity --url "ws://$LISTEN/ws" --token-secret "$SECRET" --node-pid "$NODE" \
   --steps "$STEPS" --window-secs "$WINDOW" --json /tmp/throng-capacity-cluster.json
 stop_all
+[ "${DIRECT:-1}" = 0 ] && exit 0
 sleep 1
 target/release/loadgen direct --port 42100 --steps "$STEPS" --window-secs "$WINDOW" --json /tmp/throng-capacity-direct.json
 python3 - <<'PY'

@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 DEB_PACKAGES=(
   # mediasoup worker build inputs (scripts/prepare-mediasoup.sh)
-  libssl-dev flatbuffers-compiler libflatbuffers-dev pkg-config dpkg-dev
+  libssl-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev pkg-config dpkg-dev
   # gRPC codegen
   protobuf-compiler
   # real components started by tests and by `make run`

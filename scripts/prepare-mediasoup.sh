@@ -7,7 +7,7 @@
 #   libuv            <- sources vendored in the libuv-sys2 crate (crates.io)
 #   openssl          <- Debian libssl-dev's static libcrypto.a / libssl.a
 #   libsrtp3         <- Debian source package libsrtp2 (2.5.0) + our 3.x API layer
-#   unordered_dense  <- our header mapping it onto std::unordered_map/set
+#   unordered_dense  <- our header on abseil's flat_hash_map/set (Debian libabsl-dev)
 #   flatbuffers      <- Debian flatbuffers-compiler + libflatbuffers-dev (2.0.8)
 # plus a local wheelhouse (PyPI) for the invoke/meson/ninja the build pip-installs,
 # and one source fix to mediasoup's DTLS BIO callback (see patch_dtls_bio below).
@@ -30,7 +30,7 @@ LIBSRTP2_VERSION=2.5.0
 FLATBUFFERS_VERSION=2.0.8
 # What mediasoup-sys's build pip-installs (tasks.py pins meson and ninja).
 WHEELS=(invoke==3.0.3 meson==1.12.0 ninja==1.13.2 pip==26.3 setuptools==84.2.1)
-DEB_PACKAGES=(libssl-dev flatbuffers-compiler libflatbuffers-dev)
+DEB_PACKAGES=(libssl-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev)
 
 log() { printf 'prepare-mediasoup: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -132,6 +132,14 @@ write_wrap flatbuffers throng-flatbuffers "flatbuffers = flatbuffers_dep"
 
 # --- unordered_dense ----------------------------------------------------------
 cp -r "$SHIMS/unordered_dense" "$SUB/throng-unordered-dense"
+# The Swiss tables' out-of-line parts, from Debian's static abseil archives.
+ABSL_OBJ="$SUB/throng-unordered-dense/objects"
+: >"$ABSL_OBJ.list.tmp"
+for lib in raw_hash_set raw_logging_internal throw_delegate; do
+  extract_archive "/usr/lib/$MULTIARCH/libabsl_$lib.a" "$ABSL_OBJ/$lib" "$ABSL_OBJ/$lib.txt"
+  sed "s|^|$lib/|" "$ABSL_OBJ/$lib.txt" >>"$ABSL_OBJ.list.tmp"
+done
+mv "$ABSL_OBJ.list.tmp" "$ABSL_OBJ/absl.txt"
 write_wrap unordered-dense throng-unordered-dense "dependency_names = unordered_dense"
 
 # --- libsrtp3: Debian source package libsrtp2 + compatibility layer ----------

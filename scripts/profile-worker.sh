@@ -4,6 +4,7 @@
 # `loadgen capacity` with one sender and RECEIVERS str0m receivers), and perf
 # (Debian's linux-perf) sampling the worker thread for 15 s once they are in.
 #   unshare --net -- sh -c 'ip link set lo up && scripts/profile-worker.sh [RECEIVERS]'
+# NODE_BIN profiles another media-node build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECEIVERS=${1:-300}
@@ -20,7 +21,7 @@ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev
 sleep 0.5
 THRONG_NODE_ID=prof-node THRONG_WORKERS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=43000 \
 THRONG_GRPC_LISTEN=$GRPC THRONG_HTTP_LISTEN=127.0.0.1:9193 THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
-RUST_LOG=warn target/release/media-node >/dev/null & NODE=$!; PIDS+=($NODE)
+RUST_LOG=warn "${NODE_BIN:-target/release/media-node}" >/dev/null & NODE=$!; PIDS+=($NODE)
 sleep 1
 THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WORKER_CAPACITY=200000 \
 RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
@@ -35,7 +36,7 @@ for _ in $(seq 1 240); do
   [ "$n" -ge $((2 * RECEIVERS)) ] && break; sleep 0.5
 done
 sleep 3
-echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), worker thread $TID, $n consumers"
+echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), worker thread $TID, $n consumers, node ${NODE_BIN:-target/release/media-node}"
 perf record -q -e cpu-clock -F 999 -g -t "$TID" -o /tmp/throng-worker.perf -- sleep 15 2>/dev/null
 wait $LOAD || true
 cat /tmp/throng-profile-load.txt | grep -v '^  '
