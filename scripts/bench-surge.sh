@@ -2,9 +2,12 @@
 # Surge benchmark (BENCHMARKS.md, figure 1): a real single-machine cluster
 # (Redis, one media node with one worker per core, one coordinator built in
 # release mode) and `loadgen surge` releasing N joins at once, into 1 room and
-# into 50 rooms. Signalling only: worker capacity is raised so that all
-# participants fit (what is measured is admission, not media).
-#   scripts/bench-surge.sh [JOINS]     (default 1000)
+# into 50 rooms. Each room has a presenter (str0m, audio + video) joined
+# before the release; every participant then creates a receive transport and
+# consumes it (signalling only), and MEDIA of them (default 10) do so with a
+# real WebRTC endpoint until media arrives. Worker capacity is raised so that
+# all participants fit on this one node.
+#   scripts/bench-surge.sh [JOINS]     (default 1000; MEDIA=10)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOINS=${1:-1000}
@@ -37,7 +40,7 @@ redis_calls() { redis-cli -p $REDIS_PORT info commandstats | awk -F'[=,]' '/^cmd
 for rooms in 1 50; do
   c0=$(cpu_ticks); r0=$(redis_calls); m0=$(rss_kib)
   target/release/loadgen surge --url "ws://$LISTEN/ws" --token-secret "$SECRET" --joins "$JOINS" --rooms "$rooms" \
-    --timeout-secs 120 --hold-secs 5 & LOAD=$!
+    --media "${MEDIA:-10}" --timeout-secs 120 --hold-secs 5 & LOAD=$!
   peak=$m0
   while kill -0 $LOAD 2>/dev/null; do m=$(rss_kib); [ "$m" -gt "$peak" ] && peak=$m; sleep 0.25; done
   wait $LOAD || true

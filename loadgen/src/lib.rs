@@ -10,3 +10,4 @@ pub mod rtc;
 pub mod scenario;
 pub mod signal;
 pub mod source;
+pub mod surge;

@@ -2,26 +2,22 @@
 //! coordinator URL, exactly as browsers do (same WebSocket protocol, same
 //! tokens). Every run is bounded in count and time and stops by itself.
 //!
-//! Scenario `surge` (signalling only): connect N sockets, release N joins at
-//! once into M rooms, and report how many were admitted, the errors, and the
-//! time from release to `joined` (p50/p95/p99/max), with a progress line every
-//! second and an optional JSON summary.
+//! Scenarios: `surge` (loadgen::surge), `capacity`/`direct`
+//! (loadgen::capacity), `room`/`rooms`/`churn`/`pipe` (loadgen::scenario);
+//! each prints a progress line while it runs, a summary at the end, and
+//! optionally writes it as JSON.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coordinator::auth::TokenKey;
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio::sync::Barrier;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 const USAGE: &str = "usage:
   loadgen surge --url ws://HOST:PORT/ws --token-secret SECRET \\
-      [--joins 1000] [--rooms 1] [--timeout-secs 60] [--hold-secs 0] [--json FILE]
+      [--joins 1000] [--rooms 1] [--media 10] [--tiles 12] [--timeout-secs 60] [--hold-secs 0] [--json FILE]
   loadgen capacity --url ws://HOST:PORT/ws --token-secret SECRET --node-pid PID \\
       [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
   loadgen direct --port UDP_TCP_PORT [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
@@ -37,135 +33,6 @@ The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
 capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
 coordinator; the media node (PID, one worker) has its worker CPU read from /proc.
 direct: the same with mediasoup driven by this process (the baseline).";
-
-struct Args {
-    url: String,
-    secret: String,
-    joins: usize,
-    rooms: usize,
-    timeout: Duration,
-    json: Option<String>,
-    /// How long everyone stays connected once all have finished joining.
-    hold: Duration,
-}
-
-fn parse(args: &[String]) -> Result<Args, String> {
-    let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("surge") => {}
-        other => return Err(format!("unknown scenario {other:?}")),
-    }
-    let (mut url, mut secret, mut joins, mut rooms, mut timeout, mut json, mut hold) =
-        (None, None, 1000, 1, 60, None, 0u64);
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value"))
-        };
-        match a.as_str() {
-            "--url" => url = Some(value()?),
-            "--token-secret" => secret = Some(value()?),
-            "--joins" => joins = value()?.parse().map_err(|_| "--joins: a number")?,
-            "--rooms" => rooms = value()?.parse().map_err(|_| "--rooms: a number")?,
-            "--timeout-secs" => {
-                timeout = value()?.parse().map_err(|_| "--timeout-secs: a number")?
-            }
-            "--json" => json = Some(value()?),
-            "--hold-secs" => hold = value()?.parse().map_err(|_| "--hold-secs: a number")?,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if joins == 0 || joins > 20_000 || rooms == 0 || rooms > joins || timeout == 0 || timeout > 3600
-    {
-        return Err("--joins 1..=20000, --rooms 1..=joins, --timeout-secs 1..=3600".into());
-    }
-    Ok(Args {
-        url: url.ok_or("--url is required")?,
-        secret: secret.ok_or("--token-secret is required")?,
-        joins,
-        rooms,
-        timeout: Duration::from_secs(timeout),
-        json,
-        hold: Duration::from_secs(hold.min(600)),
-    })
-}
-
-#[derive(Debug)]
-enum Outcome {
-    Admitted {
-        after: Duration,
-        queued_updates: usize,
-    },
-    Failed(String),
-}
-
-async fn one(
-    args: Arc<Args>,
-    i: usize,
-    barrier: Arc<Barrier>,
-    start: Arc<std::sync::OnceLock<Instant>>,
-    done: Arc<AtomicUsize>,
-) -> Outcome {
-    let room = format!("surge-{}", i % args.rooms);
-    let token = TokenKey::new(args.secret.as_bytes()).mint(&room, &format!("bot-{i}"), true, 3600);
-    let connected = tokio_tungstenite::connect_async(&args.url).await;
-    // Everyone waits here, connected or not, so that the joins are released together.
-    barrier.wait().await;
-    let released = *start.get_or_init(Instant::now);
-    let (outcome, ws) = match connected {
-        Err(e) => (Outcome::Failed(format!("connect: {e}")), None),
-        Ok((mut ws, _)) => {
-            let join = json!({"type": "join", "reqId": "join", "room": room, "displayName": format!("bot {i}"), "token": token});
-            let outcome = if let Err(e) = ws.send(Message::Text(join.to_string().into())).await {
-                Outcome::Failed(format!("send: {e}"))
-            } else {
-                let mut queued_updates = 0;
-                loop {
-                    let Some(Ok(msg)) = ws.next().await else {
-                        break Outcome::Failed("socket closed".into());
-                    };
-                    let Message::Text(text) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                        continue;
-                    };
-                    match v["type"].as_str() {
-                        Some("queued") => queued_updates += 1,
-                        Some("joined") => {
-                            break Outcome::Admitted {
-                                after: released.elapsed(),
-                                queued_updates,
-                            }
-                        }
-                        Some("error") => {
-                            break Outcome::Failed(format!("{}: {}", v["code"], v["message"]))
-                        }
-                        _ => {}
-                    }
-                }
-            };
-            (outcome, Some(ws))
-        }
-    };
-    done.fetch_add(1, Ordering::Relaxed);
-    // Stay joined until every participant is done, so that rooms stay full
-    // (and longer with --hold-secs, to measure a full cluster).
-    barrier.wait().await;
-    tokio::time::sleep(args.hold).await;
-    if let Some(mut ws) = ws {
-        let _ = ws.close(None).await;
-    }
-    outcome
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * q).ceil() as usize)
-        .saturating_sub(1)
-        .min(sorted.len() - 1)]
-}
 
 /// `--name value` pairs after the scenario.
 fn flags(raw: &[String]) -> Result<std::collections::HashMap<String, String>, String> {
@@ -371,6 +238,107 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
     Ok(r.errors == 0 && r.without_media == 0)
 }
 
+async fn surge_main(raw: &[String]) -> Result<bool, String> {
+    use loadgen::surge::{self, SurgeArgs};
+    if raw.first().map(String::as_str) != Some("surge") {
+        return Err(format!("unknown scenario {:?}", raw.first()));
+    }
+    let f = flags(raw)?;
+    let num = |k: &str, d: usize| -> Result<usize, String> {
+        f.get(k)
+            .map(|v| v.parse::<usize>().map_err(|_| format!("--{k}: a number")))
+            .unwrap_or(Ok(d))
+    };
+    let url = f.get("url").ok_or("--url is required")?.clone();
+    let secret = f
+        .get("token-secret")
+        .ok_or("--token-secret is required")?
+        .clone();
+    let (joins, rooms, timeout) = (
+        num("joins", 1000)?,
+        num("rooms", 1)?,
+        num("timeout-secs", 60)?,
+    );
+    let media = num("media", 10.min(joins))?;
+    if !(1..=20_000).contains(&joins)
+        || rooms == 0
+        || rooms > joins
+        || media > joins
+        || !(1..=3600).contains(&timeout)
+    {
+        return Err(
+            "--joins 1..=20000, --rooms 1..=joins, --media 0..=joins, --timeout-secs 1..=3600"
+                .into(),
+        );
+    }
+    let args = SurgeArgs {
+        joins,
+        rooms,
+        media,
+        tiles: num("tiles", 12)?.clamp(1, 100),
+        timeout: Duration::from_secs(timeout as u64),
+        hold: Duration::from_secs(num("hold-secs", 0)?.min(600) as u64),
+        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        source: loadgen::source::SourceSpec::LIGHT,
+    };
+    let key = TokenKey::new(secret.as_bytes());
+    let token = move |room: &str, id: &str| key.mint(room, id, true, 3600);
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                eprintln!(
+                    "[{:>4.0}s] {}/{joins} participants finished joining",
+                    t0.elapsed().as_secs_f64(),
+                    done.load(Ordering::Relaxed),
+                );
+            }
+        })
+    };
+    let r = surge::surge(&args, &url, token, done).await;
+    progress.abort();
+    let r = r?;
+    let q = |v: [f64; 4]| {
+        format!(
+            "p50 {:.3} s   p95 {:.3} s   p99 {:.3} s   max {:.3} s",
+            v[0], v[1], v[2], v[3]
+        )
+    };
+    println!(
+        "scenario   surge ({joins} joins into {rooms} room(s), released at once; one presenter per room; {media} media participants)"
+    );
+    println!("admitted   {}", r.admitted);
+    println!("errors     {}", r.error_count());
+    for (e, n) in &r.errors {
+        println!("  {n:>6} x {e}");
+    }
+    println!("no position update  {}", r.without_position);
+    println!("time to admitted    {}", q(r.time_to_admitted));
+    println!(
+        "time to consuming   {}   ({} signalling participants)",
+        q(r.time_to_consuming),
+        r.signalling_ready
+    );
+    println!(
+        "time to first media {}   ({} of {} media participants)",
+        q(r.time_to_first_media),
+        r.media_received,
+        r.media
+    );
+    if let Some(path) = f.get("json") {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&json!({ "scenario": "surge", "report": r }))
+                .expect("json"),
+        )
+        .map_err(|e| format!("{path}: {e}"))?;
+    }
+    Ok(r.ok())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -396,108 +364,12 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let args = match parse(&raw) {
-        Ok(a) => Arc::new(a),
+    match surge_main(&raw).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("{e}\n{USAGE}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    let barrier = Arc::new(Barrier::new(args.joins));
-    let start = Arc::new(std::sync::OnceLock::new());
-    let done = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..args.joins)
-        .map(|i| {
-            let (args, barrier, start, done) =
-                (args.clone(), barrier.clone(), start.clone(), done.clone());
-            tokio::spawn(one(args, i, barrier, start, done))
-        })
-        .collect();
-    let progress = {
-        let (done, n) = (done.clone(), args.joins);
-        tokio::spawn(async move {
-            let t0 = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                eprintln!(
-                    "[{:>4.0}s] {}/{} participants finished joining",
-                    t0.elapsed().as_secs_f64(),
-                    done.load(Ordering::Relaxed),
-                    n
-                );
-            }
-        })
-    };
-    let all = tokio::time::timeout(args.timeout, futures::future::join_all(tasks)).await;
-    progress.abort();
-    let Ok(results) = all else {
-        eprintln!(
-            "timed out after {:?} with {} of {} finished",
-            args.timeout,
-            done.load(Ordering::Relaxed),
-            args.joins
-        );
-        return ExitCode::FAILURE;
-    };
-    let mut times = Vec::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
-    let mut without_position = 0;
-    for r in results {
-        match r {
-            Ok(Outcome::Admitted {
-                after,
-                queued_updates,
-            }) => {
-                times.push(after);
-                if queued_updates == 0 {
-                    without_position += 1;
-                }
-            }
-            Ok(Outcome::Failed(e)) => *errors.entry(e).or_default() += 1,
-            Err(e) => *errors.entry(format!("task: {e}")).or_default() += 1,
-        }
-    }
-    times.sort();
-    let (p50, p95, p99, max) = (
-        percentile(&times, 0.5),
-        percentile(&times, 0.95),
-        percentile(&times, 0.99),
-        times.last().copied().unwrap_or_default(),
-    );
-    let error_count: usize = errors.values().sum();
-    println!(
-        "scenario   surge ({} joins into {} room(s), released at once)",
-        args.joins, args.rooms
-    );
-    println!("admitted   {}", times.len());
-    println!("errors     {error_count}");
-    for (e, n) in &errors {
-        println!("  {n:>6} x {e}");
-    }
-    println!("no position update  {without_position}");
-    println!(
-        "time to admitted    p50 {:.3} s   p95 {:.3} s   p99 {:.3} s   max {:.3} s",
-        p50.as_secs_f64(),
-        p95.as_secs_f64(),
-        p99.as_secs_f64(),
-        max.as_secs_f64()
-    );
-    if let Some(path) = &args.json {
-        let summary = json!({
-            "scenario": "surge", "joins": args.joins, "rooms": args.rooms,
-            "admitted": times.len(), "errors": error_count, "errorKinds": errors,
-            "withoutPositionUpdate": without_position,
-            "timeToAdmittedSecs": {"p50": p50.as_secs_f64(), "p95": p95.as_secs_f64(), "p99": p99.as_secs_f64(), "max": max.as_secs_f64()},
-        });
-        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&summary).expect("json"))
-        {
-            eprintln!("cannot write {path}: {e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    if error_count == 0 && times.len() == args.joins {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }

@@ -68,17 +68,28 @@ impl Participant {
                 queue_limit,
             )
             .await?;
-        Ok(Self {
+        Ok(Self::joined(session, &joined, started.elapsed(), bind))
+    }
+
+    /// A participant whose `session` got the `joined` answer `joined` after
+    /// `admitted_after`.
+    pub fn joined(
+        session: Session,
+        joined: &Value,
+        admitted_after: Duration,
+        bind: IpAddr,
+    ) -> Self {
+        Self {
             session,
             peer_id: joined["peerId"].as_str().unwrap_or_default().to_string(),
             caps: joined["routerRtpCapabilities"].clone(),
             peers: joined["peers"].as_array().cloned().unwrap_or_default(),
-            admitted_after: started.elapsed(),
+            admitted_after,
             bind,
             sender: None,
             sender_task: None,
             receiver: None,
-        })
+        }
     }
 
     async fn transport(

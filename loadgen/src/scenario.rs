@@ -60,7 +60,8 @@ pub struct RoomReport {
     pub window: Window,
 }
 
-fn quantiles(mut v: Vec<f64>) -> [f64; 4] {
+/// p50, p95, p99 and max of `v` (zeros when empty).
+pub(crate) fn quantiles(mut v: Vec<f64>) -> [f64; 4] {
     if v.is_empty() {
         return [0.0; 4];
     }

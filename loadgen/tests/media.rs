@@ -263,3 +263,49 @@ async fn pipe_measures_latency_on_the_same_worker_and_across_nodes() {
     assert!(r.piped.samples > 20, "{r:?}");
     assert!(r.same_worker.ms[0] > 0.0 && r.piped.ms[0] > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surge_admits_everyone_who_then_consume_and_media_participants_get_media() {
+    let url = cluster().await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    let args = loadgen::surge::SurgeArgs {
+        joins: 40,
+        rooms: 2,
+        media: 4,
+        tiles: 12,
+        timeout: Duration::from_secs(90),
+        hold: Duration::ZERO,
+        bind: LOOPBACK,
+        source: SourceSpec::LIGHT,
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = loadgen::surge::surge(
+        &args,
+        &url,
+        |room, id| key.mint(room, id, true, 600),
+        done.clone(),
+    )
+    .await
+    .expect("surge run");
+    eprintln!("{r:#?}");
+    assert_eq!(r.errors, Default::default());
+    assert_eq!(
+        (r.admitted, r.signalling_ready, r.media, r.media_received),
+        (40, 36, 4, 4)
+    );
+    assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 40);
+    assert_eq!(r.without_position, 0, "everyone passes through the queue");
+    // Media comes after admission, and the order of the quantiles holds.
+    assert!(r.time_to_first_media[0] > r.time_to_admitted[0], "{r:?}");
+    for q in [
+        r.time_to_admitted,
+        r.time_to_consuming,
+        r.time_to_first_media,
+    ] {
+        assert!(
+            q[0] > 0.0 && q[0] <= q[1] && q[1] <= q[2] && q[2] <= q[3],
+            "{q:?}"
+        );
+    }
+    assert!(r.ok());
+}
