@@ -146,11 +146,8 @@ pub async fn surge(
             .map_err(|e| format!("{id} producing: {e}"))?;
         presenters.push(p);
     }
-    let media_every = if args.media == 0 {
-        usize::MAX
-    } else {
-        args.joins / args.media
-    };
+    // Every `media_every`-th participant is a media one.
+    let media_every = args.joins.checked_div(args.media);
     let barrier = Arc::new(Barrier::new(args.joins));
     let release: Arc<OnceLock<Instant>> = Arc::default();
     let tasks: Vec<_> = (0..args.joins)
@@ -158,8 +155,7 @@ pub async fn surge(
             let room = room_name(i % args.rooms);
             let id = format!("surge-{i}");
             let tok = token(&room, &id);
-            let media =
-                media_every != usize::MAX && i % media_every == 0 && i / media_every < args.media;
+            let media = media_every.is_some_and(|m| i % m == 0 && i / m < args.media);
             let (url, barrier, release, done, a) = (
                 url.to_string(),
                 barrier.clone(),
