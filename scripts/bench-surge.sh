@@ -6,14 +6,14 @@
 # before the release; every participant then creates a receive transport and
 # consumes it (signalling only), and MEDIA of them (default 10) do so with a
 # real WebRTC endpoint until media arrives. Worker capacity is raised so that
-# all participants fit on this one node.
+# all participants fit on this one node, and the room cap to JOINS + 1 (the
+# presenter).
 #   scripts/bench-surge.sh [JOINS]     (default 1000; MEDIA=10)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOINS=${1:-1000}
 cd "$ROOT"
-cargo build -q --release -p coordinator -p loadgen
-cargo build -q -p media-node
+cargo build -q --release -p coordinator -p loadgen -p media-node
 
 SECRET="bench-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
@@ -26,9 +26,9 @@ redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev
 sleep 0.5
 THRONG_NODE_ID=bench-node THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=41000 \
 THRONG_GRPC_LISTEN=$GRPC THRONG_HTTP_LISTEN=127.0.0.1:9191 THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
-RUST_LOG=warn target/debug/media-node >/dev/null & PIDS+=($!)
+RUST_LOG=warn target/release/media-node >/dev/null & PIDS+=($!)
 sleep 1
-THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WORKER_CAPACITY=30000 \
+THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WORKER_CAPACITY=30000 THRONG_ROOM_CAP=$((JOINS + 1)) \
 RUST_LOG=warn target/release/coordinator >/dev/null & COORD=$!; PIDS+=($COORD)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5   # the coordinator reads node reports every second

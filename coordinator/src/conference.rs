@@ -126,6 +126,25 @@ struct Peer {
     joined_seq: u64,
 }
 
+impl Peer {
+    /// The send (producing) or receive transport.
+    fn transport(&self, producing: bool) -> Option<&str> {
+        if producing {
+            self.send_transport.as_deref()
+        } else {
+            self.recv_transport.as_deref()
+        }
+    }
+
+    fn transport_slot(&mut self, producing: bool) -> &mut Option<String> {
+        if producing {
+            &mut self.send_transport
+        } else {
+            &mut self.recv_transport
+        }
+    }
+}
+
 /// One of a peer's consumers as the coordinator last set it on the node.
 #[derive(Debug, Clone)]
 struct ConsumerRec {
@@ -169,9 +188,10 @@ impl Room {
     }
 
     fn broadcast(&self, except: Option<&str>, msg: &ServerMessage) {
+        let shared = msg.shared();
         for (id, p) in &self.peers {
             if Some(id.as_str()) != except {
-                let _ = p.tx.send(msg.clone());
+                let _ = p.tx.send(shared.clone());
             }
         }
     }
@@ -621,40 +641,66 @@ impl Conference {
             }
         };
         let room_lock = self.joined_room(room_id)?;
-        let mut room = room_lock.lock().await;
-        let router = Self::peer_router(&room, peer_id)?;
-        let peer = room.peers.get_mut(peer_id).expect("checked");
-        let slot = if producing {
-            &mut peer.send_transport
-        } else {
-            &mut peer.recv_transport
+        // Checked under the room's lock, which is not held during the call
+        // to the node: in a room of 1000 a lock held across every RPC
+        // serialises everybody's set-up. A session sends its requests one at
+        // a time, so nothing of this peer's can change meanwhile except its
+        // removal (leave elsewhere, replacement, node loss), checked after.
+        let (router, router_id, session) = {
+            let mut room = room_lock.lock().await;
+            let router = Self::peer_router(&room, peer_id)?;
+            let peer = room.peers.get_mut(peer_id).expect("checked");
+            if peer.transport(producing).is_some() {
+                return Err(ConferenceError::new(
+                    ErrorCode::OutOfOrder,
+                    format!("a {direction} transport exists already"),
+                ));
+            }
+            if producing && !peer.can_publish {
+                return Err(ConferenceError::new(
+                    ErrorCode::Forbidden,
+                    "this token does not allow publishing",
+                ));
+            }
+            (router, peer.router_id.clone(), peer.tx.clone())
         };
-        if slot.is_some() {
-            return Err(ConferenceError::new(
-                ErrorCode::OutOfOrder,
-                format!("a {direction} transport exists already"),
-            ));
-        }
-        if producing && !peer.can_publish {
-            return Err(ConferenceError::new(
-                ErrorCode::Forbidden,
-                "this token does not allow publishing",
-            ));
-        }
-        let t = self
-            .router_client(&router)?
+        let mut client = self.router_client(&router)?;
+        let t = client
             .create_web_rtc_transport(pb::CreateWebRtcTransportRequest {
-                router_id: peer.router_id.clone(),
+                router_id,
                 participant_id: peer_id.into(),
                 producing,
             })
             .await
             .map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?
             .into_inner();
-        *slot = Some(t.transport_id.clone());
-        lock(&self.index)
-            .transport_owner
-            .insert(t.transport_id.clone(), (room_id.into(), peer_id.into()));
+        let recorded = {
+            let mut room = room_lock.lock().await;
+            match room.peers.get_mut(peer_id) {
+                Some(peer)
+                    if peer.tx.same_channel(&session) && peer.transport(producing).is_none() =>
+                {
+                    *peer.transport_slot(producing) = Some(t.transport_id.clone());
+                    lock(&self.index)
+                        .transport_owner
+                        .insert(t.transport_id.clone(), (room_id.into(), peer_id.into()));
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !recorded {
+            // The peer went away while the node created it: nobody owns it.
+            let _ = client
+                .close_transport(pb::CloseTransportRequest {
+                    transport_id: t.transport_id.clone(),
+                })
+                .await;
+            return Err(ConferenceError::new(
+                ErrorCode::OutOfOrder,
+                "you left the room while the transport was being created",
+            ));
+        }
         Ok(json!({
             "id": t.transport_id,
             "iceParameters": parse_json("ice parameters", &t.ice_parameters_json)?,
@@ -846,47 +892,75 @@ impl Conference {
         caps: &Value,
     ) -> Res<Value> {
         let room_lock = self.joined_room(room_id)?;
-        let mut room = room_lock.lock().await;
-        let router = Self::peer_router(&room, peer_id)?;
-        let peer = &room.peers[peer_id];
-        let recv = peer.recv_transport.clone().ok_or_else(|| {
-            ConferenceError::new(ErrorCode::OutOfOrder, "create a recv transport first")
-        })?;
-        let router_id = peer.router_id.clone();
-        if !room.producers.contains_key(producer_id) {
-            return Err(ConferenceError::new(
-                ErrorCode::NotFound,
-                "no such producer in this room",
-            ));
-        }
-        self.make_available(&mut room, producer_id, &router_id)
-            .await?;
-        let c = self
-            .router_client(&router)?
+        // As in create_transport: checks (and the piping that makes the
+        // producer available on the peer's router, once per router) under the
+        // room's lock, the consume call without it, the record after it.
+        let (router, router_id, recv, session) = {
+            let mut room = room_lock.lock().await;
+            let router = Self::peer_router(&room, peer_id)?;
+            let peer = &room.peers[peer_id];
+            let recv = peer.recv_transport.clone().ok_or_else(|| {
+                ConferenceError::new(ErrorCode::OutOfOrder, "create a recv transport first")
+            })?;
+            let (session, router_id) = (peer.tx.clone(), peer.router_id.clone());
+            if !room.producers.contains_key(producer_id) {
+                return Err(ConferenceError::new(
+                    ErrorCode::NotFound,
+                    "no such producer in this room",
+                ));
+            }
+            self.make_available(&mut room, producer_id, &router_id)
+                .await?;
+            (router, router_id, recv, session)
+        };
+        let mut client = self.router_client(&router)?;
+        let c = client
             .consume(pb::ConsumeRequest {
-                transport_id: recv,
+                transport_id: recv.clone(),
                 producer_id: producer_id.into(),
                 rtp_capabilities_json: caps.to_string(),
             })
             .await
             .map_err(|s| MediaRpcError::status(&router.worker.node_id, s))?
             .into_inner();
-        room.peers
-            .get_mut(peer_id)
-            .expect("checked")
-            .consumers
-            .insert(
-                c.consumer_id.clone(),
-                ConsumerRec {
-                    producer_id: c.producer_id.clone(),
-                    router_id: router_id.clone(),
-                    paused: true,
-                    spatial_layer: None,
-                },
-            );
-        lock(&self.index)
-            .consumer_owner
-            .insert(c.consumer_id.clone(), (room_id.into(), peer_id.into()));
+        let recorded = {
+            let mut room = room_lock.lock().await;
+            let producer_there = room.producers.contains_key(producer_id);
+            match room.peers.get_mut(peer_id) {
+                Some(peer)
+                    if producer_there
+                        && peer.tx.same_channel(&session)
+                        && peer.recv_transport.as_deref() == Some(recv.as_str()) =>
+                {
+                    peer.consumers.insert(
+                        c.consumer_id.clone(),
+                        ConsumerRec {
+                            producer_id: c.producer_id.clone(),
+                            router_id: router_id.clone(),
+                            paused: true,
+                            spatial_layer: None,
+                        },
+                    );
+                    lock(&self.index)
+                        .consumer_owner
+                        .insert(c.consumer_id.clone(), (room_id.into(), peer_id.into()));
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !recorded {
+            // The producer or the peer went away during the call.
+            let _ = client
+                .close_consumer(pb::ConsumerRequest {
+                    consumer_id: c.consumer_id.clone(),
+                })
+                .await;
+            return Err(ConferenceError::new(
+                ErrorCode::NotFound,
+                "the producer or your session ended while consuming",
+            ));
+        }
         Ok(json!({
             "id": c.consumer_id,
             "producerId": c.producer_id,

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::auth::TokenKey;
 use crate::conference::Conference;
-use crate::signaling::protocol::MAX_MESSAGE_BYTES;
+use crate::signaling::protocol::{MAX_MESSAGE_BYTES, WS_READ_BUFFER_BYTES};
 use crate::signaling::session::{self, SessionDeps};
 
 /// Shared state of the HTTP handlers.
@@ -99,6 +99,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         // A little above the protocol limit so that the session can answer
         // "too large" instead of the socket closing.
         .max_message_size(MAX_MESSAGE_BYTES * 2)
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session::serve(socket, deps))
 }
 

@@ -44,7 +44,11 @@ pub struct Session {
 impl Session {
     /// Opens the socket and waits for `welcome`.
     pub async fn connect(url: &str) -> Result<Self, SignalError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // A small read buffer, as the coordinator uses (tungstenite zero-fills
+        // the whole buffer before each read).
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(coordinator::signaling::protocol::WS_READ_BUFFER_BYTES);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
             .await
             .map_err(|e| SignalError::Connection(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();

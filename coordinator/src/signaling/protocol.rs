@@ -15,6 +15,12 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest accepted client message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// The WebSocket read buffer (both ends). tungstenite zero-fills its whole
+/// read buffer before every read: at its default of 128 KiB that memset was
+/// 42 % of the coordinator's CPU in a 1000-person surge (BENCHMARKS.md, 1).
+/// Signalling messages are small; larger ones still arrive (the buffer grows).
+pub const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Client -> server.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
@@ -345,11 +351,85 @@ pub enum ServerMessage {
         /// Why.
         reason: String,
     },
+    /// One of the messages above, already serialized: what a room sends to
+    /// all its peers is serialized once and shared (a 1000-person room
+    /// announces each join to everyone else: about 500 000 messages).
+    /// Never on the wire as such and never deserialized.
+    #[serde(skip)]
+    Shared(SharedMessage),
+}
+
+/// A serialized [`ServerMessage`] for many sessions (cheap to clone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedMessage {
+    /// The JSON text.
+    pub text: axum::extract::ws::Utf8Bytes,
+    /// Whether the session ends after sending it (`reconnect`).
+    pub ends_session: bool,
+}
+
+impl ServerMessage {
+    /// Serialized once, for sending to many sessions.
+    pub fn shared(&self) -> ServerMessage {
+        match self {
+            ServerMessage::Shared(_) => self.clone(),
+            msg => ServerMessage::Shared(SharedMessage {
+                text: serde_json::to_string(msg)
+                    .expect("server messages serialize")
+                    .into(),
+                ends_session: matches!(msg, ServerMessage::Reconnect { .. }),
+            }),
+        }
+    }
+
+    /// The text to send, and whether the session ends after it.
+    pub fn into_text(self) -> (axum::extract::ws::Utf8Bytes, bool) {
+        match self {
+            ServerMessage::Shared(s) => (s.text, s.ends_session),
+            msg => {
+                let ends = matches!(
+                    msg,
+                    ServerMessage::Reconnect { .. }
+                        | ServerMessage::Error {
+                            code: ErrorCode::Replaced,
+                            ..
+                        }
+                );
+                let text = serde_json::to_string(&msg).expect("server messages serialize");
+                (text.into(), ends)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_message_is_the_same_text_and_keeps_whether_it_ends_the_session() {
+        let left = ServerMessage::PeerLeft {
+            peer_id: "ada".into(),
+        };
+        let (text, ends) = left.shared().into_text();
+        assert_eq!(text.as_str(), serde_json::to_string(&left).unwrap());
+        assert!(!ends);
+        assert_eq!(left.shared().shared(), left.shared());
+        let reconnect = ServerMessage::Reconnect {
+            reason: "node lost".into(),
+        };
+        assert!(reconnect.shared().into_text().1);
+        assert!(reconnect.clone().into_text().1);
+        let replaced = ServerMessage::Error {
+            req_id: None,
+            code: ErrorCode::Replaced,
+            message: "joined elsewhere".into(),
+        };
+        assert!(replaced.into_text().1);
+        // Never parsed back into a shared message.
+        let parsed: ServerMessage = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, left);
+    }
 
     #[test]
     fn client_messages_parse_from_the_documented_json() {

@@ -15,6 +15,7 @@ use tracing::{debug, info_span, Instrument};
 use super::owners::{Owner, RoomOwners};
 use super::protocol::{
     ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    WS_READ_BUFFER_BYTES,
 };
 use crate::auth::{TokenError, TokenKey};
 use crate::conference::{Conference, ConferenceError, ConsumerOp, ProducerOp};
@@ -59,20 +60,13 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     });
     let mut send_task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
-            let text = serde_json::to_string(&msg).expect("server messages serialize");
-            if sink.send(Message::Text(text.into())).await.is_err() {
+            let (text, ends_session) = msg.into_text();
+            if sink.send(Message::Text(text)).await.is_err() {
                 break;
             }
             // This session's placement is gone: the client re-joins on a new
             // socket, or already did (replaced).
-            if matches!(
-                msg,
-                ServerMessage::Reconnect { .. }
-                    | ServerMessage::Error {
-                        code: ErrorCode::Replaced,
-                        ..
-                    }
-            ) {
+            if ends_session {
                 break;
             }
         }
@@ -423,7 +417,14 @@ async fn proxy_to(
     closed: mpsc::Sender<()>,
 ) -> Result<Upstream, tokio_tungstenite::tungstenite::Error> {
     use tokio_tungstenite::tungstenite::Message as Up;
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{owner}/ws")).await?;
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER_BYTES);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{owner}/ws"),
+        Some(config),
+        false,
+    )
+    .await?;
     let (mut sink, mut stream) = ws.split();
     sink.send(Up::Text(join_text.into())).await?;
     tokio::spawn(async move {
