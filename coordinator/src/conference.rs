@@ -188,10 +188,9 @@ impl Room {
     }
 
     fn broadcast(&self, except: Option<&str>, msg: &ServerMessage) {
-        let shared = msg.shared();
         for (id, p) in &self.peers {
             if Some(id.as_str()) != except {
-                let _ = p.tx.send(shared.clone());
+                let _ = p.tx.send(msg.clone());
             }
         }
     }

@@ -38,7 +38,32 @@ pub struct Session {
     pending: Pending,
     next: u64,
     /// Server events (everything that is not an answer).
-    pub events: mpsc::UnboundedReceiver<Value>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+}
+
+/// A server event, parsed on demand.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Its `type`.
+    pub kind: String,
+    /// The whole message.
+    pub text: String,
+}
+
+impl Event {
+    /// The message as JSON.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+}
+
+/// What routing a message needs.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(rename = "reqId", borrow, default)]
+    req_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Session {
@@ -70,10 +95,13 @@ impl Session {
                 let mut welcome = Some(welcome_tx);
                 while let Some(Ok(msg)) = stream.next().await {
                     let Message::Text(text) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    // Only the type and reqId first: a client in a big room
+                    // gets an event per join, which most scenarios only count
+                    // (1000 clients in one process parse half a million).
+                    let Ok(head) = serde_json::from_str::<Head<'_>>(&text) else {
                         continue;
                     };
-                    let kind = v["type"].as_str().unwrap_or_default();
+                    let kind = head.kind.as_ref();
                     if kind == "welcome" {
                         if let Some(w) = welcome.take() {
                             let _ = w.send(());
@@ -81,28 +109,32 @@ impl Session {
                         continue;
                     }
                     let answer = matches!(kind, "response" | "joined" | "error");
-                    let waiter = v["reqId"]
-                        .as_str()
+                    let waiter = head
+                        .req_id
+                        .as_deref()
                         .filter(|_| answer)
                         .and_then(|id| pending.lock().expect("pending").remove(id));
-                    match waiter {
-                        Some(w) => {
-                            let r = if kind == "error" {
-                                Err(SignalError::Server {
-                                    code: v["code"].as_str().unwrap_or_default().into(),
-                                    message: v["message"].as_str().unwrap_or_default().into(),
-                                })
-                            } else if kind == "joined" {
-                                Ok(v)
-                            } else {
-                                Ok(v["data"].clone())
-                            };
-                            let _ = w.send(r);
-                        }
-                        None => {
-                            let _ = ev_tx.send(v);
-                        }
-                    }
+                    let Some(w) = waiter else {
+                        let _ = ev_tx.send(Event {
+                            kind: kind.to_string(),
+                            text: text.to_string(),
+                        });
+                        continue;
+                    };
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                        continue;
+                    };
+                    let r = if kind == "error" {
+                        Err(SignalError::Server {
+                            code: v["code"].as_str().unwrap_or_default().into(),
+                            message: v["message"].as_str().unwrap_or_default().into(),
+                        })
+                    } else if kind == "joined" {
+                        Ok(v)
+                    } else {
+                        Ok(v["data"].clone())
+                    };
+                    let _ = w.send(r);
                 }
                 // Closed: fail everything still waiting.
                 for (_, w) in pending.lock().expect("pending").drain() {

@@ -277,7 +277,7 @@ async fn one(
     let admitted = released.elapsed();
     let mut positioned = false;
     while let Ok(ev) = session.events.try_recv() {
-        positioned |= ev["type"] == "queued";
+        positioned |= ev.kind == "queued";
     }
     // What a page of tiles shows: the peers' producers, in join order.
     let producers: Vec<String> = joined["peers"]

@@ -351,85 +351,42 @@ pub enum ServerMessage {
         /// Why.
         reason: String,
     },
-    /// One of the messages above, already serialized: what a room sends to
-    /// all its peers is serialized once and shared (a 1000-person room
-    /// announces each join to everyone else: about 500 000 messages).
-    /// Never on the wire as such and never deserialized.
-    #[serde(skip)]
-    Shared(SharedMessage),
-}
-
-/// A serialized [`ServerMessage`] for many sessions (cheap to clone).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedMessage {
-    /// The JSON text.
-    pub text: axum::extract::ws::Utf8Bytes,
-    /// Whether the session ends after sending it (`reconnect`).
-    pub ends_session: bool,
 }
 
 impl ServerMessage {
-    /// Serialized once, for sending to many sessions.
-    pub fn shared(&self) -> ServerMessage {
-        match self {
-            ServerMessage::Shared(_) => self.clone(),
-            msg => ServerMessage::Shared(SharedMessage {
-                text: serde_json::to_string(msg)
-                    .expect("server messages serialize")
-                    .into(),
-                ends_session: matches!(msg, ServerMessage::Reconnect { .. }),
-            }),
-        }
+    /// Whether this is an event (something happened in the room), rather
+    /// than an answer or something the client waits for.
+    pub fn is_event(&self) -> bool {
+        matches!(
+            self,
+            ServerMessage::PeerJoined { .. }
+                | ServerMessage::PeerLeft { .. }
+                | ServerMessage::NewProducer { .. }
+                | ServerMessage::ProducerClosed { .. }
+                | ServerMessage::ProducerPaused { .. }
+                | ServerMessage::ConsumerClosed { .. }
+                | ServerMessage::ActiveSpeaker { .. }
+                | ServerMessage::ConnectionState { .. }
+        )
     }
 
-    /// The text to send, and whether the session ends after it.
-    pub fn into_text(self) -> (axum::extract::ws::Utf8Bytes, bool) {
-        match self {
-            ServerMessage::Shared(s) => (s.text, s.ends_session),
-            msg => {
-                let ends = matches!(
-                    msg,
-                    ServerMessage::Reconnect { .. }
-                        | ServerMessage::Error {
-                            code: ErrorCode::Replaced,
-                            ..
-                        }
-                );
-                let text = serde_json::to_string(&msg).expect("server messages serialize");
-                (text.into(), ends)
-            }
-        }
+    /// Whether the session ends once this is sent: its placement is gone and
+    /// the client re-joins on a new socket, or already did (replaced).
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self,
+            ServerMessage::Reconnect { .. }
+                | ServerMessage::Error {
+                    code: ErrorCode::Replaced,
+                    ..
+                }
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_shared_message_is_the_same_text_and_keeps_whether_it_ends_the_session() {
-        let left = ServerMessage::PeerLeft {
-            peer_id: "ada".into(),
-        };
-        let (text, ends) = left.shared().into_text();
-        assert_eq!(text.as_str(), serde_json::to_string(&left).unwrap());
-        assert!(!ends);
-        assert_eq!(left.shared().shared(), left.shared());
-        let reconnect = ServerMessage::Reconnect {
-            reason: "node lost".into(),
-        };
-        assert!(reconnect.shared().into_text().1);
-        assert!(reconnect.clone().into_text().1);
-        let replaced = ServerMessage::Error {
-            req_id: None,
-            code: ErrorCode::Replaced,
-            message: "joined elsewhere".into(),
-        };
-        assert!(replaced.into_text().1);
-        // Never parsed back into a shared message.
-        let parsed: ServerMessage = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed, left);
-    }
 
     #[test]
     fn client_messages_parse_from_the_documented_json() {

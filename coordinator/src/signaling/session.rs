@@ -21,6 +21,12 @@ use crate::auth::{TokenError, TokenKey};
 use crate::conference::{Conference, ConferenceError, ConsumerOp, ProducerOp};
 use crate::join::queue::JoinQueue;
 
+/// Most messages written to a socket before it is flushed.
+const SEND_BATCH: usize = 64;
+
+/// How long events (not answers) may wait for more to share their write.
+const EVENT_COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What a session needs.
 #[derive(Clone)]
 pub struct SessionDeps {
@@ -59,14 +65,39 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
         protocol: PROTOCOL_VERSION,
     });
     let mut send_task = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let (text, ends_session) = msg.into_text();
-            if sink.send(Message::Text(text)).await.is_err() {
-                break;
+        // Written in batches: whatever is queued goes out with one flush
+        // (one write), and a batch of events only (no answer in it) waits up
+        // to EVENT_COALESCE for more. A busy room announces every join to
+        // everyone: one write per event was most of a surge's cost.
+        'send: while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            let mut batch = 0;
+            let mut answer = false;
+            let hold_until = tokio::time::Instant::now() + EVENT_COALESCE;
+            while let Some(msg) = next.take() {
+                let text = serde_json::to_string(&msg).expect("server messages serialize");
+                if sink.feed(Message::Text(text.into())).await.is_err() {
+                    break 'send;
+                }
+                if msg.ends_session() {
+                    let _ = sink.flush().await;
+                    break 'send;
+                }
+                answer |= !msg.is_event();
+                batch += 1;
+                if batch >= SEND_BATCH {
+                    break;
+                }
+                next = match rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(_) if answer => None,
+                    Err(_) => tokio::time::timeout_at(hold_until, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
             }
-            // This session's placement is gone: the client re-joins on a new
-            // socket, or already did (replaced).
-            if ends_session {
+            if sink.flush().await.is_err() {
                 break;
             }
         }
