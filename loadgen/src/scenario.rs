@@ -378,18 +378,47 @@ fn latency_marks(stats: &RecvStats) -> HashMap<u32, usize> {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipeReport {
-    /// Sender -> receiver on the sender's worker.
+    /// Senders (each audio + video).
+    pub senders: usize,
+    /// Sender -> receiver on the sender's worker (one sender only).
     pub same_worker: Latency,
-    /// Sender -> receiver on another node (through the SRTP pipe).
+    /// Sender -> receiver on another node, through the SRTP pipe (one sender only).
     pub piped: Latency,
-    /// Worker CPU (% of a core) of each node pid given, over the window.
+    /// Worker CPU (% of a core) of each node pid given, over the last window.
     pub worker_cpu_pct: Vec<(u32, f64)>,
+    /// Worker CPU of each node pid in the three windows: senders only; with
+    /// the receiver on their worker; with the receiver on the other node too.
+    pub phases: [Vec<(u32, f64)>; 3],
+    /// Per piped producer, % of a core: on the senders' node (its pipe
+    /// consumer), and on the far node (the piped producer, its consumer's
+    /// share taken out as measured on the senders' node). Then, for
+    /// comparison, a WebRTC producer's ingress and a consumer.
+    pub per_piped_producer: Option<PipeCosts>,
 }
 
-/// `pipe`: one sender, one receiver placed on the sender's worker and one on
-/// another node (the cluster must be configured so that the third participant
-/// spills: e.g. 2 nodes of 1 worker, `THRONG_WORKER_CAPACITY=52`). One-way
-/// latency of the same packets both ways, and the nodes' worker CPU.
+/// `pipe`'s per-stream costs, % of a core each.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PipeCosts {
+    /// On the senders' node, per pipe consumer.
+    pub sending_node: f64,
+    /// On the far node, per piped producer (without its consumer).
+    pub receiving_node: f64,
+    /// A WebRTC producer's ingress (senders' node, senders-only window).
+    pub webrtc_producer: f64,
+    /// A consumer (senders' node: the near receiver's consumers).
+    pub consumer: f64,
+}
+
+/// `pipe`: `senders` senders and one receiver placed on their worker, and one
+/// receiver on another node (the cluster must be configured so that exactly
+/// the last one spills: 2 nodes of 1 worker, `THRONG_WORKER_CAPACITY` =
+/// 26 x (senders + 1)). Each receiver consumes every sender's audio and
+/// video. Worker CPU in three windows (senders only; + near receiver; + far
+/// receiver, whose streams come through the SRTP pipe) gives the cost per
+/// piped producer on both nodes. With one sender, also the one-way latency
+/// of the same packets on both paths (with several, identical payloads from
+/// the shared source would be ambiguous).
 #[allow(clippy::too_many_arguments)]
 pub async fn pipe(
     url: &str,
@@ -400,18 +429,52 @@ pub async fn pipe(
     bind: IpAddr,
     node_pids: &[u32],
     source: SourceSpec,
+    senders: usize,
 ) -> Result<PipeReport, String> {
     let room = "pipe";
+    let senders_n = senders.clamp(1, 12);
     let source = source.start().await.map_err(|e| e.to_string())?;
     let limit = Duration::from_secs(60);
     let log = crate::rtc::SentLog::default();
     let err = |e: ParticipantError| e.to_string();
-    let mut sender = Participant::join(url, &token(room, "sender"), room, "sender", bind, limit)
-        .await
-        .map_err(err)?;
-    let producers = sender.send(&source, 300_000).await.map_err(err)?;
-    sender.log_sends(log.clone());
+    let cpu_window = || async {
+        let cpu0: Vec<Duration> = node_pids
+            .iter()
+            .map(|p| measure::worker_cpu(*p).unwrap_or_default())
+            .collect();
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let wall = t0.elapsed().as_secs_f64();
+        node_pids
+            .iter()
+            .zip(cpu0)
+            .map(|(p, c0)| {
+                let c1 = measure::worker_cpu(*p).unwrap_or_default();
+                (*p, c1.saturating_sub(c0).as_secs_f64() / wall * 100.0)
+            })
+            .collect::<Vec<(u32, f64)>>()
+    };
+    let mut sending = Vec::new();
+    let mut producers = Vec::new();
+    for i in 0..senders_n {
+        let name = if i == 0 {
+            "sender".to_string()
+        } else {
+            format!("sender-{i}")
+        };
+        let mut p = Participant::join(url, &token(room, &name), room, &name, bind, limit)
+            .await
+            .map_err(err)?;
+        producers.extend(p.send(&source, 300_000 + i as u32 * 2).await.map_err(err)?);
+        if senders_n == 1 {
+            p.log_sends(log.clone());
+        }
+        sending.push(p);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let senders_only = cpu_window().await;
     let mut receivers = Vec::new();
+    let mut with_near = Vec::new();
     for name in ["near", "far"] {
         let mut p = Participant::join(url, &token(room, name), room, name, bind, limit)
             .await
@@ -419,8 +482,14 @@ pub async fn pipe(
         for id in &producers {
             p.consume(id).await.map_err(err)?;
         }
-        p.log_latency(log.clone());
+        if senders_n == 1 {
+            p.log_latency(log.clone());
+        }
         receivers.push(p);
+        if name == "near" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            with_near = cpu_window().await;
+        }
     }
     // Where did everyone land?
     let body = http_get(
@@ -450,38 +519,45 @@ pub async fn pipe(
             .and_then(|p| node_of_router.get(p["routerId"].as_str()?).cloned())
     };
     let (s, n, f) = (node_of("sender"), node_of("near"), node_of("far"));
-    if s.is_none() || s != n || s == f {
+    let senders_together = (1..senders_n).all(|i| node_of(&format!("sender-{i}")) == s);
+    if s.is_none() || s != n || s == f || !senders_together {
         return Err(format!(
-            "placement did not split the room as needed (sender {s:?}, near {n:?}, far {f:?}): \
-             run 2 nodes of 1 worker with THRONG_WORKER_CAPACITY=52"
+            "placement did not split the room as needed (sender {s:?}, near {n:?}, far {f:?}, \
+             senders together: {senders_together}): run 2 nodes of 1 worker with \
+             THRONG_WORKER_CAPACITY={}",
+            26 * (senders_n + 1)
         ));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stats: Vec<RecvStats> = receivers.iter().filter_map(|p| p.received()).collect();
     let marks: Vec<HashMap<u32, usize>> = stats.iter().map(latency_marks).collect();
-    let cpu0: Vec<Duration> = node_pids
-        .iter()
-        .map(|p| measure::worker_cpu(*p).unwrap_or_default())
-        .collect();
-    let t0 = Instant::now();
-    tokio::time::sleep(window).await;
-    let wall = t0.elapsed().as_secs_f64();
-    let worker_cpu_pct = node_pids
-        .iter()
-        .zip(cpu0)
-        .map(|(p, c0)| {
-            let c1 = measure::worker_cpu(*p).unwrap_or_default();
-            (*p, c1.saturating_sub(c0).as_secs_f64() / wall * 100.0)
-        })
-        .collect();
+    let with_far = cpu_window().await;
+    // The senders' node is the busy one while only they send.
+    let per_piped_producer = (node_pids.len() == 2).then(|| {
+        let a = usize::from(senders_only[1].1 > senders_only[0].1);
+        let b = 1 - a;
+        let streams = (2 * senders_n) as f64;
+        let consumer = (with_near[a].1 - senders_only[a].1) / streams;
+        PipeCosts {
+            sending_node: (with_far[a].1 - with_near[a].1) / streams,
+            receiving_node: (with_far[b].1 - with_near[b].1) / streams - consumer,
+            webrtc_producer: senders_only[a].1 / streams,
+            consumer,
+        }
+    });
     let report = PipeReport {
+        senders: senders_n,
         same_worker: latency_since(&stats[0], &marks[0]),
         piped: latency_since(&stats[1], &marks[1]),
-        worker_cpu_pct,
+        worker_cpu_pct: with_far.clone(),
+        phases: [senders_only, with_near, with_far],
+        per_piped_producer,
     };
     for p in receivers {
         p.leave();
     }
-    sender.leave();
+    for p in sending {
+        p.leave();
+    }
     Ok(report)
 }

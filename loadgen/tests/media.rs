@@ -255,6 +255,7 @@ async fn pipe_measures_latency_on_the_same_worker_and_across_nodes() {
         LOOPBACK,
         &[std::process::id()],
         SourceSpec::LIGHT,
+        1,
     )
     .await
     .expect("pipe run");
@@ -262,6 +263,16 @@ async fn pipe_measures_latency_on_the_same_worker_and_across_nodes() {
     assert!(r.same_worker.samples > 20, "{r:?}");
     assert!(r.piped.samples > 20, "{r:?}");
     assert!(r.same_worker.ms[0] > 0.0 && r.piped.ms[0] > 0.0);
+    // Three CPU windows of the (one) process holding both nodes; it works
+    // harder as receivers are added.
+    assert!(
+        r.phases.iter().all(|p| p.len() == 1 && p[0].1 > 0.0),
+        "{r:?}"
+    );
+    assert!(
+        r.per_piped_producer.is_none(),
+        "two node pids are needed for that"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
