@@ -15,8 +15,11 @@ use redis::Script;
 use tokio::sync::Notify;
 use tracing::warn;
 
-/// How often a waiting join re-checks and reports its position.
+/// How often the head of the line re-checks for a slot freed elsewhere in
+/// the cluster (a slot freed here wakes it at once).
 const TICK: Duration = Duration::from_millis(250);
+/// How often every waiting join reports its position (at least once a second).
+const REPORT_EVERY: Duration = Duration::from_millis(900);
 /// A lease not released by then (its coordinator died) expires.
 const LEASE_TTL: Duration = Duration::from_secs(30);
 
@@ -158,17 +161,38 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
+struct Waiter {
+    ticket: u64,
+    /// Woken when this join becomes the head of the line or, at the head,
+    /// when a slot may have been freed.
+    wake: Arc<Notify>,
+}
+
 struct State {
-    waiting: VecDeque<u64>,
+    /// In ticket order (tickets only grow), so a position is a binary search.
+    waiting: VecDeque<Waiter>,
     next_ticket: u64,
     /// Recent admission times, for the wait estimate.
     admitted: VecDeque<Instant>,
 }
 
+/// Wakes whoever is at the head of the line. Only the head takes slots: a
+/// change wakes one task, not every waiting one (with 1000 waiting, waking
+/// all on every admission was a million wake-ups per surge).
+fn wake_head(state: &Mutex<State>) {
+    if let Some(w) = state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .waiting
+        .front()
+    {
+        w.wake.notify_one();
+    }
+}
+
 /// The coordinator's join queue.
 pub struct JoinQueue {
-    state: Mutex<State>,
-    changed: Arc<Notify>,
+    state: Arc<Mutex<State>>,
     limiter: Arc<dyn Limiter>,
     timeout: Duration,
     /// Joins placed at once per live media node.
@@ -182,21 +206,21 @@ pub struct Admission {
     limiter: Arc<dyn Limiter>,
     scope: String,
     lease: Option<String>,
-    changed: Arc<Notify>,
+    line: Arc<Mutex<State>>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            let (limiter, changed, scope) = (
+            let (limiter, line, scope) = (
                 self.limiter.clone(),
-                self.changed.clone(),
+                self.line.clone(),
                 std::mem::take(&mut self.scope),
             );
             tokio::spawn(async move {
                 limiter.release(&scope, lease).await;
                 // The head of the line re-checks at once rather than at its next tick.
-                changed.notify_waiters();
+                wake_head(&line);
             });
         }
     }
@@ -211,11 +235,15 @@ struct Ticket<'a> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut s = self.queue.lock();
-        if let Some(i) = s.waiting.iter().position(|t| *t == self.id) {
+        let was_head = s.waiting.front().is_some_and(|w| w.ticket == self.id);
+        if let Ok(i) = s.waiting.binary_search_by_key(&self.id, |w| w.ticket) {
             s.waiting.remove(i);
         }
         drop(s);
-        self.queue.changed.notify_waiters();
+        // Someone new is at the head: its turn.
+        if was_head {
+            wake_head(&self.queue.state);
+        }
     }
 }
 
@@ -224,12 +252,11 @@ impl JoinQueue {
     /// media node, giving up after `timeout`.
     pub fn new(limiter: Arc<dyn Limiter>, per_node: usize, timeout: Duration) -> Self {
         Self {
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 waiting: VecDeque::new(),
                 next_ticket: 0,
                 admitted: VecDeque::new(),
-            }),
-            changed: Arc::new(Notify::new()),
+            })),
             limiter,
             timeout,
             per_node,
@@ -248,7 +275,7 @@ impl JoinQueue {
                     limiter: self.limiter.clone(),
                     scope: node_id.to_string(),
                     lease: Some(lease),
-                    changed: self.changed.clone(),
+                    line: self.state.clone(),
                 });
             }
             if started.elapsed() > self.timeout {
@@ -284,7 +311,7 @@ impl JoinQueue {
     /// Position (1-based) and estimated wait of a ticket.
     fn position(&self, id: u64) -> Option<(u64, u64)> {
         let mut s = self.lock();
-        let pos = s.waiting.iter().position(|t| *t == id)? as u64 + 1;
+        let pos = s.waiting.binary_search_by_key(&id, |w| w.ticket).ok()? as u64 + 1;
         let horizon = Instant::now() - Duration::from_secs(5);
         while s.admitted.front().is_some_and(|t| *t < horizon) {
             s.admitted.pop_front();
@@ -301,21 +328,24 @@ impl JoinQueue {
     /// Waits for this join's turn and a cluster-wide slot. `report` receives
     /// (position, estimated wait in ms) at once and then at least every second.
     pub async fn admit(&self, mut report: impl FnMut(u64, u64)) -> Result<Admission, QueueError> {
+        let wake = Arc::new(Notify::new());
         let ticket = {
             let mut s = self.lock();
             let id = s.next_ticket;
             s.next_ticket += 1;
-            s.waiting.push_back(id);
+            s.waiting.push_back(Waiter {
+                ticket: id,
+                wake: wake.clone(),
+            });
             Ticket { queue: self, id }
         };
         let started = Instant::now();
         let mut last_report: Option<Instant> = None;
         loop {
-            let notified = self.changed.notified();
             let (pos, wait) = self
                 .position(ticket.id)
                 .expect("a ticket stays queued until dropped");
-            if last_report.is_none_or(|t| t.elapsed() >= Duration::from_millis(900)) {
+            if last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
                 report(pos, wait);
                 last_report = Some(Instant::now());
             }
@@ -327,15 +357,22 @@ impl JoinQueue {
                         limiter: self.limiter.clone(),
                         scope: String::new(),
                         lease: Some(lease),
-                        changed: self.changed.clone(),
+                        line: self.state.clone(),
                     });
                 }
             }
             if started.elapsed() > self.timeout {
                 return Err(QueueError::TimedOut(self.timeout));
             }
-            // Woken by a change in line, or re-check (a slot freed elsewhere in the cluster).
-            let _ = tokio::time::timeout(TICK, notified).await;
+            // The head is woken by a freed slot or re-checks every TICK (a slot
+            // freed elsewhere in the cluster); the others when they reach the
+            // head, or when their next position report is due.
+            let nap = if pos == 1 {
+                TICK
+            } else {
+                REPORT_EVERY.saturating_sub(last_report.map_or(REPORT_EVERY, |t| t.elapsed()))
+            };
+            let _ = tokio::time::timeout(nap.max(Duration::from_millis(10)), wake.notified()).await;
         }
     }
 }
