@@ -35,31 +35,74 @@ capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
 coordinator; the media node (PID, one worker) has its worker CPU read from /proc.
 direct: the same with mediasoup driven by this process (the baseline).";
 
-/// `--name value` pairs after the scenario.
-fn flags(raw: &[String]) -> Result<std::collections::HashMap<String, String>, String> {
-    let mut out = std::collections::HashMap::new();
-    let mut it = raw.iter().skip(1);
-    while let Some(k) = it.next() {
-        let name = k
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected {k:?}"))?;
-        let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
-        out.insert(name.to_string(), v.clone());
+/// The `--name value` pairs after the scenario.
+struct Flags(std::collections::HashMap<String, String>);
+
+impl Flags {
+    fn parse(raw: &[String]) -> Result<Self, String> {
+        let mut out = std::collections::HashMap::new();
+        let mut it = raw.iter().skip(1);
+        while let Some(k) = it.next() {
+            let name = k
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected {k:?}"))?;
+            let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
+            out.insert(name.to_string(), v.clone());
+        }
+        Ok(Self(out))
     }
-    Ok(out)
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    fn required(&self, name: &str) -> Result<&str, String> {
+        self.get(name)
+            .ok_or_else(|| format!("--{name} is required"))
+    }
+
+    /// A number, or `default` when the flag is absent.
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        self.get(name)
+            .map(|v| v.parse::<T>().map_err(|_| format!("--{name}: a number")))
+            .unwrap_or(Ok(default))
+    }
+
+    /// `--url`, and join tokens `(room, identity)` minted with `--token-secret`.
+    fn cluster(&self) -> Result<(String, impl Fn(&str, &str) -> String + Clone), String> {
+        let url = self.required("url")?.to_string();
+        let key = TokenKey::new(self.required("token-secret")?.as_bytes());
+        Ok((url, move |room: &str, id: &str| {
+            key.mint(room, id, true, 3600)
+        }))
+    }
+
+    /// Writes `summary` to `--json FILE`, when given.
+    fn write_json(&self, summary: &impl serde::Serialize) -> Result<(), String> {
+        match self.get("json") {
+            Some(path) => {
+                std::fs::write(path, serde_json::to_string_pretty(summary).expect("json"))
+                    .map_err(|e| format!("{path}: {e}"))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// p50, p95, p99 and max, in seconds, on one line.
+fn quantiles_line(v: [f64; 4]) -> String {
+    format!(
+        "p50 {:.3} s   p95 {:.3} s   p99 {:.3} s   max {:.3} s",
+        v[0], v[1], v[2], v[3]
+    )
 }
 
 async fn capacity_main(raw: &[String]) -> Result<(), String> {
     use loadgen::capacity::{self, CapacityArgs};
-    let f = flags(raw)?;
-    let num = |k: &str, d: u64| -> Result<u64, String> {
-        f.get(k)
-            .map(|v| v.parse::<u64>().map_err(|_| format!("--{k}: a number")))
-            .unwrap_or(Ok(d))
-    };
+    let f = Flags::parse(raw)?;
+    let num = |k: &str, d: u64| f.num(k, d);
     let steps: Vec<usize> = f
         .get("steps")
-        .map(String::as_str)
         .unwrap_or("50,100,200")
         .split(',')
         .map(|s| {
@@ -87,17 +130,12 @@ async fn capacity_main(raw: &[String]) -> Result<(), String> {
             .ok_or("--port is required")?;
         ("direct", capacity::direct(&args, port).await?)
     } else {
-        let url = f.get("url").ok_or("--url is required")?.clone();
-        let secret = f
-            .get("token-secret")
-            .ok_or("--token-secret is required")?
-            .clone();
+        let (url, mint) = f.cluster()?;
         let pid = u32::try_from(num("node-pid", 0)?)
             .ok()
             .filter(|p| *p > 0)
             .ok_or("--node-pid is required")?;
-        let key = TokenKey::new(secret.as_bytes());
-        let token = move |id: &str| key.mint("capacity", id, true, 3600);
+        let token = move |id: &str| mint("capacity", id);
         ("cluster", capacity::cluster(&args, &url, token, pid).await?)
     };
     let at85 = loadgen::measure::consumers_at(&steps, 85.0);
@@ -105,32 +143,17 @@ async fn capacity_main(raw: &[String]) -> Result<(), String> {
         Some(n) => println!("{mode}: worker at 85 % of a core with about {n:.0} consumers"),
         None => println!("{mode}: the worker stayed below 85 % of a core"),
     }
-    if let Some(path) = f.get("json") {
-        let summary = json!({ "scenario": mode, "steps": steps, "consumersAt85Pct": at85 });
-        std::fs::write(path, serde_json::to_string_pretty(&summary).expect("json"))
-            .map_err(|e| format!("{path}: {e}"))?;
-    }
-    Ok(())
+    f.write_json(&json!({ "scenario": mode, "steps": steps, "consumersAt85Pct": at85 }))
 }
 
 async fn media_main(raw: &[String]) -> Result<bool, String> {
     use loadgen::scenario;
-    let f = flags(raw)?;
-    let num = |k: &str, d: usize| -> Result<usize, String> {
-        f.get(k)
-            .map(|v| v.parse::<usize>().map_err(|_| format!("--{k}: a number")))
-            .unwrap_or(Ok(d))
-    };
-    let url = f.get("url").ok_or("--url is required")?.clone();
-    let secret = f
-        .get("token-secret")
-        .ok_or("--token-secret is required")?
-        .clone();
-    let key = TokenKey::new(secret.as_bytes());
-    let token = move |room: &str, id: &str| key.mint(room, id, true, 3600);
+    let f = Flags::parse(raw)?;
+    let num = |k: &str, d: usize| f.num(k, d);
+    let (url, token) = f.cluster()?;
     let bind = std::net::IpAddr::from([127, 0, 0, 1]);
     if raw[0] == "pipe" {
-        let admin = f.get("admin-key").ok_or("--admin-key is required")?;
+        let admin = f.required("admin-key")?;
         let http = url
             .replace("ws://", "http://")
             .trim_end_matches("/ws")
@@ -176,14 +199,11 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
                 c.sending_node, c.receiving_node, c.webrtc_producer, c.consumer
             );
         }
-        if let Some(path) = f.get("json") {
-            std::fs::write(path, serde_json::to_string_pretty(&r).expect("json"))
-                .map_err(|e| format!("{path}: {e}"))?;
-        }
+        f.write_json(&r)?;
         return Ok(senders > 1 || (r.same_worker.samples > 0 && r.piped.samples > 0));
     }
     if raw[0] == "churn" {
-        let admin = f.get("admin-key").ok_or("--admin-key is required")?;
+        let admin = f.required("admin-key")?;
         let http = url
             .replace("ws://", "http://")
             .trim_end_matches("/ws")
@@ -237,27 +257,20 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
         "admitted   {}   errors {}   receivers without media {}",
         r.admitted, r.errors, r.without_media
     );
-    let q = |v: [f64; 4]| {
-        format!(
-            "p50 {:.3} s  p95 {:.3} s  p99 {:.3} s  max {:.3} s",
-            v[0], v[1], v[2], v[3]
-        )
-    };
-    println!("time to admitted     {}", q(r.time_to_admitted));
-    println!("time to first media  {}", q(r.time_to_first_media));
+    println!(
+        "time to admitted     {}",
+        quantiles_line(r.time_to_admitted)
+    );
+    println!(
+        "time to first media  {}",
+        quantiles_line(r.time_to_first_media)
+    );
     let w = &r.window;
     println!(
         "window {:.0} s: {} consumers, {:.0} packets/s in, loss {:.3} %, jitter p50 {:.2} ms p95 {:.2} ms, worker CPU {:.1} %",
         w.seconds, w.consumers, w.packets_per_sec, w.loss_pct, w.jitter_p50_ms, w.jitter_p95_ms, w.worker_cpu_pct
     );
-    if let Some(path) = f.get("json") {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&json!({ "scenario": raw[0], "report": r }))
-                .expect("json"),
-        )
-        .map_err(|e| format!("{path}: {e}"))?;
-    }
+    f.write_json(&json!({ "scenario": raw[0], "report": r }))?;
     Ok(r.errors == 0 && r.without_media == 0)
 }
 
@@ -266,17 +279,9 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
     if raw.first().map(String::as_str) != Some("surge") {
         return Err(format!("unknown scenario {:?}", raw.first()));
     }
-    let f = flags(raw)?;
-    let num = |k: &str, d: usize| -> Result<usize, String> {
-        f.get(k)
-            .map(|v| v.parse::<usize>().map_err(|_| format!("--{k}: a number")))
-            .unwrap_or(Ok(d))
-    };
-    let url = f.get("url").ok_or("--url is required")?.clone();
-    let secret = f
-        .get("token-secret")
-        .ok_or("--token-secret is required")?
-        .clone();
+    let f = Flags::parse(raw)?;
+    let num = |k: &str, d: usize| f.num(k, d);
+    let (url, token) = f.cluster()?;
     let (joins, rooms, timeout) = (
         num("joins", 1000)?,
         num("rooms", 1)?,
@@ -304,8 +309,6 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         source: loadgen::source::SourceSpec::LIGHT,
     };
-    let key = TokenKey::new(secret.as_bytes());
-    let token = move |room: &str, id: &str| key.mint(room, id, true, 3600);
     let done = Arc::new(AtomicUsize::new(0));
     let progress = {
         let done = done.clone();
@@ -324,12 +327,7 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
     let r = surge::surge(&args, &url, token, done).await;
     progress.abort();
     let r = r?;
-    let q = |v: [f64; 4]| {
-        format!(
-            "p50 {:.3} s   p95 {:.3} s   p99 {:.3} s   max {:.3} s",
-            v[0], v[1], v[2], v[3]
-        )
-    };
+    let q = quantiles_line;
     println!(
         "scenario   surge ({joins} joins into {rooms} room(s), released at once; one presenter per room; {media} media participants)"
     );
@@ -351,14 +349,7 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
         r.media_received,
         r.media
     );
-    if let Some(path) = f.get("json") {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&json!({ "scenario": "surge", "report": r }))
-                .expect("json"),
-        )
-        .map_err(|e| format!("{path}: {e}"))?;
-    }
+    f.write_json(&json!({ "scenario": "surge", "report": r }))?;
     Ok(r.ok())
 }
 

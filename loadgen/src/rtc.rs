@@ -75,6 +75,16 @@ impl StreamStats {
 /// What a receiving peer has seen, by SSRC.
 pub type RecvStats = Arc<Mutex<HashMap<u32, StreamStats>>>;
 
+/// When the first packet of any of the streams in `stats` arrived.
+pub fn first_packet_at(stats: &RecvStats) -> Option<Instant> {
+    stats
+        .lock()
+        .expect("stats")
+        .values()
+        .filter_map(|s| s.first_at)
+        .min()
+}
+
 /// When each payload was handed to the sending endpoint, keyed by a hash of
 /// the payload (an SFU forwards payloads unchanged, whatever it does to
 /// headers): a receiver in the same process finds its packet's send time

@@ -178,13 +178,7 @@ pub async fn rooms(
     let mut first_media = Vec::new();
     let mut without_media = 0;
     for (started, s) in &receivers {
-        let first = s
-            .lock()
-            .expect("stats")
-            .values()
-            .filter_map(|st| st.first_at)
-            .min();
-        match first {
+        match crate::rtc::first_packet_at(s) {
             Some(at) => first_media.push(at.duration_since(*started).as_secs_f64()),
             None => without_media += 1,
         }

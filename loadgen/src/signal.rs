@@ -50,13 +50,6 @@ pub struct Event {
     pub text: String,
 }
 
-impl Event {
-    /// The message as JSON.
-    pub fn value(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or(Value::Null)
-    }
-}
-
 /// What routing a message needs.
 #[derive(serde::Deserialize)]
 struct Head<'a> {
@@ -69,10 +62,9 @@ struct Head<'a> {
 impl Session {
     /// Opens the socket and waits for `welcome`.
     pub async fn connect(url: &str) -> Result<Self, SignalError> {
-        // A small read buffer, as the coordinator uses (tungstenite zero-fills
-        // the whole buffer before each read).
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(coordinator::signaling::protocol::WS_READ_BUFFER_BYTES);
+        // The protocol's client settings (a small read buffer: tungstenite
+        // zero-fills the whole buffer before each read).
+        let config = coordinator::signaling::protocol::client_ws_config();
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
             .await
             .map_err(|e| SignalError::Connection(e.to_string()))?;

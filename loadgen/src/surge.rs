@@ -401,13 +401,7 @@ async fn wait_first_packet(
 ) -> Option<Duration> {
     let until = Instant::now() + limit;
     loop {
-        let first = stats
-            .lock()
-            .expect("stats")
-            .values()
-            .filter_map(|s| s.first_at)
-            .min();
-        if let Some(at) = first {
+        if let Some(at) = crate::rtc::first_packet_at(stats) {
             return Some(at.duration_since(released));
         }
         if Instant::now() >= until {

@@ -180,14 +180,14 @@ struct State {
 /// change wakes one task, not every waiting one (with 1000 waiting, waking
 /// all on every admission was a million wake-ups per surge).
 fn wake_head(state: &Mutex<State>) {
-    if let Some(w) = state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .waiting
-        .front()
-    {
+    if let Some(w) = lock_state(state).waiting.front() {
         w.wake.notify_one();
     }
+}
+
+/// The line's state (a panic elsewhere while holding it leaves it usable).
+fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The coordinator's join queue.
@@ -295,7 +295,7 @@ impl JoinQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock_state(&self.state)
     }
 
     /// Joins waiting on this coordinator.

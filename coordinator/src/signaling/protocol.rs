@@ -21,6 +21,13 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Signalling messages are small; larger ones still arrive (the buffer grows).
 pub const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
 
+/// WebSocket settings for a client of this protocol (a coordinator proxying
+/// to a room's owner, the load generator): the small read buffer above.
+pub fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+}
+
 /// Client -> server.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]

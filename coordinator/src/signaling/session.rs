@@ -14,8 +14,7 @@ use tracing::{debug, info_span, Instrument};
 
 use super::owners::{Owner, RoomOwners};
 use super::protocol::{
-    ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
-    WS_READ_BUFFER_BYTES,
+    client_ws_config, ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use crate::auth::{TokenError, TokenKey};
 use crate::conference::{Conference, ConferenceError, ConsumerOp, ProducerOp};
@@ -448,11 +447,9 @@ async fn proxy_to(
     closed: mpsc::Sender<()>,
 ) -> Result<Upstream, tokio_tungstenite::tungstenite::Error> {
     use tokio_tungstenite::tungstenite::Message as Up;
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(WS_READ_BUFFER_BYTES);
     let (ws, _) = tokio_tungstenite::connect_async_with_config(
         format!("ws://{owner}/ws"),
-        Some(config),
+        Some(client_ws_config()),
         false,
     )
     .await?;
