@@ -5,8 +5,6 @@
 //! signature is compared in constant time (HMAC verify), and the expiry is
 //! enforced with no leeway beyond `LEEWAY_SECS`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -73,10 +71,7 @@ struct Header {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    throng_proto::now_ms() / 1000
 }
 
 impl TokenKey {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::conference::PlacementSettings;
+use crate::placement::PlacementSettings;
 
 /// Everything a coordinator needs to start.
 #[derive(Debug, Clone)]

@@ -1,27 +1,36 @@
-//! The coordinator's HTTP side: the `/ws` signalling endpoint, token minting
-//! (API key) and the admin API (admin key). Errors carry a JSON body with a
-//! message and never internals.
+//! The coordinator's HTTP side: the `/ws` signalling endpoint (handed to
+//! `signaling::session`), the web client's files, token minting (API key) and
+//! the routes of the admin API (`crate::admin`, admin key). Errors carry a
+//! JSON body with a message and never internals.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use throng_proto::names;
 
 use crate::auth::TokenKey;
-use crate::conference::Conference;
-use crate::signaling::protocol::{MAX_MESSAGE_BYTES, WS_READ_BUFFER_BYTES};
-use crate::signaling::session::{self, SessionDeps};
+use crate::cluster::Cluster;
+use crate::media::client::NodeClients;
+use crate::protocol::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WS_READ_BUFFER_BYTES};
+use crate::room::Rooms;
+use crate::signaling::session;
+use crate::signaling::SessionDeps;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
-    /// The rooms.
-    pub conference: Arc<Conference>,
+    /// The rooms hosted here.
+    pub rooms: Arc<Rooms>,
+    /// The cluster (registry, live nodes).
+    pub cluster: Arc<Cluster>,
+    /// Media node clients.
+    pub clients: Arc<NodeClients>,
     /// Join token key.
     pub tokens: TokenKey,
     /// Key for `/api/token`.
@@ -41,7 +50,7 @@ pub struct AppState {
 }
 
 /// An HTTP error with a JSON body.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -49,7 +58,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), ApiError> {
+/// Checks a key header (constant-time compare).
+pub fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), ApiError> {
     let given = headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -81,16 +91,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/join-token", post(open_join_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/token", post(mint_token))
-        .route("/admin/nodes", get(admin_nodes))
-        .route("/admin/rooms", get(admin_rooms))
-        .route("/admin/rooms/{room}", get(admin_room))
+        .route("/admin/nodes", get(crate::admin::nodes))
+        .route("/admin/rooms", get(crate::admin::rooms))
+        .route("/admin/rooms/{room}", get(crate::admin::room))
         .fallback(get(asset))
         .with_state(state)
 }
 
 async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     let deps = SessionDeps {
-        conference: state.conference.clone(),
+        rooms: state.rooms.clone(),
         tokens: state.tokens.clone(),
         queue: state.queue.clone(),
         owners: state.owners.clone(),
@@ -128,7 +138,7 @@ async fn mint_token(
     Json(req): Json<TokenRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_key(&headers, "x-api-key", &state.api_key)?;
-    let ok = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+    let ok = |s: &str| names::valid(s, names::MAX_ID);
     if !ok(&req.room) || !ok(&req.identity) || req.ttl_secs == 0 || req.ttl_secs > 7 * 24 * 3600 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -144,7 +154,7 @@ async fn mint_token(
 /// What the web client needs to know before joining.
 async fn client_config(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
-        "protocol": crate::signaling::protocol::PROTOCOL_VERSION,
+        "protocol": PROTOCOL_VERSION,
         "tilesPerPage": state.tiles_per_page,
         "openJoin": state.open_join,
     }))
@@ -167,7 +177,7 @@ async fn open_join_token(
             "rooms are not open: ask the organiser for a join link".into(),
         ));
     }
-    if req.room.is_empty() || req.room.len() > 128 || req.room.chars().any(char::is_control) {
+    if !names::valid(&req.room, names::MAX_ID) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "room: 1 to 128 printable characters".into(),
@@ -192,104 +202,10 @@ async fn asset(State(state): State<AppState>, uri: axum::http::Uri) -> Response 
         .unwrap_or_else(|| ApiError(StatusCode::NOT_FOUND, "not found".into()).into_response())
 }
 
-async fn admin_nodes(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    require_key(&headers, "x-admin-key", &state.admin_key)?;
-    let nodes = state.conference.registry().nodes().await.map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "registry unavailable".into(),
-        )
-    })?;
-    let mut out = Vec::new();
-    for n in nodes {
-        let mut workers = Vec::new();
-        for w in &n.workers {
-            let key = crate::registry::WorkerRef {
-                node_id: n.node_id.clone(),
-                worker: w.index,
-            };
-            let reserved = state
-                .conference
-                .registry()
-                .reserved(&key)
-                .await
-                .unwrap_or(0);
-            workers.push(json!({
-                "index": w.index, "port": w.port, "reserved": reserved,
-                "routers": w.routers, "transports": w.transports, "producers": w.producers, "consumers": w.consumers,
-                "cpuLoad": w.cpu_load,
-            }));
-        }
-        out.push(json!({ "nodeId": n.node_id, "grpcAddress": n.grpc_address, "draining": n.draining, "workers": workers }));
-    }
-    Ok(Json(json!({ "nodes": out })))
-}
-
-async fn admin_rooms(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    require_key(&headers, "x-admin-key", &state.admin_key)?;
-    let rooms = state.conference.registry().rooms().await.map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "registry unavailable".into(),
-        )
-    })?;
-    Ok(Json(json!({ "rooms": rooms })))
-}
-
-#[derive(Deserialize)]
-struct AdminRoomQuery {
-    /// `true`: each consumer also carries the packets its node sent for it.
-    #[serde(default)]
-    stats: bool,
-}
-
-async fn admin_room(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(room): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<AdminRoomQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    require_key(&headers, "x-admin-key", &state.admin_key)?;
-    let r = state.conference.registry().room(&room).await.map_err(|_| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "registry unavailable".into(),
-        )
-    })?;
-    let routers: Vec<_> = r
-        .routers
-        .iter()
-        .map(|(w, id)| json!({ "nodeId": w.node_id, "worker": w.worker, "routerId": id }))
-        .collect();
-    // Peers, producers and consumers as this coordinator serves them; a room
-    // signalled by another coordinator has them there (see `owner`).
-    let peers = state.conference.media_snapshot(&room, q.stats).await;
-    let owner = state.owners.owner_of(&room).await;
-    Ok(Json(json!({
-        "room": room,
-        "participants": r.participants,
-        "participantIds": r.participant_ids,
-        "routers": routers,
-        "owner": owner,
-        "peers": peers,
-    })))
-}
-
 /// The root page: what this coordinator sees of the cluster. (The web client
 /// is served here once `client-web` is built.)
 async fn home(State(state): State<AppState>) -> Response {
-    let nodes = state
-        .conference
-        .registry()
-        .nodes()
-        .await
-        .unwrap_or_default();
+    let nodes = state.cluster.registry().nodes().await.unwrap_or_default();
     let workers: usize = nodes.iter().map(|n| n.workers.len()).sum();
     let rows: String = nodes
         .iter()

@@ -1,36 +1,61 @@
 //! Throng coordinator: the one URL browsers open.
 //!
-//! Join path: browser -> signalling -> join queue -> placement ->
-//! [`registry`] (Redis, or memory on a single machine) -> media RPC -> node.
+//! One join, hop by hop (each module's header says what it owns and may call):
+//! 1. [`http`] upgrades `/ws` and hands the socket to [`signaling::session`],
+//!    the only code touching it;
+//! 2. the session hands each message to [`signaling::handler`] (or, for a
+//!    room another coordinator hosts, as [`signaling::owners`] says, to
+//!    [`signaling::proxy`]); wire types are [`protocol`];
+//! 3. the handler checks the token ([`auth`]) and waits in [`join::queue`]
+//!    (bounded by [`join::limiter`]);
+//! 4. [`room::ops`] takes the room's lock and asks [`placement`] for a seat:
+//!    capacity reserved in the [`registry`] (Redis, or memory on a single
+//!    machine), the room's router found or created on the node;
+//! 5. node calls go through [`media::client`], pipes between routers through
+//!    [`media::pipes`]; the node's worker/router does the rest.
+//!
+//! Around it: [`cluster`] watches the live nodes, follows their events
+//! ([`media::events`]) and reaps dead coordinators; [`room::events`] applies
+//! what the nodes report to the rooms; [`admin`] is the admin API. This file
+//! only composes them: stores, the background tasks (one `JoinSet`, stopped on
+//! shutdown), the HTTP server, then the drain.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
-pub mod conference;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod join;
-pub mod media_rpc;
+pub mod media;
+pub mod placement;
+pub mod protocol;
 pub mod registry;
+pub mod room;
 pub mod signaling;
 pub mod web;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use throng_proto::media as pb;
-use throng_proto::report::NodeReport;
+pub use throng_hooks::Hooks;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::auth::TokenKey;
-use crate::conference::Conference;
+use crate::cluster::{Cluster, Polled};
 use crate::config::CoordinatorConfig;
-use crate::join::queue::{JoinQueue, Limiter, LocalLimiter, RedisLimiter};
+use crate::join::limiter::{Limiter, LocalLimiter, RedisLimiter};
+use crate::join::queue::JoinQueue;
+use crate::media::client::NodeClients;
+use crate::placement::Placement;
 use crate::registry::memory::MemoryRegistry;
 use crate::registry::redis::RedisRegistry;
 use crate::registry::Registry;
+use crate::room::Rooms;
 use crate::signaling::owners::RoomOwners;
 
 /// Why the coordinator could not run.
@@ -51,7 +76,7 @@ pub enum CoordinatorError {
 struct Stores {
     registry: Arc<dyn Registry>,
     /// Set without Redis: nodes are polled into it.
-    memory: Option<Arc<MemoryRegistry>>,
+    polled: Option<Polled>,
     limiter: Arc<dyn Limiter>,
 }
 
@@ -59,7 +84,7 @@ async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> 
     Ok(match &config.redis_url {
         Some(url) => Stores {
             registry: Arc::new(RedisRegistry::connect(url).await?),
-            memory: None,
+            polled: None,
             limiter: Arc::new(
                 RedisLimiter::connect(url)
                     .await
@@ -70,7 +95,10 @@ async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> 
             let memory = Arc::new(MemoryRegistry::new());
             Stores {
                 registry: memory.clone(),
-                memory: Some(memory),
+                polled: Some(Polled {
+                    memory,
+                    addresses: config.media_nodes.clone(),
+                }),
                 limiter: Arc::new(LocalLimiter::new()),
             }
         }
@@ -79,15 +107,22 @@ async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> 
 
 /// How long a stopping coordinator waits for its participants to leave.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
-
-/// How often node reports are read (and, without Redis, polled).
-const NODE_POLL: Duration = Duration::from_secs(1);
 /// Longest a stopping coordinator waits for Redis to take its room claims back.
 const RELEASE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs the coordinator until `shutdown` resolves; `ready` gets the bound address.
 pub async fn run(
     config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), CoordinatorError> {
+    run_with(config, Hooks::none(), shutdown, ready).await
+}
+
+/// [`run`] with test hooks armed (see `throng-hooks`).
+pub async fn run_with(
+    config: CoordinatorConfig,
+    hooks: Hooks,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), CoordinatorError> {
@@ -104,7 +139,7 @@ pub async fn run(
     };
     let Stores {
         registry,
-        memory,
+        polled,
         limiter,
     } = stores(&config).await?;
     let queue = Arc::new(JoinQueue::new(
@@ -112,25 +147,28 @@ pub async fn run(
         config.join_concurrency as usize,
         config.queue_timeout,
     ));
-    let conference = Conference::new(
+    let clients = Arc::new(NodeClients::new());
+    let (to_rooms, cluster_events) = mpsc::unbounded_channel();
+    let (cluster, node_events) = Cluster::new(
         config.coordinator_id.clone(),
-        registry.clone(),
-        config.placement.clone(),
+        registry,
+        clients.clone(),
         queue.clone(),
+        to_rooms,
     );
+    let placement = Placement::new(
+        cluster.clone(),
+        clients.clone(),
+        queue.clone(),
+        config.placement.clone(),
+    );
+    let rooms = Rooms::new(placement, clients.clone(), hooks);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;
     let addr = listener
         .local_addr()
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;
-
-    if let Some(memory) = memory {
-        tokio::spawn(poll_nodes(memory, config.media_nodes.clone()));
-    }
-    tokio::spawn(watch_nodes(conference.clone(), queue.clone()));
-    tokio::spawn(heartbeat(conference.clone(), config.coordinator_ttl));
-
     let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let owners = match &config.redis_url {
         Some(url) => RoomOwners::redis(url, &me)
@@ -138,22 +176,29 @@ pub async fn run(
             .map_err(registry::RegistryError::from)?,
         None => RoomOwners::local(),
     };
-    tokio::spawn(owners.clone().refresh_loop(conference.clone()));
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(cluster.clone().watch(polled));
+    tasks.spawn(cluster.clone().dispatch(node_events));
+    tasks.spawn(cluster.clone().heartbeat(config.coordinator_ttl));
+    tasks.spawn(room::events::apply_all(rooms.clone(), cluster_events));
+    tasks.spawn(owners.clone().refresh_loop(rooms.clone()));
+
     let state = http::AppState {
-        conference,
+        rooms: rooms.clone(),
+        cluster: cluster.clone(),
+        clients,
         tokens: TokenKey::new(config.token_secret.as_bytes()),
         api_key: config.api_key.as_str().into(),
         admin_key: config.admin_key.as_str().into(),
         queue,
-        owners,
+        owners: owners.clone(),
         web,
         open_join: config.open_join,
         tiles_per_page: config.placement.tiles_per_page,
     };
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);
-    let conference = state.conference.clone();
-    let owners = state.owners.clone();
     let served = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -163,82 +208,20 @@ pub async fn run(
     // back here), then drain the sessions.
     // Both are bounded: a stop must end even when Redis or a media node is
     // already gone (their calls would otherwise wait for reconnections).
-    if tokio::time::timeout(RELEASE_LIMIT, owners.release(&conference.local_rooms()))
+    if tokio::time::timeout(RELEASE_LIMIT, owners.release(&rooms.local_rooms()))
         .await
         .is_err()
     {
         warn!("room claims not released in time; they expire by themselves");
     }
-    if tokio::time::timeout(DRAIN_GRACE + RELEASE_LIMIT, conference.drain(DRAIN_GRACE))
+    if tokio::time::timeout(DRAIN_GRACE + RELEASE_LIMIT, rooms.drain(DRAIN_GRACE))
         .await
         .is_err()
     {
         warn!("drain did not finish in time; stopping anyway");
     }
+    tasks.shutdown().await;
+    cluster.stop();
     info!("coordinator stopped");
     served
-}
-
-/// Without Redis, nodes cannot report themselves: ask them (GetNodeInfo).
-async fn poll_nodes(memory: Arc<MemoryRegistry>, addresses: Vec<String>) {
-    let clients = media_rpc::MediaClients::new();
-    let mut ticker = tokio::time::interval(NODE_POLL);
-    loop {
-        ticker.tick().await;
-        for address in &addresses {
-            let Ok(mut client) = clients.client(address, address) else {
-                continue;
-            };
-            match client.get_node_info(pb::GetNodeInfoRequest {}).await {
-                Ok(info) => {
-                    let report: NodeReport = info.into_inner().into();
-                    memory.report_node(report, NODE_POLL * 3);
-                }
-                Err(status) => warn!(%address, %status, "media node not answering"),
-            }
-        }
-    }
-}
-
-/// Keeps this coordinator registered and reaps coordinators that died (their
-/// heartbeat expired) so that their participants' places are not held forever.
-async fn heartbeat(conference: Arc<Conference>, ttl: Duration) {
-    let mut ticker = tokio::time::interval(ttl / 4);
-    loop {
-        ticker.tick().await;
-        if let Err(e) = conference.registry().heartbeat(conference.id(), ttl).await {
-            warn!(error = %e, "heartbeat not written");
-            continue;
-        }
-        let Ok(dead) = conference.registry().dead_coordinators().await else {
-            continue;
-        };
-        for id in dead.iter().filter(|id| id.as_str() != conference.id()) {
-            warn!(coordinator = %id, "coordinator stopped beating");
-            conference.reap(id).await;
-        }
-    }
-}
-
-/// Notices nodes that vanished (report expired) or reported themselves dead.
-async fn watch_nodes(conference: Arc<Conference>, queue: Arc<JoinQueue>) {
-    let mut known: HashSet<String> = HashSet::new();
-    let mut ticker = tokio::time::interval(NODE_POLL);
-    loop {
-        ticker.tick().await;
-        let Ok(nodes) = conference.registry().nodes().await else {
-            continue;
-        };
-        let live: HashSet<String> = nodes
-            .iter()
-            .filter(|n| !n.dead)
-            .map(|n| n.node_id.clone())
-            .collect();
-        queue.set_live_nodes(nodes.iter().filter(|n| !n.dead && !n.draining).count());
-        for lost in known.difference(&live) {
-            warn!(node = %lost, "media node lost");
-            conference.node_lost(lost).await;
-        }
-        known = live;
-    }
 }

@@ -168,7 +168,9 @@ async fn connected_peer(
 ) -> Result<(WebRtcTransport, Peer), String> {
     // The media node's own settings: the baseline differs only in who drives mediasoup.
     let transport = router
-        .create_webrtc_transport(media_node::rooms::webrtc_transport_options(server.clone()))
+        .create_webrtc_transport(media_node::media::codecs::webrtc_transport_options(
+            server.clone(),
+        ))
         .await
         .map_err(|e| e.to_string())?;
     let mut peer = Peer::start(&transport_json(&transport), caps, bind)
@@ -206,7 +208,7 @@ pub async fn direct(args: &CapacityArgs, port: u16) -> Result<Vec<Window>, Strin
         .await
         .map_err(|e| e.to_string())?;
     let router = worker
-        .create_router(RouterOptions::new(media_node::rooms::media_codecs()))
+        .create_router(RouterOptions::new(media_node::media::codecs::media_codecs()))
         .await
         .map_err(|e| e.to_string())?;
     let caps = to_value(&router.rtp_capabilities());

@@ -64,7 +64,7 @@ impl Session {
     pub async fn connect(url: &str) -> Result<Self, SignalError> {
         // The protocol's client settings (a small read buffer: tungstenite
         // zero-fills the whole buffer before each read).
-        let config = coordinator::signaling::protocol::client_ws_config();
+        let config = coordinator::protocol::client_ws_config();
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
             .await
             .map_err(|e| SignalError::Connection(e.to_string()))?;

@@ -1,7 +1,6 @@
 //! The node's HTTP side: liveness for the orchestrator and a status document
 //! for operators. Not on the media path.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,14 +15,10 @@ use crate::workers::NodeWorker;
 /// Shared state behind the HTTP endpoints.
 #[derive(Clone)]
 pub struct HttpState {
-    /// This node's id.
-    pub node_id: Arc<str>,
     /// The node's workers.
     pub workers: Arc<[NodeWorker]>,
-    /// Set once a worker died: the node is no longer healthy.
-    pub dead: Arc<AtomicBool>,
-    /// The node's rooms (draining flag and counts).
-    pub rooms: Arc<crate::rooms::Rooms>,
+    /// The node's rooms (and through them its state).
+    pub rooms: Arc<crate::media::Rooms>,
 }
 
 #[derive(Serialize)]
@@ -53,7 +48,7 @@ pub fn app(state: HttpState) -> Router {
 }
 
 async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.dead.load(Ordering::Relaxed) {
+    if state.rooms.node().is_dead() {
         (StatusCode::SERVICE_UNAVAILABLE, "worker died\n")
     } else {
         (StatusCode::OK, "ok\n")
@@ -71,10 +66,11 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
             cpu_ms,
         });
     }
+    let node = state.rooms.node();
     let status = NodeStatus {
-        node_id: state.node_id.to_string(),
-        healthy: !state.dead.load(Ordering::Relaxed),
-        draining: state.rooms.is_draining(),
+        node_id: node.identity.node_id.clone(),
+        healthy: !node.is_dead(),
+        draining: node.is_draining(),
         workers,
     };
     Json(serde_json::to_value(status).expect("status serializes"))

@@ -1,10 +1,13 @@
 //! Throng media node: turns one machine into SFU capacity.
 //!
-//! Data path on this side: coordinator --gRPC--> [`rpc`] -> [`rooms`] ->
-//! [`workers`] (one mediasoup worker per core, each with its WebRtcServer
-//! port) -> router. [`load`] reports counts and CPU to Redis with a TTL;
-//! [`http`] serves liveness and status to operators; [`config`] is read and
-//! validated before anything is bound.
+//! Data path on this side: coordinator --gRPC--> [`rpc`] (parse, reply) ->
+//! [`media`] (the object tree: routers -> transports -> producers/consumers)
+//! -> [`workers`] (one mediasoup worker per core, each with its WebRtcServer
+//! port) -> router. [`node`] holds the node's identity and draining/dead
+//! state; [`load`] reports counts and CPU to Redis with a TTL; [`http`] serves
+//! liveness and status to operators; [`config`] is read and validated before
+//! anything is bound. This file only composes them and runs the lifecycle:
+//! serve, drain on shutdown, exit non-zero when a worker dies.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -12,16 +15,17 @@ pub mod cpu;
 pub mod error;
 pub mod http;
 pub mod load;
-pub mod rooms;
+pub mod media;
+pub mod node;
 pub mod rpc;
 pub mod workers;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use throng_hooks::Hooks;
 use throng_proto::media::media_node_server::MediaNodeServer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -30,8 +34,9 @@ use tracing::{info, warn};
 
 use crate::config::NodeConfig;
 use crate::load::{LoadTracker, RedisReporter};
-use crate::rooms::Rooms;
-use crate::rpc::{MediaService, NodeIdentity};
+use crate::media::Rooms;
+use crate::node::{NodeIdentity, NodeState};
+use crate::rpc::MediaService;
 use crate::workers::{WorkerDied, WorkerPool, WorkerPoolError};
 
 /// Why the node stopped with an error.
@@ -82,14 +87,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(Bound),
 ) -> Result<(), NodeError> {
+    run_with(config, Hooks::none(), shutdown, ready).await
+}
+
+/// [`run`] with test hooks armed (see `throng-hooks`).
+pub async fn run_with(
+    config: NodeConfig,
+    hooks: Hooks,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(Bound),
+) -> Result<(), NodeError> {
     let (died_tx, mut died_rx) = mpsc::unbounded_channel();
     let pool = WorkerPool::start(&config, died_tx).await?;
     let workers: Arc<[workers::NodeWorker]> = pool.workers().to_vec().into();
-    let rooms = Rooms::new(
-        workers.clone(),
-        config.rtc_listen_ip,
-        config.announced_address.clone(),
-    );
 
     let (grpc_listener, grpc_addr) = bind(config.grpc_listen).await?;
     let (http_listener, http_addr) = bind(config.http_listen).await?;
@@ -100,30 +110,34 @@ pub async fn run(
     } else {
         config.grpc_advertise.clone()
     };
-    let identity = NodeIdentity {
+    let node = Arc::new(NodeState::new(NodeIdentity {
         node_id: config.node_id.clone(),
         grpc_address: grpc_advertise,
         announced_address: config
             .announced_address
             .clone()
             .unwrap_or_else(|| config.rtc_listen_ip.to_string()),
-    };
+    }));
+    let rooms = Rooms::new(
+        workers.clone(),
+        node.clone(),
+        config.rtc_listen_ip,
+        config.announced_address.clone(),
+        hooks,
+    );
 
     let tracker = LoadTracker::new(workers.len());
     let reporter = match &config.redis_url {
         Some(url) => {
             let reporter = RedisReporter::connect(url, config.report_ttl).await?;
             tracker.sample(&workers);
-            reporter
-                .write(&tracker.report(&identity, &rooms, false))
-                .await?;
+            reporter.write(&tracker.report(&rooms)).await?;
             Some(reporter)
         }
         None => None,
     };
     let report_task = tokio::spawn(load::report_loop(
         tracker.clone(),
-        identity.clone(),
         rooms.clone(),
         reporter.clone(),
         config.report_interval,
@@ -138,12 +152,7 @@ pub async fn run(
     health_reporter
         .set_serving::<MediaNodeServer<MediaService>>()
         .await;
-    let service = MediaService::new(
-        rooms.clone(),
-        identity.clone(),
-        tracker.clone(),
-        stop_rx.clone(),
-    );
+    let service = MediaService::new(rooms.clone(), tracker.clone(), stop_rx.clone());
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health_service)
@@ -158,11 +167,8 @@ pub async fn run(
             ),
     );
 
-    let dead = Arc::new(AtomicBool::new(false));
     let http_state = http::HttpState {
-        node_id: config.node_id.as_str().into(),
         workers: workers.clone(),
-        dead: dead.clone(),
         rooms: rooms.clone(),
     };
     let http = tokio::spawn(
@@ -179,9 +185,12 @@ pub async fn run(
     tokio::pin!(shutdown);
     let outcome = tokio::select! {
         () = &mut shutdown => {
-            rooms.set_draining();
+            node.set_draining();
+            health_reporter
+                .set_not_serving::<MediaNodeServer<MediaService>>()
+                .await;
             if let Some(r) = &reporter {
-                if let Err(e) = r.write(&tracker.report(&identity, &rooms, false)).await {
+                if let Err(e) = r.write(&tracker.report(&rooms)).await {
                     warn!(error = %e, "draining report not written");
                 }
             }
@@ -205,13 +214,13 @@ pub async fn run(
             Ok(())
         }
         Err(death) => {
-            dead.store(true, Ordering::SeqCst);
+            node.set_dead();
             health_reporter
                 .set_not_serving::<MediaNodeServer<MediaService>>()
                 .await;
             rooms.emit_worker_died(death.index, death.reason.clone());
             if let Some(r) = &reporter {
-                if let Err(e) = r.write(&tracker.report(&identity, &rooms, true)).await {
+                if let Err(e) = r.write(&tracker.report(&rooms)).await {
                     warn!(error = %e, "dead report not written");
                 }
             }
@@ -235,6 +244,9 @@ pub async fn run(
     {
         warn!(error = %e, "HTTP server stopped with an error");
     }
+    // Every media object closes here, in this task (not in a callback), before
+    // the workers go.
+    rooms.close_all();
     drop(rooms);
     drop(pool);
     result

@@ -1,17 +1,17 @@
 //! The node's load: per-worker object counts and CPU, sampled every interval,
 //! written to Redis with a TTL (when a Redis URL is configured) and served by
 //! GetNodeInfo. A node that stops reporting vanishes from Redis by itself.
+//! Reads the node's identity and state from [`crate::node`] and the counts
+//! from [`crate::media`]; nothing here calls the gRPC side.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use throng_proto::media as pb;
 use throng_proto::report::{node_key, NodeReport, WorkerReport, NODES_INDEX_KEY};
 use tracing::warn;
 
-use crate::rooms::Rooms;
-use crate::rpc::NodeIdentity;
+use crate::media::Rooms;
 use crate::workers::NodeWorker;
 
 #[derive(Default)]
@@ -55,7 +55,9 @@ impl LoadTracker {
     }
 
     /// The report as it stands.
-    pub fn report(&self, identity: &NodeIdentity, rooms: &Rooms, dead: bool) -> NodeReport {
+    pub fn report(&self, rooms: &Rooms) -> NodeReport {
+        let node = rooms.node();
+        let identity = &node.identity;
         let counts = rooms.counts();
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let workers = rooms
@@ -78,19 +80,11 @@ impl LoadTracker {
             node_id: identity.node_id.clone(),
             grpc_address: identity.grpc_address.clone(),
             announced_address: identity.announced_address.clone(),
-            draining: rooms.is_draining(),
-            dead,
+            draining: node.is_draining(),
+            dead: node.is_dead(),
             workers,
-            reported_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            reported_at_ms: throng_proto::now_ms(),
         }
-    }
-
-    /// The report in GetNodeInfo's form.
-    pub fn node_info(&self, identity: &NodeIdentity, rooms: &Rooms) -> pb::NodeInfo {
-        self.report(identity, rooms, false).into()
     }
 }
 
@@ -157,7 +151,6 @@ impl RedisReporter {
 /// Samples and reports every `interval` until the task is dropped.
 pub async fn report_loop(
     tracker: LoadTracker,
-    identity: NodeIdentity,
     rooms: Arc<Rooms>,
     reporter: Option<RedisReporter>,
     interval: Duration,
@@ -168,10 +161,7 @@ pub async fn report_loop(
         ticker.tick().await;
         tracker.sample(rooms.workers());
         if let Some(reporter) = &reporter {
-            if let Err(e) = reporter
-                .write(&tracker.report(&identity, &rooms, false))
-                .await
-            {
+            if let Err(e) = reporter.write(&tracker.report(&rooms)).await {
                 warn!(error = %e, "load report not written");
             }
         }

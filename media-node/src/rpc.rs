@@ -1,36 +1,36 @@
-//! Join path: coordinator --gRPC--> node. The tonic service validates each
-//! request and delegates to [`Rooms`]; errors become gRPC statuses with a
-//! clear message, never a panic, and never disturb other rooms.
+//! Join path: coordinator --gRPC--> **rpc** -> [`crate::media`]. The tonic
+//! service: every request's strings are parsed here into typed ids and
+//! mediasoup parameters (a bad one is InvalidArgument naming the field), the
+//! domain is called, and its result is turned into the reply. Errors become
+//! gRPC statuses with a clear message, never a panic, and never disturb other
+//! rooms.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use mediasoup::consumer::ConsumerLayers;
+use mediasoup::prelude::*;
+use mediasoup::router::RouterId;
+use mediasoup::types::data_structures::TransportTuple;
 use throng_proto::media as pb;
 use throng_proto::media::media_node_server::MediaNode;
+use throng_proto::names;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use crate::error::MediaError;
-use crate::rooms::{self, Rooms};
-
-/// Facts about the node that do not change while it runs.
-#[derive(Clone, Debug)]
-pub struct NodeIdentity {
-    /// Node id.
-    pub node_id: String,
-    /// Address coordinators dial.
-    pub grpc_address: String,
-    /// Address announced in ICE candidates.
-    pub announced_address: String,
-}
+use crate::load::LoadTracker;
+use crate::media::ingest::{wire, PlainSrtp};
+use crate::media::webrtc::StatsTarget;
+use crate::media::Rooms;
 
 /// The gRPC service.
 pub struct MediaService {
     rooms: Arc<Rooms>,
-    identity: NodeIdentity,
-    load: crate::load::LoadTracker,
+    load: LoadTracker,
     /// Becomes true when the node stops: event streams end then, or the
     /// server's graceful shutdown would wait for them forever.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -40,13 +40,11 @@ impl MediaService {
     /// A service over `rooms`.
     pub fn new(
         rooms: Arc<Rooms>,
-        identity: NodeIdentity,
-        load: crate::load::LoadTracker,
+        load: LoadTracker,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             rooms,
-            identity,
             load,
             stopping,
         }
@@ -59,42 +57,114 @@ fn ok<T>(value: T) -> Res<T> {
     Ok(Response::new(value))
 }
 
-fn router_info(router: &mediasoup::router::Router, worker: usize) -> pb::RouterInfo {
-    pb::RouterInfo {
-        router_id: router.id().to_string(),
-        worker_index: worker as u32,
-        rtp_capabilities_json: serde_json::to_string(&router.rtp_capabilities())
-            .expect("serialize"),
+fn done(r: Result<(), MediaError>) -> Res<pb::Empty> {
+    r.map(|()| Response::new(pb::Empty {}))
+        .map_err(Status::from)
+}
+
+// ----- parsing ------------------------------------------------------------
+
+fn id<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, MediaError> {
+    value
+        .parse()
+        .map_err(|_| MediaError::invalid(field, format!("{value:?} is not a valid id")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(field: &'static str, text: &str) -> Result<T, MediaError> {
+    serde_json::from_str(text).map_err(|e| MediaError::invalid(field, e))
+}
+
+fn name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, MediaError> {
+    if names::valid(value, names::MAX_ID) {
+        Ok(value)
+    } else {
+        Err(MediaError::invalid(field, names::RULE))
     }
 }
 
-fn empty(r: Result<(), MediaError>) -> Res<pb::Empty> {
-    r.map(|()| Response::new(pb::Empty {}))
-        .map_err(Status::from)
+fn kind(value: i32) -> Result<MediaKind, MediaError> {
+    match pb::MediaKind::try_from(value) {
+        Ok(pb::MediaKind::Audio) => Ok(MediaKind::Audio),
+        Ok(pb::MediaKind::Video) => Ok(MediaKind::Video),
+        _ => Err(MediaError::invalid(
+            "kind",
+            "must be MEDIA_KIND_AUDIO or MEDIA_KIND_VIDEO",
+        )),
+    }
+}
+
+/// The far side of a pipe or plain transport, as a coordinator gave it.
+fn remote(ip: &str, port: u32) -> Result<(IpAddr, u16), MediaError> {
+    let ip: IpAddr = ip.parse().map_err(|e| MediaError::invalid("ip", e))?;
+    let port = u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| MediaError::invalid("port", "1 to 65535"))?;
+    Ok((ip, port))
+}
+
+fn layer(field: &'static str, value: u32) -> Result<u8, MediaError> {
+    u8::try_from(value).map_err(|_| MediaError::invalid(field, "at most 255"))
+}
+
+// ----- replies ------------------------------------------------------------
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("mediasoup types serialize")
+}
+
+fn kind_pb(kind: MediaKind) -> i32 {
+    match kind {
+        MediaKind::Audio => pb::MediaKind::Audio as i32,
+        MediaKind::Video => pb::MediaKind::Video as i32,
+    }
+}
+
+fn router_info(router: &Router, worker: usize) -> pb::RouterInfo {
+    pb::RouterInfo {
+        router_id: router.id().to_string(),
+        worker_index: worker as u32,
+        rtp_capabilities_json: to_json(&router.rtp_capabilities()),
+    }
+}
+
+fn tuple_addr(tuple: &TransportTuple) -> (String, u32) {
+    (
+        tuple.local_address().to_string(),
+        u32::from(tuple.local_port()),
+    )
+}
+
+fn consumer_type(consumer: &Consumer) -> String {
+    serde_json::to_value(consumer.r#type())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 #[tonic::async_trait]
 impl MediaNode for MediaService {
     async fn get_node_info(&self, _: Request<pb::GetNodeInfoRequest>) -> Res<pb::NodeInfo> {
-        ok(self.load.node_info(&self.identity, &self.rooms))
+        ok(self.load.report(&self.rooms).into())
     }
 
     async fn create_router(&self, req: Request<pb::CreateRouterRequest>) -> Res<pb::RouterInfo> {
         let r = req.into_inner();
-        let (router, worker) = self
-            .rooms
-            .create_router(&r.room_id, r.worker_index as usize)
-            .await?;
+        let room = name("room_id", &r.room_id)?;
+        let worker = r.worker_index as usize;
+        let router = self.rooms.create_router(room, worker).await?;
         ok(router_info(&router, worker))
     }
 
     async fn get_router(&self, req: Request<pb::GetRouterRequest>) -> Res<pb::RouterInfo> {
-        let (router, worker) = self.rooms.router(&req.into_inner().router_id)?;
+        let router_id: RouterId = id("router_id", &req.into_inner().router_id)?;
+        let (router, worker) = self.rooms.router(router_id)?;
         ok(router_info(&router, worker))
     }
 
     async fn close_router(&self, req: Request<pb::CloseRouterRequest>) -> Res<pb::Empty> {
-        empty(self.rooms.close_router(&req.into_inner().router_id))
+        let router_id = id("router_id", &req.into_inner().router_id)?;
+        done(self.rooms.close_router(router_id))
     }
 
     async fn create_web_rtc_transport(
@@ -102,15 +172,17 @@ impl MediaNode for MediaService {
         req: Request<pb::CreateWebRtcTransportRequest>,
     ) -> Res<pb::WebRtcTransportInfo> {
         let r = req.into_inner();
+        let router_id = id("router_id", &r.router_id)?;
+        let participant = name("participant_id", &r.participant_id)?;
         let t = self
             .rooms
-            .create_webrtc_transport(&r.router_id, &r.participant_id, r.producing)
+            .create_webrtc_transport(router_id, participant, r.producing)
             .await?;
         ok(pb::WebRtcTransportInfo {
-            transport_id: t.id.to_string(),
-            ice_parameters_json: t.ice_parameters_json,
-            ice_candidates_json: t.ice_candidates_json,
-            dtls_parameters_json: t.dtls_parameters_json,
+            transport_id: t.id().to_string(),
+            ice_parameters_json: to_json(t.ice_parameters()),
+            ice_candidates_json: to_json(t.ice_candidates()),
+            dtls_parameters_json: to_json(&t.dtls_parameters()),
         })
     }
 
@@ -119,9 +191,12 @@ impl MediaNode for MediaService {
         req: Request<pb::ConnectWebRtcTransportRequest>,
     ) -> Res<pb::Empty> {
         let r = req.into_inner();
-        empty(
+        let transport_id = id("transport_id", &r.transport_id)?;
+        self.rooms.check_transport(transport_id)?;
+        let dtls = json("dtls_parameters_json", &r.dtls_parameters_json)?;
+        done(
             self.rooms
-                .connect_webrtc_transport(&r.transport_id, &r.dtls_parameters_json)
+                .connect_webrtc_transport(transport_id, dtls)
                 .await,
         )
     }
@@ -130,80 +205,71 @@ impl MediaNode for MediaService {
         &self,
         req: Request<pb::RestartIceRequest>,
     ) -> Res<pb::RestartIceResponse> {
-        let ice_parameters_json = self
-            .rooms
-            .restart_ice(&req.into_inner().transport_id)
-            .await?;
+        let transport_id = id("transport_id", &req.into_inner().transport_id)?;
+        let params = self.rooms.restart_ice(transport_id).await?;
         ok(pb::RestartIceResponse {
-            ice_parameters_json,
+            ice_parameters_json: to_json(&params),
         })
     }
 
     async fn close_transport(&self, req: Request<pb::CloseTransportRequest>) -> Res<pb::Empty> {
-        empty(self.rooms.close_transport(&req.into_inner().transport_id))
+        let transport_id = id("transport_id", &req.into_inner().transport_id)?;
+        done(self.rooms.close_transport(transport_id))
     }
 
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> Res<pb::ProduceResponse> {
         let r = req.into_inner();
-        let id = self
+        let kind = kind(r.kind)?;
+        let rtp = json("rtp_parameters_json", &r.rtp_parameters_json)?;
+        let transport_id = id("transport_id", &r.transport_id)?;
+        let producer = self
             .rooms
-            .produce(&r.transport_id, r.kind, &r.rtp_parameters_json, r.paused)
+            .produce(transport_id, kind, rtp, r.paused)
             .await?;
         ok(pb::ProduceResponse {
-            producer_id: id.to_string(),
+            producer_id: producer.to_string(),
         })
     }
 
     async fn pause_producer(&self, req: Request<pb::ProducerRequest>) -> Res<pb::Empty> {
-        empty(
-            self.rooms
-                .pause_producer(&req.into_inner().producer_id)
-                .await,
-        )
+        let producer = id("producer_id", &req.into_inner().producer_id)?;
+        done(self.rooms.pause_producer(producer).await)
     }
 
     async fn resume_producer(&self, req: Request<pb::ProducerRequest>) -> Res<pb::Empty> {
-        empty(
-            self.rooms
-                .resume_producer(&req.into_inner().producer_id)
-                .await,
-        )
+        let producer = id("producer_id", &req.into_inner().producer_id)?;
+        done(self.rooms.resume_producer(producer).await)
     }
 
     async fn close_producer(&self, req: Request<pb::ProducerRequest>) -> Res<pb::Empty> {
-        empty(self.rooms.close_producer(&req.into_inner().producer_id))
+        let producer = id("producer_id", &req.into_inner().producer_id)?;
+        done(self.rooms.close_producer(producer))
     }
 
     async fn consume(&self, req: Request<pb::ConsumeRequest>) -> Res<pb::ConsumeResponse> {
         let r = req.into_inner();
-        let c = self
-            .rooms
-            .consume(&r.transport_id, &r.producer_id, &r.rtp_capabilities_json)
-            .await?;
+        let producer_id: ProducerId = id("producer_id", &r.producer_id)?;
+        let caps = json("rtp_capabilities_json", &r.rtp_capabilities_json)?;
+        let transport_id = id("transport_id", &r.transport_id)?;
+        let c = self.rooms.consume(transport_id, producer_id, caps).await?;
         ok(pb::ConsumeResponse {
-            consumer_id: c.id.to_string(),
-            producer_id: c.producer_id.to_string(),
-            kind: rooms::kind_pb(c.kind),
-            rtp_parameters_json: c.rtp_parameters_json,
-            consumer_type: c.consumer_type,
-            producer_paused: c.producer_paused,
+            consumer_id: c.id().to_string(),
+            producer_id: producer_id.to_string(),
+            kind: kind_pb(c.kind()),
+            rtp_parameters_json: to_json(c.rtp_parameters()),
+            consumer_type: consumer_type(&c),
+            producer_paused: c.producer_paused(),
         })
     }
 
     async fn pause_consumer(&self, req: Request<pb::ConsumerRequest>) -> Res<pb::Empty> {
-        empty(
-            self.rooms
-                .pause_consumer(&req.into_inner().consumer_id)
-                .await,
-        )
+        let consumer = id("consumer_id", &req.into_inner().consumer_id)?;
+        done(self.rooms.pause_consumer(consumer).await)
     }
 
     async fn resume_consumer(&self, req: Request<pb::ConsumerRequest>) -> Res<pb::Empty> {
-        empty(
-            self.rooms
-                .resume_consumer(&req.into_inner().consumer_id)
-                .await,
-        )
+        let consumer = id("consumer_id", &req.into_inner().consumer_id)?;
+        done(self.rooms.resume_consumer(consumer).await)
     }
 
     async fn set_consumer_preferred_layers(
@@ -211,31 +277,43 @@ impl MediaNode for MediaService {
         req: Request<pb::SetConsumerPreferredLayersRequest>,
     ) -> Res<pb::Empty> {
         let r = req.into_inner();
-        empty(
-            self.rooms
-                .set_preferred_layers(&r.consumer_id, r.spatial_layer, r.temporal_layer)
-                .await,
-        )
+        let consumer = id("consumer_id", &r.consumer_id)?;
+        let layers = ConsumerLayers {
+            spatial_layer: layer("spatial_layer", r.spatial_layer)?,
+            temporal_layer: r
+                .temporal_layer
+                .map(|t| layer("temporal_layer", t))
+                .transpose()?,
+        };
+        done(self.rooms.set_preferred_layers(consumer, layers).await)
     }
 
     async fn close_consumer(&self, req: Request<pb::ConsumerRequest>) -> Res<pb::Empty> {
-        empty(self.rooms.close_consumer(&req.into_inner().consumer_id))
+        let consumer = id("consumer_id", &req.into_inner().consumer_id)?;
+        done(self.rooms.close_consumer(consumer))
     }
 
     async fn close_participant(&self, req: Request<pb::CloseParticipantRequest>) -> Res<pb::Empty> {
-        empty(
-            self.rooms
-                .close_participant(&req.into_inner().participant_id)
-                .map(|_| ()),
-        )
+        let r = req.into_inner();
+        let participant = name("participant_id", &r.participant_id)?;
+        self.rooms.close_participant(participant);
+        ok(pb::Empty {})
     }
 
     async fn get_stats(&self, req: Request<pb::GetStatsRequest>) -> Res<pb::GetStatsResponse> {
-        let target = req.into_inner().target.ok_or_else(|| {
-            Status::invalid_argument("one of transport_id, producer_id, consumer_id is required")
-        })?;
+        use pb::get_stats_request::Target;
+        let target = match req.into_inner().target {
+            Some(Target::TransportId(t)) => StatsTarget::Transport(id("transport_id", &t)?),
+            Some(Target::ProducerId(p)) => StatsTarget::Producer(id("producer_id", &p)?),
+            Some(Target::ConsumerId(c)) => StatsTarget::Consumer(id("consumer_id", &c)?),
+            None => {
+                return Err(Status::invalid_argument(
+                    "one of transport_id, producer_id, consumer_id is required",
+                ))
+            }
+        };
         ok(pb::GetStatsResponse {
-            stats_json: self.rooms.stats(&target).await?,
+            stats_json: self.rooms.stats(target).await?.to_string(),
         })
     }
 
@@ -244,9 +322,9 @@ impl MediaNode for MediaService {
         req: Request<pb::PipeProducerToRouterRequest>,
     ) -> Res<pb::PipeProducerToRouterResponse> {
         let r = req.into_inner();
-        self.rooms
-            .pipe_producer_to_router(&r.producer_id, &r.target_router_id)
-            .await?;
+        let target = id("target_router_id", &r.target_router_id)?;
+        let producer = id("producer_id", &r.producer_id)?;
+        self.rooms.pipe_producer_to_router(producer, target).await?;
         ok(pb::PipeProducerToRouterResponse {
             pipe_producer_id: r.producer_id,
         })
@@ -256,15 +334,14 @@ impl MediaNode for MediaService {
         &self,
         req: Request<pb::CreatePipeTransportRequest>,
     ) -> Res<pb::PipeTransportInfo> {
-        let p = self
-            .rooms
-            .create_pipe_transport(&req.into_inner().router_id)
-            .await?;
+        let router_id = id("router_id", &req.into_inner().router_id)?;
+        let pipe = self.rooms.create_pipe_transport(router_id).await?;
+        let (ip, port) = tuple_addr(&pipe.tuple());
         ok(pb::PipeTransportInfo {
-            pipe_transport_id: p.id.to_string(),
-            ip: p.ip,
-            port: u32::from(p.port),
-            srtp_parameters_json: p.srtp_parameters_json,
+            pipe_transport_id: pipe.id().to_string(),
+            ip,
+            port,
+            srtp_parameters_json: to_json(&pipe.srtp_parameters().expect("SRTP enabled")),
         })
     }
 
@@ -273,14 +350,13 @@ impl MediaNode for MediaService {
         req: Request<pb::ConnectPipeTransportRequest>,
     ) -> Res<pb::Empty> {
         let r = req.into_inner();
-        empty(
+        let pipe = id("pipe_transport_id", &r.pipe_transport_id)?;
+        self.rooms.check_transport(pipe)?;
+        let (ip, port) = remote(&r.ip, r.port)?;
+        let srtp = json("srtp_parameters_json", &r.srtp_parameters_json)?;
+        done(
             self.rooms
-                .connect_pipe_transport(
-                    &r.pipe_transport_id,
-                    &r.ip,
-                    r.port,
-                    &r.srtp_parameters_json,
-                )
+                .connect_pipe_transport(pipe, ip, port, srtp)
                 .await,
         )
     }
@@ -290,15 +366,14 @@ impl MediaNode for MediaService {
         req: Request<pb::ConsumeToPipeRequest>,
     ) -> Res<pb::ConsumeToPipeResponse> {
         let r = req.into_inner();
-        let c = self
-            .rooms
-            .consume_to_pipe(&r.pipe_transport_id, &r.producer_id)
-            .await?;
+        let pipe = id("pipe_transport_id", &r.pipe_transport_id)?;
+        let producer = id("producer_id", &r.producer_id)?;
+        let c = self.rooms.consume_to_pipe(pipe, producer).await?;
         ok(pb::ConsumeToPipeResponse {
-            pipe_consumer_id: c.id.to_string(),
-            kind: rooms::kind_pb(c.kind),
-            rtp_parameters_json: c.rtp_parameters_json,
-            producer_paused: c.producer_paused,
+            pipe_consumer_id: c.id().to_string(),
+            kind: kind_pb(c.kind()),
+            rtp_parameters_json: to_json(c.rtp_parameters()),
+            producer_paused: c.producer_paused(),
         })
     }
 
@@ -307,15 +382,13 @@ impl MediaNode for MediaService {
         req: Request<pb::ProduceFromPipeRequest>,
     ) -> Res<pb::ProduceResponse> {
         let r = req.into_inner();
+        let pipe = id("pipe_transport_id", &r.pipe_transport_id)?;
+        let producer = id("producer_id", &r.producer_id)?;
+        let kind = kind(r.kind)?;
+        let rtp = json("rtp_parameters_json", &r.rtp_parameters_json)?;
         let id = self
             .rooms
-            .produce_from_pipe(
-                &r.pipe_transport_id,
-                &r.producer_id,
-                r.kind,
-                &r.rtp_parameters_json,
-                r.paused,
-            )
+            .produce_from_pipe(pipe, producer, kind, rtp, r.paused)
             .await?;
         ok(pb::ProduceResponse {
             producer_id: id.to_string(),
@@ -327,16 +400,29 @@ impl MediaNode for MediaService {
         req: Request<pb::CreatePlainTransportRequest>,
     ) -> Res<pb::PlainTransportInfo> {
         let r = req.into_inner();
-        let suite = r.enable_srtp.then_some(r.srtp_crypto_suite.as_str());
+        let router_id = id("router_id", &r.router_id)?;
+        let participant = name("participant_id", &r.participant_id)?;
+        let srtp = match (r.enable_srtp, r.srtp_crypto_suite.as_str()) {
+            (false, _) => PlainSrtp::Off,
+            (true, "") => PlainSrtp::Default,
+            (true, suite) => PlainSrtp::Suite(
+                serde_json::from_value(serde_json::Value::String(suite.to_string())).map_err(
+                    |_| {
+                        MediaError::invalid("srtp_crypto_suite", format!("unknown suite {suite:?}"))
+                    },
+                )?,
+            ),
+        };
         let t = self
             .rooms
-            .create_plain_transport(&r.router_id, &r.participant_id, r.comedia, suite)
+            .create_plain_transport(router_id, participant, r.comedia, srtp)
             .await?;
+        let (ip, port) = tuple_addr(&t.tuple());
         ok(pb::PlainTransportInfo {
-            transport_id: t.id.to_string(),
-            ip: t.ip,
-            port: u32::from(t.port),
-            srtp_parameters_json: t.srtp_parameters_json,
+            transport_id: t.id().to_string(),
+            ip,
+            port,
+            srtp_parameters_json: t.srtp_parameters().map(|p| to_json(&p)).unwrap_or_default(),
         })
     }
 
@@ -345,31 +431,41 @@ impl MediaNode for MediaService {
         req: Request<pb::ConnectPlainTransportRequest>,
     ) -> Res<pb::Empty> {
         let r = req.into_inner();
-        empty(
+        let transport_id = id("transport_id", &r.transport_id)?;
+        self.rooms.check_transport(transport_id)?;
+        let (ip, port) = remote(&r.ip, r.port)?;
+        let srtp = if r.srtp_parameters_json.is_empty() {
+            None
+        } else {
+            Some(json("srtp_parameters_json", &r.srtp_parameters_json)?)
+        };
+        done(
             self.rooms
-                .connect_plain_transport(&r.transport_id, &r.ip, r.port, &r.srtp_parameters_json)
+                .connect_plain_transport(transport_id, ip, port, srtp)
                 .await,
         )
     }
 
     async fn create_ingest(&self, req: Request<pb::CreateIngestRequest>) -> Res<pb::IngestInfo> {
         let r = req.into_inner();
-        let i = self
-            .rooms
-            .create_ingest(&r.router_id, &r.participant_id)
-            .await?;
+        let router_id = id("router_id", &r.router_id)?;
+        let participant = name("participant_id", &r.participant_id)?;
+        let i = self.rooms.create_ingest(router_id, participant).await?;
+        let (ip, audio_port) = tuple_addr(&i.audio.tuple());
+        let (_, video_port) = tuple_addr(&i.video.tuple());
+        let rtcp = |t: &PlainTransport| t.rtcp_tuple().map_or(0, |tuple| tuple_addr(&tuple).1);
         ok(pb::IngestInfo {
-            ip: i.ip,
-            audio_port: u32::from(i.audio_port),
-            video_port: u32::from(i.video_port),
-            audio_payload_type: u32::from(rooms::ingest::AUDIO_PT),
-            video_payload_type: u32::from(rooms::ingest::VIDEO_PT),
-            audio_ssrc: rooms::ingest::AUDIO_SSRC,
-            video_ssrc: rooms::ingest::VIDEO_SSRC,
-            audio_producer_id: i.audio_producer_id.to_string(),
-            video_producer_id: i.video_producer_id.to_string(),
-            audio_rtcp_port: u32::from(i.audio_rtcp_port),
-            video_rtcp_port: u32::from(i.video_rtcp_port),
+            ip,
+            audio_port,
+            video_port,
+            audio_payload_type: u32::from(wire::AUDIO_PT),
+            video_payload_type: u32::from(wire::VIDEO_PT),
+            audio_ssrc: wire::AUDIO_SSRC,
+            video_ssrc: wire::VIDEO_SSRC,
+            audio_producer_id: i.audio_producer.to_string(),
+            video_producer_id: i.video_producer.to_string(),
+            audio_rtcp_port: rtcp(&i.audio),
+            video_rtcp_port: rtcp(&i.video),
         })
     }
 

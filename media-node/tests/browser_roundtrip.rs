@@ -184,7 +184,7 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
         .await
         .expect("worker");
     let router = worker
-        .create_router(RouterOptions::new(media_node::rooms::media_codecs()))
+        .create_router(RouterOptions::new(media_node::media::codecs::media_codecs()))
         .await
         .expect("router");
     let state = AppState {

@@ -11,4 +11,14 @@ pub mod media {
     tonic::include_proto!("throng.media.v1");
 }
 
+pub mod names;
 pub mod report;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it): the one
+/// wall clock of reports, leases and tokens.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -10,18 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-use redis::Script;
 use tokio::sync::Notify;
-use tracing::warn;
+
+use super::limiter::Limiter;
 
 /// How often the head of the line re-checks for a slot freed elsewhere in
 /// the cluster (a slot freed here wakes it at once).
 const TICK: Duration = Duration::from_millis(250);
 /// How often every waiting join reports its position (at least once a second).
 const REPORT_EVERY: Duration = Duration::from_millis(900);
-/// A lease not released by then (its coordinator died) expires.
-const LEASE_TTL: Duration = Duration::from_secs(30);
 
 /// Why a queued join gave up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,136 +26,6 @@ pub enum QueueError {
     /// Waited longer than the queue timeout.
     #[error("waited {0:?} without being admitted")]
     TimedOut(Duration),
-}
-
-/// Cluster-wide bounds on joins being placed at once: one for the whole
-/// cluster (scope "") and one per media node (scope = node id).
-#[async_trait::async_trait]
-pub trait Limiter: Send + Sync + 'static {
-    /// Takes one slot of `scope` if fewer than `limit` are taken; returns its lease id.
-    async fn try_acquire(&self, scope: &str, limit: usize) -> Option<String>;
-    /// Gives a slot of `scope` back.
-    async fn release(&self, scope: &str, lease: String);
-}
-
-/// The single-machine limiter.
-#[derive(Default)]
-pub struct LocalLimiter {
-    taken: Mutex<std::collections::HashMap<String, usize>>,
-}
-
-impl LocalLimiter {
-    /// No slot taken yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-#[async_trait::async_trait]
-impl Limiter for LocalLimiter {
-    async fn try_acquire(&self, scope: &str, limit: usize) -> Option<String> {
-        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        let n = taken.entry(scope.to_string()).or_default();
-        (*n < limit).then(|| {
-            *n += 1;
-            String::new()
-        })
-    }
-
-    async fn release(&self, scope: &str, _lease: String) {
-        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = taken.get_mut(scope) {
-            *n = n.saturating_sub(1);
-        }
-    }
-}
-
-const ACQUIRE: &str = r#"
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
-  return 1
-end
-return 0
-"#;
-
-/// Leases in a Redis sorted set scored by expiry: shared by every
-/// coordinator, and self-healing if one dies holding leases.
-pub struct RedisLimiter {
-    conn: ConnectionManager,
-    script: Script,
-}
-
-/// Key of the cluster-wide lease set; per-node sets append `:{node}`.
-pub const LEASES_KEY: &str = "throng:admission:leases";
-
-fn leases_key(scope: &str) -> String {
-    if scope.is_empty() {
-        LEASES_KEY.to_string()
-    } else {
-        format!("{LEASES_KEY}:{scope}")
-    }
-}
-
-impl RedisLimiter {
-    /// Leases shared by every coordinator using `url`.
-    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
-        Ok(Self {
-            conn,
-            script: Script::new(ACQUIRE),
-        })
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-#[async_trait::async_trait]
-impl Limiter for RedisLimiter {
-    async fn try_acquire(&self, scope: &str, limit: usize) -> Option<String> {
-        let lease = format!("{:x}-{:x}", now_ms(), rand_u64());
-        let granted: Result<i64, _> = self
-            .script
-            .key(leases_key(scope))
-            .arg(now_ms())
-            .arg(limit)
-            .arg(LEASE_TTL.as_millis() as u64)
-            .arg(&lease)
-            .invoke_async(&mut self.conn.clone())
-            .await;
-        match granted {
-            Ok(1) => Some(lease),
-            Ok(_) => None,
-            Err(e) => {
-                warn!(error = %e, "admission lease not taken");
-                None
-            }
-        }
-    }
-
-    async fn release(&self, scope: &str, lease: String) {
-        let r: Result<i64, _> = redis::cmd("ZREM")
-            .arg(leases_key(scope))
-            .arg(&lease)
-            .query_async(&mut self.conn.clone())
-            .await;
-        if let Err(e) = r {
-            warn!(error = %e, "admission lease not released; it expires");
-        }
-    }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(now_ms());
-    h.finish()
 }
 
 struct Waiter {
@@ -380,6 +247,7 @@ impl JoinQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::join::limiter::LocalLimiter;
 
     #[tokio::test]
     async fn joins_are_admitted_in_order_within_the_limit_and_a_leaver_frees_its_place() {

@@ -439,10 +439,7 @@ impl Registry for RedisRegistry {
         coordinator_id: &str,
         ttl: std::time::Duration,
     ) -> Result<(), RegistryError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now = throng_proto::now_ms();
         redis::pipe()
             .atomic()
             .cmd("SET")

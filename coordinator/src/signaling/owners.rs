@@ -1,4 +1,5 @@
-//! Several coordinators on one Redis: each room's signalling is hosted by one
+//! Join path: session -> **room owners** -> handler or proxy. Several
+//! coordinators on one Redis: each room's signalling is hosted by one
 //! coordinator (its owner, recorded in Redis with a TTL that the owner keeps
 //! extending while it serves the room). A browser that reaches another
 //! coordinator is proxied, message by message, to the owner, so everyone in a
@@ -12,7 +13,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use tracing::warn;
 
-use crate::conference::Conference;
+use crate::room::Rooms;
 
 /// How long a claim lives without being extended.
 const CLAIM_TTL: Duration = Duration::from_secs(15);
@@ -134,14 +135,14 @@ impl RoomOwners {
     }
 
     /// Keeps this coordinator's claims alive while it hosts their rooms.
-    pub async fn refresh_loop(self, conference: Arc<Conference>) {
+    pub async fn refresh_loop(self, rooms: Arc<Rooms>) {
         if self.redis.is_none() {
             return;
         }
         let mut ticker = tokio::time::interval(REFRESH);
         loop {
             ticker.tick().await;
-            for room in conference.local_rooms() {
+            for room in rooms.local_rooms() {
                 if let Owner::Remote(other) = self.claim(&room).await {
                     warn!(room, owner = %other, "another coordinator owns a room hosted here");
                 }

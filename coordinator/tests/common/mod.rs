@@ -1,91 +1,21 @@
-//! Test harness shared by the coordinator's tests: a real redis-server, a
-//! real media node and coordinator in this process (real gRPC and WebSocket
-//! over 127.0.0.1), and a WebSocket client of the signalling protocol.
-#![allow(dead_code)]
+//! Test harness of the coordinator's tests: a cluster built from
+//! `throng-test-support` (a real redis-server, real media nodes and
+//! coordinators in this process over real gRPC and WebSocket on 127.0.0.1),
+//! and a WebSocket client of the signalling protocol.
+#![allow(dead_code, unused_imports)]
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use coordinator::auth::TokenKey;
-use coordinator::config::{vars as cvars, CoordinatorConfig};
 use futures::{SinkExt, StreamExt};
-use media_node::config::{vars as nvars, NodeConfig};
 use serde_json::{json, Value};
+use throng_test_support::{Coordinator, Node};
 use tokio_tungstenite::tungstenite::Message;
 
-pub const SECRET: &str = "test-secret-test-secret-test-secret-0";
-pub const API_KEY: &str = "test-api-key-test-api-key-test-api-key";
-pub const ADMIN_KEY: &str = "test-admin-key-test-admin-key-test-adm";
-
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/install-deps.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RedisServer {
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-pub fn free_port_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base < 10000 || base as u32 + n as u32 > 65000 {
-            continue;
-        }
-        if (base..base + n).all(|p| {
-            UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
-        }) {
-            return base;
-        }
-    }
-    panic!("no free port block");
-}
+pub use throng_test_support::{
+    admin_get, free_port_block, Redis as RedisServer, ADMIN_KEY, API_KEY, SECRET,
+};
 
 pub struct Cluster {
     pub url: String,
@@ -115,34 +45,9 @@ pub async fn start_node(
     workers: usize,
     redis: Option<&RedisServer>,
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let env: HashMap<String, String> = [
-        (nvars::NODE_ID, node_id.to_string()),
-        (nvars::WORKERS, workers.to_string()),
-        (nvars::RTC_LISTEN_IP, "127.0.0.1".into()),
-        (
-            nvars::RTC_BASE_PORT,
-            free_port_block(workers as u16).to_string(),
-        ),
-        (nvars::GRPC_LISTEN, "127.0.0.1:0".into()),
-        (nvars::HTTP_LISTEN, "127.0.0.1:0".into()),
-        (nvars::DRAIN_GRACE_SECS, "1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .chain(redis.map(|r| (nvars::REDIS_URL.to_string(), r.url())))
-    .collect();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(media_node::run(
-        NodeConfig::from_env(&env).unwrap(),
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |b| {
-            let _ = ready_tx.send(b);
-        },
-    ));
-    (ready_rx.await.expect("media node started").grpc, stop)
+    let url = redis.map(|r| r.url());
+    let mut node = Node::start(Node::env(node_id, workers, url.as_deref())).await;
+    (node.grpc, node.take_stop().expect("fresh node"))
 }
 
 /// A coordinator in this process over `nodes` (gRPC addresses).
@@ -161,31 +66,11 @@ pub async fn start_coordinator_with(
     redis: Option<&RedisServer>,
     extra: &[(&str, String)],
 ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let env: HashMap<String, String> = [
-        (cvars::LISTEN, "127.0.0.1:0".to_string()),
-        (cvars::MEDIA_NODES, nodes.join(",")),
-        (cvars::TOKEN_SECRET, SECRET.into()),
-        (cvars::API_KEY, API_KEY.into()),
-        (cvars::ADMIN_KEY, ADMIN_KEY.into()),
-        (cvars::WORKER_CAPACITY, worker_capacity.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .chain(redis.map(|r| (cvars::REDIS_URL.to_string(), r.url())))
-    .chain(extra.iter().map(|(k, v)| (k.to_string(), v.clone())))
-    .collect();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(coordinator::run(
-        CoordinatorConfig::from_env(&env).unwrap(),
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |a| {
-            let _ = ready_tx.send(a);
-        },
-    ));
-    (ready_rx.await.expect("coordinator started"), stop)
+    let url = redis.map(|r| r.url());
+    let mut env = Coordinator::env(nodes, worker_capacity, url.as_deref());
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let mut c = Coordinator::start(env).await;
+    (c.http, c.take_stop().expect("fresh coordinator"))
 }
 
 /// `nodes` media nodes and one coordinator.
@@ -216,14 +101,7 @@ pub async fn cluster_of(
 impl Cluster {
     /// Waits until the coordinator sees `nodes` media nodes (it reads them every second).
     pub async fn wait_for_nodes(&self, nodes: usize) {
-        for _ in 0..50 {
-            let v = admin(self, "/admin/nodes").await;
-            if v["nodes"].as_array().is_some_and(|n| n.len() == nodes) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("coordinator never saw the {nodes} media nodes");
+        throng_test_support::wait_for_nodes(self.http, nodes).await
     }
 
     /// A coordinator (and no node of its own) over `nodes` and Redis, once it sees them.
@@ -245,17 +123,7 @@ impl Cluster {
 }
 
 pub async fn admin(c: &Cluster, path: &str) -> Value {
-    // A tiny HTTP/1.1 GET: enough for the admin API, no client dependency.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(c.http).await.unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nx-admin-key: {ADMIN_KEY}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
-    let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("admin {path}: {e}: {body}"))
+    admin_get(c.http, path).await
 }
 
 pub struct Client {
@@ -269,7 +137,11 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(c: &Cluster) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(&c.url)
+        Self::connect_url(&c.url).await
+    }
+
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connect");
         let mut client = Self {

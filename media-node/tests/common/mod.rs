@@ -1,14 +1,13 @@
-//! Test harness: a real redis-server on a free port, real media nodes (in this
-//! process or as `media-node` processes), real gRPC over TCP on 127.0.0.1,
-//! and plain RTP senders and receivers.
+//! Test harness: a real redis-server on a free port and real media nodes in
+//! this process (from `throng-test-support`) or as `media-node` processes,
+//! real gRPC over TCP on 127.0.0.1, and plain RTP senders and receivers.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use media_node::config::{vars, NodeConfig};
 use throng_proto::media as pb;
 use throng_proto::media::media_node_client::MediaNodeClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -16,160 +15,12 @@ use tonic::transport::Channel;
 
 pub type Client = MediaNodeClient<Channel>;
 
-/// A redis-server of our own, killed on drop.
-pub struct Redis {
-    child: std::process::Child,
-    pub port: u16,
-    _dir: tempdir::TempDir,
-}
-
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct TempDir(pub std::path::PathBuf);
-    impl TempDir {
-        pub fn new(tag: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "throng-{tag}-{}-{}",
-                std::process::id(),
-                rand_suffix()
-            ));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Self(dir)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    fn rand_suffix() -> u128 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    }
-}
-
-impl Redis {
-    pub fn start() -> Self {
-        let port = free_tcp_port();
-        let dir = tempdir::TempDir::new("redis");
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/install-deps.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A base port with `n` consecutive ports free for both UDP and TCP.
-pub fn free_port_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base < 10000 || base as u32 + n as u32 > 65000 {
-            continue;
-        }
-        let all_free = (base..base + n).all(|p| {
-            UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
-        });
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
+pub use throng_test_support::{connect_node as connect, Redis};
 
 /// Environment for a node on loopback with `workers` workers.
 pub fn node_env(node_id: &str, workers: usize, redis: Option<&Redis>) -> HashMap<String, String> {
-    let mut env = HashMap::from([
-        (vars::NODE_ID.to_string(), node_id.to_string()),
-        (vars::WORKERS.to_string(), workers.to_string()),
-        (vars::RTC_LISTEN_IP.to_string(), "127.0.0.1".to_string()),
-        (
-            vars::RTC_BASE_PORT.to_string(),
-            free_port_block(workers as u16).to_string(),
-        ),
-        (vars::GRPC_LISTEN.to_string(), "127.0.0.1:0".to_string()),
-        (vars::HTTP_LISTEN.to_string(), "127.0.0.1:0".to_string()),
-        (vars::REPORT_INTERVAL_MS.to_string(), "250".to_string()),
-        (vars::REPORT_TTL_MS.to_string(), "1500".to_string()),
-        (vars::DRAIN_GRACE_SECS.to_string(), "1".to_string()),
-    ]);
-    if let Some(r) = redis {
-        env.insert(vars::REDIS_URL.to_string(), r.url());
-    }
-    env
-}
-
-pub async fn connect(addr: SocketAddr) -> Client {
-    let endpoint = format!("http://{addr}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match MediaNodeClient::connect(endpoint.clone()).await {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("cannot connect to {endpoint}: {e}"),
-        }
-    }
+    let url = redis.map(|r| r.url());
+    throng_test_support::Node::env(node_id, workers, url.as_deref())
 }
 
 /// A node running in this process.
@@ -177,49 +28,27 @@ pub struct InProcessNode {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub client: Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), media_node::NodeError>>,
+    node: throng_test_support::Node,
 }
 
 impl InProcessNode {
     pub async fn start(env: HashMap<String, String>) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let config = NodeConfig::from_env(&env).expect("valid test config");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(media_node::run(
-            config,
-            async move {
-                let _ = stop_rx.await;
-            },
-            move |bound| {
-                let _ = ready_tx.send(bound);
-            },
-        ));
-        let bound = match ready_rx.await {
-            Ok(b) => b,
-            Err(_) => panic!("node failed to start: {:?}", task.await),
-        };
-        let client = connect(bound.grpc).await;
+        Self::start_with(env, media_node::Hooks::none()).await
+    }
+
+    pub async fn start_with(env: HashMap<String, String>, hooks: media_node::Hooks) -> Self {
+        let node = throng_test_support::Node::start_with(env, hooks).await;
         Self {
-            grpc: bound.grpc,
-            http: bound.http,
-            client,
-            stop: Some(stop_tx),
-            task,
+            grpc: node.grpc,
+            http: node.http,
+            client: node.client().await,
+            node,
         }
     }
 
     /// SIGTERM equivalent: drain, then return how the node ended.
-    pub async fn stop(mut self) -> Result<(), media_node::NodeError> {
-        let _ = self.stop.take().map(|s| s.send(()));
-        self.task.await.expect("node task")
+    pub async fn stop(self) -> Result<(), media_node::NodeError> {
+        self.node.stop().await
     }
 }
 

@@ -1,6 +1,8 @@
-//! Browser signalling, version 1: every message of `/ws`, both directions.
-//! `docs/signalling.md` documents the same list for client authors; the
-//! web client mirrors these types.
+//! Browser signalling, version 1: every message of `/ws`, both directions,
+//! with typed fields (direction, kind) and typed reply payloads, and the
+//! [`Outbox`] through which everything reaches one client's socket.
+//! `docs/signalling.md` documents the same list for client authors; the web
+//! client mirrors these types. Depends on nothing else in the crate.
 //!
 //! Messages are JSON objects tagged by `type`. Requests from the client may
 //! carry a `reqId` (any string up to 64 characters); the reply to a request is
@@ -8,12 +10,16 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 /// Protocol version, sent in `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Largest accepted client message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Longest `reqId`, in bytes.
+pub const MAX_REQ_ID: usize = 64;
 
 /// The WebSocket read buffer (both ends). tungstenite zero-fills its whole
 /// read buffer before every read: at its default of 128 KiB that memset was
@@ -26,6 +32,36 @@ pub const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
 pub fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(WS_READ_BUFFER_BYTES)
+}
+
+/// A transport's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The browser sends (produces) on it.
+    Send,
+    /// The browser receives (consumes) on it.
+    Recv,
+}
+
+impl Direction {
+    /// As the protocol spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Recv => "recv",
+        }
+    }
+}
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
 }
 
 /// Client -> server.
@@ -45,13 +81,13 @@ pub enum ClientMessage {
         /// Join token (HS256 JWT).
         token: String,
     },
-    /// A WebRTC transport: `direction` is "send" or "recv".
+    /// A WebRTC transport.
     #[serde(rename_all = "camelCase")]
     CreateTransport {
         /// Correlation id.
         req_id: Option<String>,
         /// "send" or "recv".
-        direction: String,
+        direction: Direction,
     },
     /// DTLS parameters of the browser's side of a transport.
     #[serde(rename_all = "camelCase")]
@@ -71,7 +107,7 @@ pub enum ClientMessage {
         /// The send transport.
         transport_id: String,
         /// "audio" or "video".
-        kind: String,
+        kind: MediaKind,
         /// mediasoup-client's RtpParameters.
         rtp_parameters: Value,
         /// "mic", "camera", "screen"...
@@ -186,8 +222,21 @@ impl ClientMessage {
     }
 }
 
+/// The room of a `join`, read without parsing the rest of the message (the
+/// signalling edge routes a join before anything else reads it).
+pub fn join_room(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(rename = "type")]
+        kind: String,
+        room: Option<String>,
+    }
+    let peek: Peek = serde_json::from_str(text).ok()?;
+    (peek.kind == "join").then_some(peek.room).flatten()
+}
+
 /// A peer as others see it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerInfo {
     /// Peer id (the token's identity).
@@ -199,19 +248,87 @@ pub struct PeerInfo {
 }
 
 /// A producer as others see it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerInfo {
     /// Producer id.
     pub producer_id: String,
-    /// "audio" or "video".
-    pub kind: String,
+    /// Audio or video.
+    pub kind: MediaKind,
     /// "mic", "camera", ...
     pub source: String,
     /// Muted by its peer (see `producerPaused`).
-    #[serde(default)]
     pub paused: bool,
 }
+
+/// `createTransport`'s answer: what mediasoup-client's `createSendTransport`
+/// and `createRecvTransport` take.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportCreated {
+    /// Transport id.
+    pub id: String,
+    /// mediasoup IceParameters.
+    pub ice_parameters: Value,
+    /// mediasoup IceCandidate[].
+    pub ice_candidates: Value,
+    /// mediasoup DtlsParameters.
+    pub dtls_parameters: Value,
+}
+
+/// `produce`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProducerCreated {
+    /// Producer id.
+    pub id: String,
+}
+
+/// `consume`'s answer: what mediasoup-client's `transport.consume` takes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerCreated {
+    /// Consumer id.
+    pub id: String,
+    /// The producer consumed.
+    pub producer_id: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// RtpParameters for the client.
+    pub rtp_parameters: Value,
+    /// "simple", "simulcast", "svc".
+    #[serde(rename = "type")]
+    pub consumer_type: String,
+    /// Whether the producer is paused now.
+    pub producer_paused: bool,
+}
+
+/// `restartIce`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceRestarted {
+    /// New IceParameters.
+    pub ice_parameters: Value,
+}
+
+/// The `data` of a `response`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `createTransport`.
+    Transport(TransportCreated),
+    /// `produce`.
+    Producer(ProducerCreated),
+    /// `consume`.
+    Consumer(ConsumerCreated),
+    /// `restartIce`.
+    Ice(IceRestarted),
+    /// Everything else: `{}`.
+    Done(Done),
+}
+
+/// An empty answer (`{}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Done {}
 
 /// Error codes sent to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -243,7 +360,7 @@ pub enum ErrorCode {
 }
 
 /// Server -> client.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
     /// First message on a new socket.
@@ -271,7 +388,7 @@ pub enum ServerMessage {
         can_publish: bool,
         /// RTP capabilities of the participant's router.
         router_rtp_capabilities: Value,
-        /// Peers already in the room.
+        /// Peers already in the room, in join order.
         peers: Vec<PeerInfo>,
     },
     /// Reply to a request.
@@ -280,7 +397,7 @@ pub enum ServerMessage {
         /// The request's id.
         req_id: Option<String>,
         /// Result data.
-        data: Value,
+        data: Reply,
     },
     /// A request failed, or a message could not be understood.
     #[serde(rename_all = "camelCase")]
@@ -336,6 +453,17 @@ pub enum ServerMessage {
         /// The consumer.
         consumer_id: String,
     },
+    /// The layers one of this client's simulcast consumers now receives
+    /// (absent: none, e.g. the sender's bandwidth dropped every layer).
+    #[serde(rename_all = "camelCase")]
+    ConsumerLayers {
+        /// The consumer.
+        consumer_id: String,
+        /// Spatial layer.
+        spatial_layer: Option<u32>,
+        /// Temporal layer.
+        temporal_layer: Option<u32>,
+    },
     /// The dominant speaker of the room changed.
     #[serde(rename_all = "camelCase")]
     ActiveSpeaker {
@@ -361,20 +489,19 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
+    /// An `error` message.
+    pub fn error(req_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            req_id,
+            code,
+            message: message.into(),
+        }
+    }
+
     /// Whether this is an event (something happened in the room), rather
     /// than an answer or something the client waits for.
     pub fn is_event(&self) -> bool {
-        matches!(
-            self,
-            ServerMessage::PeerJoined { .. }
-                | ServerMessage::PeerLeft { .. }
-                | ServerMessage::NewProducer { .. }
-                | ServerMessage::ProducerClosed { .. }
-                | ServerMessage::ProducerPaused { .. }
-                | ServerMessage::ConsumerClosed { .. }
-                | ServerMessage::ActiveSpeaker { .. }
-                | ServerMessage::ConnectionState { .. }
-        )
+        is_event_type(self.type_name())
     }
 
     /// Whether the session ends once this is sent: its placement is gone and
@@ -388,6 +515,121 @@ impl ServerMessage {
                     ..
                 }
         )
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Self::Welcome { .. } => "welcome",
+            Self::Queued { .. } => "queued",
+            Self::Joined { .. } => "joined",
+            Self::Response { .. } => "response",
+            Self::Error { .. } => "error",
+            Self::PeerJoined { .. } => "peerJoined",
+            Self::PeerLeft { .. } => "peerLeft",
+            Self::NewProducer { .. } => "newProducer",
+            Self::ProducerClosed { .. } => "producerClosed",
+            Self::ProducerPaused { .. } => "producerPaused",
+            Self::ConsumerClosed { .. } => "consumerClosed",
+            Self::ConsumerLayers { .. } => "consumerLayers",
+            Self::ActiveSpeaker { .. } => "activeSpeaker",
+            Self::ConnectionState { .. } => "connectionState",
+            Self::Reconnect { .. } => "reconnect",
+        }
+    }
+}
+
+/// Whether a server message of this `type` is an event (see [`ServerMessage::is_event`]).
+pub fn is_event_type(t: &str) -> bool {
+    matches!(
+        t,
+        "peerJoined"
+            | "peerLeft"
+            | "newProducer"
+            | "producerClosed"
+            | "producerPaused"
+            | "consumerClosed"
+            | "consumerLayers"
+            | "activeSpeaker"
+            | "connectionState"
+    )
+}
+
+/// What goes to a client's socket.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A message of this coordinator's.
+    Message(ServerMessage),
+    /// A message the room's owner (another coordinator) sent, passed on as it
+    /// came, with what the writer needs to know of it.
+    Relayed {
+        /// The JSON text.
+        text: String,
+        /// An event (may wait a little to share a write).
+        event: bool,
+        /// The session ends after it.
+        ends_session: bool,
+    },
+}
+
+impl Outgoing {
+    /// The text to write.
+    pub fn into_text(self) -> String {
+        match self {
+            Self::Message(m) => serde_json::to_string(&m).expect("server messages serialize"),
+            Self::Relayed { text, .. } => text,
+        }
+    }
+
+    /// An event (rather than an answer).
+    pub fn is_event(&self) -> bool {
+        match self {
+            Self::Message(m) => m.is_event(),
+            Self::Relayed { event, .. } => *event,
+        }
+    }
+
+    /// The session ends after it.
+    pub fn ends_session(&self) -> bool {
+        match self {
+            Self::Message(m) => m.ends_session(),
+            Self::Relayed { ends_session, .. } => *ends_session,
+        }
+    }
+}
+
+/// One client's queue of outgoing messages: every part of the coordinator
+/// that talks to a client (its session's answers, its room's events, node
+/// events about its transports) sends here; the session's writer drains it.
+#[derive(Debug, Clone)]
+pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+
+impl Outbox {
+    /// An outbox and the receiving end its session's writer reads.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Queues a message (a client already gone is not an error).
+    pub fn send(&self, msg: ServerMessage) {
+        let _ = self.0.send(Outgoing::Message(msg));
+    }
+
+    /// Queues a relayed message; false once the client is gone.
+    pub fn relay(&self, text: String, event: bool, ends_session: bool) -> bool {
+        self.0
+            .send(Outgoing::Relayed {
+                text,
+                event,
+                ends_session,
+            })
+            .is_ok()
+    }
+
+    /// Whether both are the same client's (a session replaced by a re-join
+    /// has another outbox).
+    pub fn same(&self, other: &Outbox) -> bool {
+        self.0.same_channel(&other.0)
     }
 }
 
@@ -413,13 +655,32 @@ mod tests {
                 ..
             }
         ));
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"createTransport","direction":"recv"}"#).unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::CreateTransport {
+                direction: Direction::Recv,
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<ClientMessage>(
+            r#"{"type":"createTransport","direction":"sideways"}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"join","room":"r"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hack"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"leave","extra":1}"#).is_err());
+        assert_eq!(
+            join_room(r#"{"type":"join","room":"a\"b","token":"x"}"#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(join_room(r#"{"type":"leave"}"#), None);
+        assert_eq!(join_room("{not json"), None);
     }
 
     #[test]
-    fn server_messages_serialize_with_their_tag() {
+    fn server_messages_serialize_with_their_tag_and_typed_replies_as_documented() {
         let v = serde_json::to_value(ServerMessage::Queued {
             position: 3,
             estimated_wait_ms: 1200,
@@ -429,12 +690,44 @@ mod tests {
             v,
             serde_json::json!({"type":"queued","position":3,"estimatedWaitMs":1200})
         );
-        let v = serde_json::to_value(ServerMessage::Error {
-            req_id: None,
-            code: ErrorCode::OutOfOrder,
-            message: "join first".into(),
-        })
+        let v = serde_json::to_value(ServerMessage::error(
+            None,
+            ErrorCode::OutOfOrder,
+            "join first",
+        ))
         .unwrap();
         assert_eq!(v["code"], "out_of_order");
+        let v = serde_json::to_value(ServerMessage::Response {
+            req_id: Some("7".into()),
+            data: Reply::Consumer(ConsumerCreated {
+                id: "c".into(),
+                producer_id: "p".into(),
+                kind: MediaKind::Video,
+                rtp_parameters: serde_json::json!({}),
+                consumer_type: "simulcast".into(),
+                producer_paused: false,
+            }),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"response","reqId":"7","data":{"id":"c","producerId":"p",
+                "kind":"video","rtpParameters":{},"type":"simulcast","producerPaused":false}})
+        );
+        let v = serde_json::to_value(Reply::Done(Done {})).unwrap();
+        assert_eq!(v, serde_json::json!({}));
+        for m in [
+            ServerMessage::PeerLeft {
+                peer_id: "x".into(),
+            },
+            ServerMessage::ActiveSpeaker {
+                peer_id: "x".into(),
+            },
+        ] {
+            let v = serde_json::to_value(&m).unwrap();
+            assert_eq!(m.type_name(), v["type"]);
+            assert!(m.is_event());
+        }
+        assert!(!ServerMessage::Welcome { protocol: 1 }.is_event());
     }
 }

@@ -1,0 +1,141 @@
+//! The admin API (`/admin/*`, admin key): the cluster's nodes and workers
+//! with their reserved capacity, the rooms, and one room in detail (for rooms
+//! this coordinator hosts: every peer, producer and consumer, and with
+//! `?stats=true` the packets each consumer was sent, read from its node).
+//! Reads the registry, the rooms and the nodes; changes nothing.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::{require_key, ApiError, AppState};
+use crate::registry::WorkerRef;
+
+fn registry_down<E>(_: E) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "registry unavailable".into(),
+    )
+}
+
+/// `GET /admin/nodes`.
+pub async fn nodes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let registry = state.cluster.registry();
+    let nodes = registry.nodes().await.map_err(registry_down)?;
+    let mut out = Vec::new();
+    for n in nodes {
+        let mut workers = Vec::new();
+        for w in &n.workers {
+            let key = WorkerRef {
+                node_id: n.node_id.clone(),
+                worker: w.index,
+            };
+            let reserved = registry.reserved(&key).await.unwrap_or(0);
+            workers.push(json!({
+                "index": w.index, "port": w.port, "reserved": reserved,
+                "routers": w.routers, "transports": w.transports, "producers": w.producers, "consumers": w.consumers,
+                "cpuLoad": w.cpu_load,
+            }));
+        }
+        out.push(json!({ "nodeId": n.node_id, "grpcAddress": n.grpc_address, "draining": n.draining, "workers": workers }));
+    }
+    Ok(Json(json!({ "nodes": out })))
+}
+
+/// `GET /admin/rooms`.
+pub async fn rooms(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let rooms = state
+        .cluster
+        .registry()
+        .rooms()
+        .await
+        .map_err(registry_down)?;
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
+/// Query of `GET /admin/rooms/{room}`.
+#[derive(Deserialize)]
+pub struct RoomQuery {
+    /// `true`: each consumer also carries the packets its node sent for it.
+    #[serde(default)]
+    stats: bool,
+}
+
+/// `GET /admin/rooms/{room}`.
+pub async fn room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    Query(q): Query<RoomQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let r = state
+        .cluster
+        .registry()
+        .room(&room)
+        .await
+        .map_err(registry_down)?;
+    let routers: Vec<_> = r
+        .routers
+        .iter()
+        .map(|(w, id)| json!({ "nodeId": w.node_id, "worker": w.worker, "routerId": id }))
+        .collect();
+    // Peers, producers and consumers as this coordinator serves them; a room
+    // signalled by another coordinator has them there (see `owner`).
+    let peers = match state.rooms.snapshot(&room).await {
+        None => Value::Null,
+        Some(peers) => {
+            let mut out = Vec::with_capacity(peers.len());
+            for p in peers {
+                let mut consumers = Vec::with_capacity(p.consumers.len());
+                for c in p.consumers {
+                    let mut entry = json!({
+                        "consumerId": c.consumer_id,
+                        "producerId": c.record.producer_id,
+                        "producerPeerId": c.producer_peer_id,
+                        "paused": c.record.paused,
+                        "preferredSpatialLayer": c.record.preferred_layer,
+                        "currentLayers": c.record.current_layers.map(|(s, t)| json!({"spatialLayer": s, "temporalLayer": t})),
+                    });
+                    if q.stats {
+                        entry["packetsSent"] = match state.clients.of(&c.router) {
+                            Ok(client) => client
+                                .consumer_packets(&c.consumer_id)
+                                .await
+                                .map_or(Value::Null, Value::from),
+                            Err(_) => Value::Null,
+                        };
+                    }
+                    consumers.push(entry);
+                }
+                out.push(json!({
+                    "peerId": p.peer_id,
+                    "displayName": p.display_name,
+                    "routerId": p.router_id,
+                    "producers": p.producers,
+                    "consumers": consumers,
+                }));
+            }
+            Value::Array(out)
+        }
+    };
+    let owner = state.owners.owner_of(&room).await;
+    Ok(Json(json!({
+        "room": room,
+        "participants": r.participants,
+        "participantIds": r.participant_ids,
+        "routers": routers,
+        "owner": owner,
+        "peers": peers,
+    })))
+}

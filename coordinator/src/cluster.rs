@@ -1,0 +1,310 @@
+//! What this coordinator knows of the cluster around it, and the only code
+//! that watches it: the live media nodes (read from the registry; without
+//! Redis, polled from the nodes themselves into the in-memory registry), one
+//! event stream per live node, this coordinator's heartbeat and the reaping of
+//! coordinators that stopped beating.
+//!
+//! A node is lost in exactly one place, [`Cluster::lose`], whichever way its
+//! loss shows (its report expired or says dead, or its event stream reported
+//! a dead worker): its stream stops, its client is forgotten, its
+//! reservations are evicted from the registry, and the rooms hear of it as
+//! [`ClusterEvent::NodeLost`]. Everything the nodes report goes to the rooms
+//! on the same channel, in order per node. Calls: registry, media clients and
+//! events, the join queue (live-node count). Never calls the rooms.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use throng_proto::report::NodeReport;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{info, warn};
+
+use crate::join::queue::JoinQueue;
+use crate::media::client::NodeClients;
+use crate::media::events::{follow, NodeEvent};
+use crate::registry::memory::MemoryRegistry;
+use crate::registry::{Registry, RegistryError};
+
+/// How often node reports are read (and, without Redis, polled).
+pub const NODE_POLL: Duration = Duration::from_secs(1);
+/// How long node reports are reused for placement: during a surge every
+/// join would otherwise read them again (capacity itself is never cached).
+const SNAPSHOT_TTL: Duration = Duration::from_millis(250);
+
+/// What the rooms hear from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// A live node reported something.
+    Node(String, NodeEvent),
+    /// A node is gone: its participants must be placed elsewhere.
+    NodeLost(String),
+}
+
+/// Without Redis: the nodes to poll and the memory registry they go into.
+pub struct Polled {
+    /// The single-machine registry.
+    pub memory: Arc<MemoryRegistry>,
+    /// gRPC addresses of the media nodes.
+    pub addresses: Vec<String>,
+}
+
+struct Snapshot {
+    at: Instant,
+    nodes: Arc<Vec<NodeReport>>,
+}
+
+/// The cluster as this coordinator sees it.
+pub struct Cluster {
+    id: String,
+    registry: Arc<dyn Registry>,
+    clients: Arc<NodeClients>,
+    queue: Arc<JoinQueue>,
+    snapshot: Mutex<Option<Snapshot>>,
+    /// Live nodes, each with the task following its events.
+    followed: Mutex<HashMap<String, AbortHandle>>,
+    events_in: mpsc::UnboundedSender<(String, NodeEvent)>,
+    rooms: mpsc::UnboundedSender<ClusterEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// A cluster view; node events and losses go to `rooms`. The returned
+    /// receiver carries the raw node events to [`Cluster::dispatch`].
+    pub fn new(
+        id: String,
+        registry: Arc<dyn Registry>,
+        clients: Arc<NodeClients>,
+        queue: Arc<JoinQueue>,
+        rooms: mpsc::UnboundedSender<ClusterEvent>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<(String, NodeEvent)>) {
+        let (events_in, events_rx) = mpsc::unbounded_channel();
+        let cluster = Arc::new(Self {
+            id,
+            registry,
+            clients,
+            queue,
+            snapshot: Mutex::new(None),
+            followed: Mutex::new(HashMap::new()),
+            events_in,
+            rooms,
+        });
+        (cluster, events_rx)
+    }
+
+    /// This coordinator's id in the registry.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
+    /// Live node reports, at most [`SNAPSHOT_TTL`] old.
+    pub async fn live_nodes(&self) -> Result<Arc<Vec<NodeReport>>, RegistryError> {
+        if let Some(s) = lock(&self.snapshot).as_ref() {
+            if s.at.elapsed() < SNAPSHOT_TTL {
+                return Ok(s.nodes.clone());
+            }
+        }
+        self.read_nodes().await
+    }
+
+    async fn read_nodes(&self) -> Result<Arc<Vec<NodeReport>>, RegistryError> {
+        let nodes = Arc::new(self.registry.nodes().await?);
+        *lock(&self.snapshot) = Some(Snapshot {
+            at: Instant::now(),
+            nodes: nodes.clone(),
+        });
+        Ok(nodes)
+    }
+
+    /// The gRPC address a node reported last.
+    fn address(&self, node_id: &str) -> Option<String> {
+        lock(&self.snapshot)
+            .as_ref()?
+            .nodes
+            .iter()
+            .find(|n| n.node_id == node_id)
+            .map(|n| n.grpc_address.clone())
+    }
+
+    /// Watches the nodes until the task is aborted: every [`NODE_POLL`],
+    /// reads them (polling them first without Redis), follows new live ones
+    /// and loses the ones gone.
+    pub async fn watch(self: Arc<Self>, polled: Option<Polled>) {
+        let mut ticker = tokio::time::interval(NODE_POLL);
+        loop {
+            ticker.tick().await;
+            if let Some(p) = &polled {
+                self.poll(p).await;
+            }
+            let Ok(nodes) = self.read_nodes().await else {
+                continue;
+            };
+            self.queue
+                .set_live_nodes(nodes.iter().filter(|n| !n.dead && !n.draining).count());
+            let live: HashMap<&str, &NodeReport> = nodes
+                .iter()
+                .filter(|n| !n.dead)
+                .map(|n| (n.node_id.as_str(), n))
+                .collect();
+            let known: HashSet<String> = lock(&self.followed).keys().cloned().collect();
+            for lost in known.iter().filter(|k| !live.contains_key(k.as_str())) {
+                warn!(node = %lost, "media node lost (report expired or dead)");
+                self.lose(lost).await;
+            }
+            for (id, report) in live {
+                if !known.contains(id) {
+                    self.follow(id, &report.grpc_address);
+                }
+            }
+        }
+    }
+
+    /// Without Redis, nodes cannot report themselves: ask them (GetNodeInfo).
+    async fn poll(&self, polled: &Polled) {
+        for address in &polled.addresses {
+            let Ok(client) = self.clients.client(address, address) else {
+                continue;
+            };
+            match client.node_info().await {
+                Ok(info) => polled.memory.report_node(info.into(), NODE_POLL * 3),
+                Err(e) => warn!(%address, error = %e, "media node not answering"),
+            }
+        }
+    }
+
+    fn follow(&self, node_id: &str, address: &str) {
+        let client = match self.clients.client(node_id, address) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(node = %node_id, error = %e, "cannot follow the node's events");
+                return;
+            }
+        };
+        let task = tokio::spawn(follow(client, self.events_in.clone()));
+        info!(node = %node_id, %address, "media node live");
+        if let Some(old) = lock(&self.followed).insert(node_id.to_string(), task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Passes node events to the rooms, and a dead worker's node to [`Cluster::lose`].
+    pub async fn dispatch(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<(String, NodeEvent)>,
+    ) {
+        while let Some((node, event)) = events.recv().await {
+            match event {
+                NodeEvent::WorkerDied { worker, reason } => {
+                    warn!(node = %node, worker, %reason, "media worker died");
+                    self.lose(&node).await;
+                }
+                event => {
+                    let _ = self.rooms.send(ClusterEvent::Node(node, event));
+                }
+            }
+        }
+    }
+
+    /// A node died or vanished: its event stream stops, its reservations go,
+    /// and the rooms are told (they send its participants elsewhere). Losing
+    /// a node twice does nothing the second time.
+    pub async fn lose(&self, node_id: &str) {
+        let Some(follower) = lock(&self.followed).remove(node_id) else {
+            return;
+        };
+        follower.abort();
+        self.clients.forget(node_id);
+        match self.registry.evict_node(node_id).await {
+            Ok(evicted) => info!(node = node_id, participants = evicted.len(), "node evicted"),
+            Err(e) => warn!(node = node_id, error = %e, "node not evicted"),
+        }
+        let _ = self.rooms.send(ClusterEvent::NodeLost(node_id.to_string()));
+    }
+
+    /// Stops every event stream (the coordinator stops).
+    pub fn stop(&self) {
+        for (_, f) in lock(&self.followed).drain() {
+            f.abort();
+        }
+    }
+
+    /// Keeps this coordinator registered and reaps coordinators that died
+    /// (their heartbeat expired), until the task is aborted.
+    pub async fn heartbeat(self: Arc<Self>, ttl: Duration) {
+        let mut ticker = tokio::time::interval(ttl / 4);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = self.registry.heartbeat(&self.id, ttl).await {
+                warn!(error = %e, "heartbeat not written");
+                continue;
+            }
+            let Ok(dead) = self.registry.dead_coordinators().await else {
+                continue;
+            };
+            for id in dead.iter().filter(|id| **id != self.id) {
+                warn!(coordinator = %id, "coordinator stopped beating");
+                self.reap(id).await;
+            }
+        }
+    }
+
+    /// Another coordinator died: release what it placed, close its
+    /// participants' media objects, and give back routers of rooms it emptied.
+    pub async fn reap(&self, dead: &str) {
+        let reaped = match self.registry.reap_coordinator(dead).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(coordinator = dead, error = %e, "dead coordinator not reaped");
+                return;
+            }
+        };
+        info!(
+            coordinator = dead,
+            participants = reaped.len(),
+            "dead coordinator reaped"
+        );
+        let _ = self.read_nodes().await;
+        let client = |node: &str| {
+            self.address(node)
+                .and_then(|addr| self.clients.client(node, &addr).ok())
+        };
+        let mut rooms: Vec<String> = Vec::new();
+        for (room, participant, worker) in reaped {
+            if let Some(c) = client(&worker.node_id) {
+                match c.close_participant(&participant).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        warn!(room = %room, participant = %participant, error = %e, "media objects of a reaped participant not closed")
+                    }
+                }
+            }
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
+        for room in rooms {
+            let Ok(state) = self.registry.room(&room).await else {
+                continue;
+            };
+            if state.participants > 0 {
+                continue;
+            }
+            for (worker, router_id) in state.routers {
+                if let (Some(router_id), Some(c)) = (router_id, client(&worker.node_id)) {
+                    let _ = c.close_router(&router_id).await;
+                }
+                let _ = self.registry.remove_router(&room, &worker).await;
+            }
+        }
+    }
+}

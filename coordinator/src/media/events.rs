@@ -1,0 +1,126 @@
+//! A media node's event stream, typed: what [`follow`] reads from one node
+//! (reconnecting after errors) and hands to the cluster as [`NodeEvent`]s.
+//! Started and stopped by `crate::cluster` only; applied to rooms by
+//! `crate::room::events`.
+
+use std::time::Duration;
+
+use throng_proto::media as pb;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::client::NodeClient;
+
+/// Something a media node reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A source producer closed on the node (not by this coordinator's
+    /// request, if the room still has it: its copies elsewhere must close).
+    ProducerClosed {
+        /// Room.
+        room_id: String,
+        /// Producer.
+        producer_id: String,
+    },
+    /// A consumer closed because its producer did.
+    ConsumerClosed {
+        /// Consumer.
+        consumer_id: String,
+    },
+    /// The layers a simulcast consumer sends changed.
+    ConsumerLayers {
+        /// Consumer.
+        consumer_id: String,
+        /// Spatial layer, if any.
+        spatial_layer: Option<u32>,
+        /// Temporal layer, if any.
+        temporal_layer: Option<u32>,
+    },
+    /// ICE or DTLS state of a transport changed.
+    TransportState {
+        /// Transport.
+        transport_id: String,
+        /// ICE state.
+        ice_state: String,
+        /// DTLS state.
+        dtls_state: String,
+    },
+    /// A room's dominant speaker changed.
+    ActiveSpeaker {
+        /// Room.
+        room_id: String,
+        /// The speaker's audio producer.
+        producer_id: String,
+    },
+    /// A worker died: the node is lost.
+    WorkerDied {
+        /// Worker index.
+        worker: u32,
+        /// mediasoup's reason.
+        reason: String,
+    },
+}
+
+impl NodeEvent {
+    /// The typed form of a contract event; `None` for events a coordinator
+    /// does not use (a consumer's producer paused or resumed: the coordinator
+    /// announces its peers' pauses itself, as `producerPaused`).
+    pub fn from_pb(event: pb::event::Event) -> Option<Self> {
+        use pb::event::Event;
+        Some(match event {
+            Event::ProducerClosed(p) => Self::ProducerClosed {
+                room_id: p.room_id,
+                producer_id: p.producer_id,
+            },
+            Event::ConsumerClosed(c) => Self::ConsumerClosed {
+                consumer_id: c.consumer_id,
+            },
+            Event::ConsumerLayersChanged(l) => Self::ConsumerLayers {
+                consumer_id: l.consumer_id,
+                spatial_layer: l.spatial_layer,
+                temporal_layer: l.temporal_layer,
+            },
+            Event::TransportState(t) => Self::TransportState {
+                transport_id: t.transport_id,
+                ice_state: t.ice_state,
+                dtls_state: t.dtls_state,
+            },
+            Event::ActiveSpeaker(a) => Self::ActiveSpeaker {
+                room_id: a.room_id,
+                producer_id: a.producer_id,
+            },
+            Event::WorkerDied(w) => Self::WorkerDied {
+                worker: w.worker_index,
+                reason: w.reason,
+            },
+            Event::ConsumerProducerPaused(_) | Event::ConsumerProducerResumed(_) => return None,
+        })
+    }
+}
+
+/// Reads `client`'s node's events into `out` for as long as the task runs,
+/// reconnecting (with backoff up to 5 s) after errors; ends when `out` closes.
+pub async fn follow(client: NodeClient, out: mpsc::UnboundedSender<(String, NodeEvent)>) {
+    let node = client.node_id().to_string();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match client.events().await {
+            Ok(mut stream) => {
+                backoff = Duration::from_millis(200);
+                while let Ok(Some(event)) = stream.message().await {
+                    if let Some(event) = event.event.and_then(NodeEvent::from_pb) {
+                        if out.send((node.clone(), event)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Err(e) => debug!(node = %node, error = %e, "events stream not open"),
+        }
+        if out.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,307 @@
+//! Join path: join queue -> **placement** -> registry -> media node. Where a
+//! participant goes: a worker with consumer capacity left (reserved
+//! atomically in the registry, shared by every coordinator), and the room's
+//! router on it (recorded, being created by another coordinator, or created
+//! now). The only caller of the registry's `place`/`set_router`/
+//! `remove_router` and of the nodes' CreateRouter/GetRouter/CloseRouter.
+//!
+//! A [`Seat`] carries a [`Reservation`] that gives the capacity back if it is
+//! dropped before [`Seat::keep`]: a join that fails after being placed
+//! (node slot timed out, router not created, pipes failed) holds nothing.
+//!
+//! Called with the room's lock held: placement may span registry and node
+//! calls under it (so two joins of one room never create two routers on one
+//! worker, and a closing room's routers are gone before it is placed again).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use throng_proto::report::NodeReport;
+use tracing::{debug, warn};
+
+use crate::cluster::Cluster;
+use crate::join::queue::JoinQueue;
+use crate::media::client::{NodeCallError, NodeClients, RouterRef};
+use crate::registry::{
+    Candidate, PlacementRefused, PlacementRequest, Registry, RegistryError, WorkerRef,
+};
+
+/// Placement settings.
+#[derive(Debug, Clone)]
+pub struct PlacementSettings {
+    /// Consumer capacity of one worker (the original author's 1500).
+    pub worker_capacity: u32,
+    /// Tiles on one page of the grid (12).
+    pub tiles_per_page: u32,
+    /// Most participants in one room, across the cluster.
+    pub room_cap: u32,
+}
+
+impl PlacementSettings {
+    /// Consumer units one participant costs: audio + video for each tile of a
+    /// page, plus its own two producers.
+    pub fn participant_cost(&self) -> u32 {
+        self.tiles_per_page * 2 + 2
+    }
+}
+
+/// Why a participant could not be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    /// The room holds its cap already.
+    #[error("the room is full ({0} participants)")]
+    RoomFull(u32),
+    /// No worker has the capacity left.
+    #[error("no media capacity left; try again later")]
+    NoCapacity,
+    /// No node slot within the queue timeout.
+    #[error("{0}")]
+    Busy(String),
+    /// The chosen node is not among the live ones any more.
+    #[error("media node vanished")]
+    NodeVanished,
+    /// Another coordinator is creating the router and did not finish.
+    #[error("the room's router was not created in time")]
+    RouterTimeout,
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A node call failed.
+    #[error(transparent)]
+    Node(#[from] NodeCallError),
+}
+
+/// Capacity reserved for one participant; released on drop unless kept.
+pub struct Reservation {
+    registry: Arc<dyn Registry>,
+    room: String,
+    participant: String,
+    kept: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let (registry, room, participant) = (
+            self.registry.clone(),
+            std::mem::take(&mut self.room),
+            std::mem::take(&mut self.participant),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = registry.release(&room, &participant).await {
+                warn!(room, participant, error = %e, "reservation of a failed join not released");
+            }
+        });
+    }
+}
+
+/// Where a participant was placed.
+pub struct Seat {
+    /// The room's router on the chosen worker.
+    pub router: RouterRef,
+    /// The router is new to the room as this coordinator knows it: the
+    /// room's producers must be made available on it.
+    pub new_to_room: bool,
+    reservation: Reservation,
+}
+
+impl Seat {
+    /// The join succeeded: the reservation stays until the participant leaves.
+    pub fn keep(mut self) -> RouterRef {
+        self.reservation.kept = true;
+        self.router
+    }
+}
+
+/// Places participants.
+pub struct Placement {
+    registry: Arc<dyn Registry>,
+    cluster: Arc<Cluster>,
+    clients: Arc<NodeClients>,
+    queue: Arc<JoinQueue>,
+    settings: PlacementSettings,
+}
+
+impl Placement {
+    /// Placement over a registry and the cluster's live nodes.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        clients: Arc<NodeClients>,
+        queue: Arc<JoinQueue>,
+        settings: PlacementSettings,
+    ) -> Self {
+        Self {
+            registry: cluster.registry().clone(),
+            cluster,
+            clients,
+            queue,
+            settings,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &PlacementSettings {
+        &self.settings
+    }
+
+    /// Live, non-draining workers with their capacity.
+    fn candidates(&self, nodes: &[NodeReport]) -> Vec<Candidate> {
+        nodes
+            .iter()
+            .filter(|n| !n.draining && !n.dead)
+            .flat_map(|n| {
+                n.workers.iter().map(|w| Candidate {
+                    worker: WorkerRef {
+                        node_id: n.node_id.clone(),
+                        worker: w.index,
+                    },
+                    capacity: self.settings.worker_capacity,
+                })
+            })
+            .collect()
+    }
+
+    /// Reserves capacity for `participant` in `room` and finds (or creates)
+    /// the room's router on the chosen worker. `known` are the room's routers
+    /// as this coordinator knows them.
+    pub async fn seat(
+        &self,
+        room: &str,
+        participant: &str,
+        known: &HashMap<String, RouterRef>,
+    ) -> Result<Seat, PlacementError> {
+        let nodes = self.cluster.live_nodes().await?;
+        let request = PlacementRequest {
+            room_id: room.to_string(),
+            participant_id: participant.to_string(),
+            cost: self.settings.participant_cost(),
+            room_cap: self.settings.room_cap,
+            candidates: self.candidates(&nodes),
+            owner: self.cluster.id().to_string(),
+        };
+        let placed = match self.registry.place(&request).await? {
+            Ok(p) => p,
+            Err(PlacementRefused::RoomFull(n)) => return Err(PlacementError::RoomFull(n)),
+            Err(PlacementRefused::NoCapacity(_)) => return Err(PlacementError::NoCapacity),
+        };
+        let reservation = Reservation {
+            registry: self.registry.clone(),
+            room: room.to_string(),
+            participant: participant.to_string(),
+            kept: false,
+        };
+        if let Some(router) = placed.router_id.as_ref().and_then(|id| known.get(id)) {
+            return Ok(Seat {
+                router: router.clone(),
+                new_to_room: false,
+                reservation,
+            });
+        }
+        let node = nodes
+            .iter()
+            .find(|n| n.node_id == placed.worker.node_id)
+            .ok_or(PlacementError::NodeVanished)?;
+        // At most `per_node` joins talk to one node at once, however they fall.
+        let _slot = self
+            .queue
+            .node_slot(&node.node_id)
+            .await
+            .map_err(|e| PlacementError::Busy(e.to_string()))?;
+        let client = self.clients.client(&node.node_id, &node.grpc_address)?;
+        let found = if placed.new_router {
+            let found = client.create_router(room, placed.worker.worker).await?;
+            self.registry
+                .set_router(room, &placed.worker, &found.router_id)
+                .await?;
+            found
+        } else {
+            let router_id = match &placed.router_id {
+                Some(id) => id.clone(),
+                None => self.wait_for_router(room, &placed.worker).await?,
+            };
+            client.get_router(&router_id).await?
+        };
+        let new_to_room = !known.contains_key(&found.router_id);
+        Ok(Seat {
+            router: RouterRef {
+                router_id: found.router_id,
+                node_id: node.node_id.clone(),
+                worker: placed.worker.worker,
+                address: node.grpc_address.clone(),
+                caps: found.caps,
+            },
+            new_to_room,
+            reservation,
+        })
+    }
+
+    /// Another coordinator reserved the room's first place on this worker and
+    /// is creating its router: wait until it is recorded.
+    async fn wait_for_router(
+        &self,
+        room: &str,
+        worker: &WorkerRef,
+    ) -> Result<String, PlacementError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(id) = self.registry.router(room, worker).await? {
+                return Ok(id);
+            }
+            if Instant::now() > deadline {
+                return Err(PlacementError::RouterTimeout);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Releases a participant's capacity (it left).
+    pub async fn release(&self, room: &str, participant: &str) {
+        if let Err(e) = self.registry.release(room, participant).await {
+            warn!(room, participant, error = %e, "reservation not released");
+        }
+    }
+
+    /// Whether anyone is placed in the room (on any coordinator). A registry
+    /// that cannot answer counts as "yes": routers are kept rather than
+    /// closed under someone.
+    pub async fn room_in_use(&self, room: &str) -> bool {
+        match self.registry.room(room).await {
+            Ok(state) if state.participants > 0 => {
+                debug!(
+                    room,
+                    remaining = state.participants,
+                    "room still used elsewhere"
+                );
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                warn!(room, error = %e, "cannot check room; keeping routers");
+                true
+            }
+        }
+    }
+
+    /// Closes a room's routers on their nodes and forgets them in the registry.
+    pub async fn close_routers(&self, room: &str, routers: Vec<RouterRef>) {
+        for r in routers {
+            if let Ok(client) = self.clients.of(&r) {
+                if let Err(e) = client.close_router(&r.router_id).await {
+                    if !e.is_not_found() {
+                        warn!(room, router = %r.router_id, error = %e, "router not closed");
+                    }
+                }
+            }
+            let worker = WorkerRef {
+                node_id: r.node_id.clone(),
+                worker: r.worker,
+            };
+            if let Err(e) = self.registry.remove_router(room, &worker).await {
+                warn!(room, error = %e, "router not removed from the registry");
+            }
+        }
+    }
+}

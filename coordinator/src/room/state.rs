@@ -1,0 +1,757 @@
+//! One room as its coordinator knows it, as plain data: its peers (in join
+//! order), their transports, producers and consumers, the room's routers and
+//! where each producer can be consumed. No I/O and no locks: `room::ops`
+//! holds it under the room's lock, decides here, and calls nodes outside.
+//! Each method that changes the room also tells the affected clients (a send
+//! on their outbox, which never blocks).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::media::client::RouterRef;
+use crate::media::pipes::RoomPipes;
+use crate::protocol::{
+    Direction, ErrorCode, MediaKind, Outbox, PeerInfo, ProducerInfo, ServerMessage,
+};
+
+use super::RoomError;
+
+/// A producer of the room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRec {
+    /// Whose.
+    pub peer_id: String,
+    /// Paused by its peer (muted).
+    pub paused: bool,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// "mic", "camera", ...
+    pub source: String,
+    /// The router it arrives on.
+    pub router_id: String,
+}
+
+/// One of a peer's consumers as the coordinator last set it on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRec {
+    /// What it consumes.
+    pub producer_id: String,
+    /// Paused by the client (tile off screen).
+    pub paused: bool,
+    /// Preferred spatial layer the client asked for (tile size), if it did.
+    pub preferred_layer: Option<u32>,
+    /// Layers the node reports sending (simulcast), if it reported any.
+    pub current_layers: Option<(Option<u32>, Option<u32>)>,
+}
+
+/// A participant.
+pub struct Peer {
+    /// Name shown to others.
+    pub display_name: String,
+    /// The token allows publishing.
+    pub can_publish: bool,
+    /// Its client's queue.
+    pub outbox: Outbox,
+    /// The router it was placed on.
+    pub router_id: String,
+    send_transport: Option<String>,
+    recv_transport: Option<String>,
+    producers: HashSet<String>,
+    consumers: HashMap<String, ConsumerRec>,
+    seq: u64,
+}
+
+impl Peer {
+    /// Its transport of one direction.
+    pub fn transport(&self, direction: Direction) -> Option<&str> {
+        match direction {
+            Direction::Send => self.send_transport.as_deref(),
+            Direction::Recv => self.recv_transport.as_deref(),
+        }
+    }
+
+    fn transport_slot(&mut self, direction: Direction) -> &mut Option<String> {
+        match direction {
+            Direction::Send => &mut self.send_transport,
+            Direction::Recv => &mut self.recv_transport,
+        }
+    }
+
+    /// Whether `transport_id` is one of its transports.
+    pub fn owns_transport(&self, transport_id: &str) -> bool {
+        self.send_transport.as_deref() == Some(transport_id)
+            || self.recv_transport.as_deref() == Some(transport_id)
+    }
+
+    /// Whether `producer_id` is its.
+    pub fn owns_producer(&self, producer_id: &str) -> bool {
+        self.producers.contains(producer_id)
+    }
+
+    /// One of its consumers.
+    pub fn consumer(&self, consumer_id: &str) -> Option<&ConsumerRec> {
+        self.consumers.get(consumer_id)
+    }
+
+    /// Its consumers.
+    pub fn consumers(&self) -> impl Iterator<Item = (&String, &ConsumerRec)> {
+        self.consumers.iter()
+    }
+
+    /// Its producers' ids.
+    pub fn producer_ids(&self) -> impl Iterator<Item = &String> {
+        self.producers.iter()
+    }
+}
+
+/// What leaving takes with it, for the node calls made after unlocking.
+#[derive(Debug, PartialEq)]
+pub struct PeerGone {
+    /// Its router (its node closes its transports and what is on them).
+    pub router: Option<RouterRef>,
+    /// Its producers' copies elsewhere (to close on each node).
+    pub producers: Vec<ProducerGone>,
+    /// Its transports and consumers (to forget in the owner index).
+    pub transports: Vec<String>,
+    /// Its consumers.
+    pub consumers: Vec<String>,
+}
+
+/// A producer that left the room, with the nodes holding it or a copy.
+#[derive(Debug, PartialEq)]
+pub struct ProducerGone {
+    /// Producer id.
+    pub producer_id: String,
+    /// One router per node where it (or a copy) exists.
+    pub nodes: Vec<RouterRef>,
+}
+
+/// A room.
+#[derive(Default)]
+pub struct RoomState {
+    /// Set once the room closed: nobody joins it any more (a join waiting at
+    /// its lock starts over with a new room).
+    pub closed: bool,
+    peers: HashMap<String, Peer>,
+    /// Join order: sequence -> peer (sorted as it grows, no sort per join).
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+    routers: HashMap<String, RouterRef>,
+    producers: HashMap<String, ProducerRec>,
+    /// Where each producer can be consumed, and the pipe pairs.
+    pub pipes: RoomPipes,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> RoomError {
+    RoomError::new(code, message)
+}
+
+impl RoomState {
+    /// Nobody is in the room.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Participants.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// A peer, or "join first".
+    pub fn peer(&self, peer_id: &str) -> Result<&Peer, RoomError> {
+        self.peers
+            .get(peer_id)
+            .ok_or_else(|| err(ErrorCode::OutOfOrder, "join first"))
+    }
+
+    /// A peer that is still the session `outbox` belongs to.
+    pub fn peer_of_session(&self, peer_id: &str, outbox: &Outbox) -> Option<&Peer> {
+        self.peers.get(peer_id).filter(|p| p.outbox.same(outbox))
+    }
+
+    fn peer_mut_of_session(&mut self, peer_id: &str, outbox: &Outbox) -> Option<&mut Peer> {
+        self.peers
+            .get_mut(peer_id)
+            .filter(|p| p.outbox.same(outbox))
+    }
+
+    /// Every peer, in no particular order.
+    pub fn peers(&self) -> impl Iterator<Item = (&String, &Peer)> {
+        self.peers.iter()
+    }
+
+    /// A peer's router.
+    pub fn router_of(&self, peer: &Peer) -> RouterRef {
+        self.routers[&peer.router_id].clone()
+    }
+
+    /// The room's routers.
+    pub fn routers(&self) -> &HashMap<String, RouterRef> {
+        &self.routers
+    }
+
+    /// A producer.
+    pub fn producer(&self, producer_id: &str) -> Option<&ProducerRec> {
+        self.producers.get(producer_id)
+    }
+
+    /// The room's producers.
+    pub fn producer_ids(&self) -> Vec<String> {
+        self.producers.keys().cloned().collect()
+    }
+
+    /// Sends `msg` to everyone but `except`.
+    pub fn broadcast(&self, except: Option<&str>, msg: &ServerMessage) {
+        for (id, p) in &self.peers {
+            if Some(id.as_str()) != except {
+                p.outbox.send(msg.clone());
+            }
+        }
+    }
+
+    fn peer_info(&self, peer_id: &str, p: &Peer) -> PeerInfo {
+        PeerInfo {
+            peer_id: peer_id.to_string(),
+            display_name: p.display_name.clone(),
+            producers: p
+                .producers
+                .iter()
+                .filter_map(|id| self.producers.get(id).map(|r| (id, r)))
+                .map(|(id, r)| ProducerInfo {
+                    producer_id: id.clone(),
+                    kind: r.kind,
+                    source: r.source.clone(),
+                    paused: r.paused,
+                })
+                .collect(),
+        }
+    }
+
+    /// Everyone, in join order, as a joining client sees them.
+    pub fn peer_infos(&self) -> Vec<PeerInfo> {
+        self.order
+            .values()
+            .map(|id| self.peer_info(id, &self.peers[id]))
+            .collect()
+    }
+
+    /// Adds a router the room was placed on.
+    pub fn add_router(&mut self, router: RouterRef) {
+        self.routers.insert(router.router_id.clone(), router);
+    }
+
+    /// Adds a peer placed on `router_id` and announces it.
+    pub fn add_peer(
+        &mut self,
+        peer_id: &str,
+        display_name: &str,
+        can_publish: bool,
+        outbox: Outbox,
+        router_id: &str,
+    ) {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.order.insert(seq, peer_id.to_string());
+        self.peers.insert(
+            peer_id.to_string(),
+            Peer {
+                display_name: display_name.to_string(),
+                can_publish,
+                outbox,
+                router_id: router_id.to_string(),
+                send_transport: None,
+                recv_transport: None,
+                producers: HashSet::new(),
+                consumers: HashMap::new(),
+                seq,
+            },
+        );
+        let peer = self.peer_info(peer_id, &self.peers[peer_id]);
+        self.broadcast(Some(peer_id), &ServerMessage::PeerJoined { peer });
+    }
+
+    /// Removes a peer and its producers, telling the room; returns what the
+    /// nodes must close. `None` if it is not in the room.
+    pub fn remove_peer(&mut self, peer_id: &str) -> Option<PeerGone> {
+        let producers: Vec<String> = self.peers.get(peer_id)?.producers.iter().cloned().collect();
+        let producers = producers
+            .into_iter()
+            .filter_map(|p| self.remove_producer(&p))
+            .collect();
+        let peer = self.peers.remove(peer_id).expect("looked up above");
+        self.order.remove(&peer.seq);
+        self.broadcast(
+            None,
+            &ServerMessage::PeerLeft {
+                peer_id: peer_id.into(),
+            },
+        );
+        Some(PeerGone {
+            router: self.routers.get(&peer.router_id).cloned(),
+            producers,
+            transports: [peer.send_transport, peer.recv_transport]
+                .into_iter()
+                .flatten()
+                .collect(),
+            consumers: peer.consumers.into_keys().collect(),
+        })
+    }
+
+    /// Removes a producer and tells the room; returns where its copies are.
+    pub fn remove_producer(&mut self, producer_id: &str) -> Option<ProducerGone> {
+        let rec = self.producers.remove(producer_id)?;
+        let mut nodes: Vec<RouterRef> = Vec::new();
+        for router in self.pipes.forget_producer(producer_id) {
+            if let Some(r) = self.routers.get(&router) {
+                if !nodes.iter().any(|n| n.node_id == r.node_id) {
+                    nodes.push(r.clone());
+                }
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&rec.peer_id) {
+            peer.producers.remove(producer_id);
+        }
+        self.broadcast(
+            Some(&rec.peer_id),
+            &ServerMessage::ProducerClosed {
+                peer_id: rec.peer_id.clone(),
+                producer_id: producer_id.into(),
+            },
+        );
+        Some(ProducerGone {
+            producer_id: producer_id.to_string(),
+            nodes,
+        })
+    }
+
+    // ----- plans (checked under the lock, before a node call) ---------------
+
+    /// Whether `peer_id` may create a transport of `direction`: its router.
+    pub fn plan_transport(
+        &self,
+        peer_id: &str,
+        direction: Direction,
+    ) -> Result<RouterRef, RoomError> {
+        let peer = self.peer(peer_id)?;
+        if peer.transport(direction).is_some() {
+            return Err(err(
+                ErrorCode::OutOfOrder,
+                format!("a {} transport exists already", direction.as_str()),
+            ));
+        }
+        if direction == Direction::Send && !peer.can_publish {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "this token does not allow publishing",
+            ));
+        }
+        Ok(self.router_of(peer))
+    }
+
+    /// Whether `transport_id` is the peer's: its router.
+    pub fn plan_own_transport(
+        &self,
+        peer_id: &str,
+        transport_id: &str,
+    ) -> Result<RouterRef, RoomError> {
+        let peer = self.peer(peer_id)?;
+        if !peer.owns_transport(transport_id) {
+            return Err(err(ErrorCode::NotFound, "no such transport of yours"));
+        }
+        Ok(self.router_of(peer))
+    }
+
+    /// Whether the peer may produce on `transport_id`: its router.
+    pub fn plan_produce(&self, peer_id: &str, transport_id: &str) -> Result<RouterRef, RoomError> {
+        let peer = self.peer(peer_id)?;
+        if !peer.can_publish {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "this token does not allow publishing",
+            ));
+        }
+        if peer.send_transport.as_deref() != Some(transport_id) {
+            return Err(err(ErrorCode::NotFound, "no such send transport of yours"));
+        }
+        Ok(self.router_of(peer))
+    }
+
+    /// Whether the peer may consume `producer_id`: its router, its recv
+    /// transport, and the producer's origin router.
+    pub fn plan_consume(
+        &self,
+        peer_id: &str,
+        producer_id: &str,
+    ) -> Result<(RouterRef, String, RouterRef), RoomError> {
+        let peer = self.peer(peer_id)?;
+        let recv = peer
+            .recv_transport
+            .clone()
+            .ok_or_else(|| err(ErrorCode::OutOfOrder, "create a recv transport first"))?;
+        let producer = self
+            .producers
+            .get(producer_id)
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such producer in this room"))?;
+        Ok((
+            self.router_of(peer),
+            recv,
+            self.routers[&producer.router_id].clone(),
+        ))
+    }
+
+    /// Whether `consumer_id` is the peer's: its router.
+    pub fn plan_own_consumer(
+        &self,
+        peer_id: &str,
+        consumer_id: &str,
+    ) -> Result<RouterRef, RoomError> {
+        let peer = self.peer(peer_id)?;
+        if !peer.consumers.contains_key(consumer_id) {
+            return Err(err(ErrorCode::NotFound, "no such consumer of yours"));
+        }
+        Ok(self.router_of(peer))
+    }
+
+    /// Whether `producer_id` is the peer's: its router.
+    pub fn plan_own_producer(
+        &self,
+        peer_id: &str,
+        producer_id: &str,
+    ) -> Result<RouterRef, RoomError> {
+        let peer = self.peer(peer_id)?;
+        if !peer.producers.contains(producer_id) {
+            return Err(err(ErrorCode::NotFound, "no such producer of yours"));
+        }
+        Ok(self.router_of(peer))
+    }
+
+    // ----- commits (after the node call, re-checked) --------------------------
+
+    /// Records a created transport if the session is still the peer's and the
+    /// slot still empty.
+    pub fn commit_transport(
+        &mut self,
+        peer_id: &str,
+        outbox: &Outbox,
+        direction: Direction,
+        transport_id: &str,
+    ) -> bool {
+        match self.peer_mut_of_session(peer_id, outbox) {
+            Some(peer) if peer.transport(direction).is_none() => {
+                *peer.transport_slot(direction) = Some(transport_id.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a new producer of the peer (consumable on its own router) if
+    /// the session is still the peer's and the transport still its. Not yet
+    /// announced: see [`RoomState::announce_producer`].
+    pub fn commit_producer(
+        &mut self,
+        peer_id: &str,
+        outbox: &Outbox,
+        transport_id: &str,
+        producer_id: &str,
+        kind: MediaKind,
+        source: &str,
+    ) -> bool {
+        let Some(peer) = self.peer_mut_of_session(peer_id, outbox) else {
+            return false;
+        };
+        if peer.send_transport.as_deref() != Some(transport_id) {
+            return false;
+        }
+        peer.producers.insert(producer_id.to_string());
+        let router_id = peer.router_id.clone();
+        self.pipes.add_source(producer_id, &router_id);
+        self.producers.insert(
+            producer_id.to_string(),
+            ProducerRec {
+                peer_id: peer_id.into(),
+                paused: false,
+                kind,
+                source: source.into(),
+                router_id,
+            },
+        );
+        true
+    }
+
+    /// Tells everyone else about a new producer.
+    pub fn announce_producer(&self, producer_id: &str) {
+        let Some(rec) = self.producers.get(producer_id) else {
+            return;
+        };
+        self.broadcast(
+            Some(&rec.peer_id),
+            &ServerMessage::NewProducer {
+                peer_id: rec.peer_id.clone(),
+                producer: ProducerInfo {
+                    producer_id: producer_id.into(),
+                    kind: rec.kind,
+                    source: rec.source.clone(),
+                    paused: rec.paused,
+                },
+            },
+        );
+    }
+
+    /// Records a consumer if the producer is still there and the session and
+    /// its recv transport are still the peer's.
+    pub fn commit_consumer(
+        &mut self,
+        peer_id: &str,
+        outbox: &Outbox,
+        recv: &str,
+        consumer_id: &str,
+        producer_id: &str,
+    ) -> bool {
+        if !self.producers.contains_key(producer_id) {
+            return false;
+        }
+        match self.peer_mut_of_session(peer_id, outbox) {
+            Some(peer) if peer.recv_transport.as_deref() == Some(recv) => {
+                peer.consumers.insert(
+                    consumer_id.to_string(),
+                    ConsumerRec {
+                        producer_id: producer_id.to_string(),
+                        paused: true,
+                        preferred_layer: None,
+                        current_layers: None,
+                    },
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Updates (or, `None`, removes) one of a peer's consumers.
+    pub fn update_consumer(
+        &mut self,
+        peer_id: &str,
+        consumer_id: &str,
+        update: Option<&dyn Fn(&mut ConsumerRec)>,
+    ) {
+        let Some(peer) = self.peers.get_mut(peer_id) else {
+            return;
+        };
+        match update {
+            Some(f) => {
+                if let Some(c) = peer.consumers.get_mut(consumer_id) {
+                    f(c);
+                }
+            }
+            None => {
+                peer.consumers.remove(consumer_id);
+            }
+        }
+    }
+
+    /// A producer was paused or resumed by its peer: recorded and announced.
+    pub fn commit_producer_paused(&mut self, peer_id: &str, producer_id: &str, paused: bool) {
+        let Some(rec) = self.producers.get_mut(producer_id) else {
+            return;
+        };
+        rec.paused = paused;
+        // Same-node copies pause with their source; across nodes the pipe
+        // consumer pauses, so the far copy simply receives no RTP.
+        self.broadcast(
+            Some(peer_id),
+            &ServerMessage::ProducerPaused {
+                peer_id: peer_id.into(),
+                producer_id: producer_id.into(),
+                paused,
+            },
+        );
+    }
+
+    /// A node is gone: its routers leave the room, producers on them close,
+    /// and peers on them are sent elsewhere (`reconnect`). Returns the closed
+    /// producers (their copies on other nodes must close) and, for each peer
+    /// sent away, what it had.
+    pub fn lose_node(&mut self, node_id: &str) -> (Vec<ProducerGone>, Vec<(String, PeerGone)>) {
+        let dead: Vec<String> = self
+            .routers
+            .values()
+            .filter(|r| r.node_id == node_id)
+            .map(|r| r.router_id.clone())
+            .collect();
+        if dead.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        for router in &dead {
+            self.routers.remove(router);
+            self.pipes.forget_router(router);
+        }
+        let lost: Vec<String> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| dead.contains(&p.router_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let producers = lost
+            .iter()
+            .filter_map(|p| self.remove_producer(p))
+            .collect();
+        let ids: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| dead.contains(&p.router_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut gone = Vec::new();
+        for peer_id in ids {
+            let peer = self.peers.remove(&peer_id).expect("listed above");
+            self.order.remove(&peer.seq);
+            peer.outbox.send(ServerMessage::Reconnect {
+                reason: "media node lost".into(),
+            });
+            self.broadcast(
+                None,
+                &ServerMessage::PeerLeft {
+                    peer_id: peer_id.clone(),
+                },
+            );
+            gone.push((
+                peer_id,
+                PeerGone {
+                    router: None,
+                    producers: Vec::new(),
+                    transports: [peer.send_transport, peer.recv_transport]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    consumers: peer.consumers.into_keys().collect(),
+                },
+            ));
+        }
+        (producers, gone)
+    }
+
+    /// Closes the room: it is marked closed and gives its routers back.
+    pub fn close(&mut self) -> Vec<RouterRef> {
+        self.closed = true;
+        self.pipes.clear();
+        self.routers.drain().map(|(_, r)| r).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn router(id: &str, node: &str) -> RouterRef {
+        RouterRef {
+            router_id: id.into(),
+            node_id: node.into(),
+            worker: 0,
+            address: "127.0.0.1:1".into(),
+            caps: json!({}),
+        }
+    }
+
+    fn drain(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::protocol::Outgoing>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(&m.into_text()).unwrap();
+            out.push(v["type"].as_str().unwrap().to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn peers_are_listed_in_join_order_and_leaving_is_announced_with_the_producers() {
+        let mut room = RoomState::default();
+        room.add_router(router("r1", "n1"));
+        let (ann, mut ann_rx) = Outbox::channel();
+        let (bob, _bob_rx) = Outbox::channel();
+        let (cid, _cid_rx) = Outbox::channel();
+        room.add_peer("ann", "Ann", true, ann.clone(), "r1");
+        room.add_peer("bob", "Bob", true, bob.clone(), "r1");
+        room.add_peer("cid", "Cid", false, cid, "r1");
+        assert_eq!(drain(&mut ann_rx), ["peerJoined", "peerJoined"]);
+        let order: Vec<_> = room.peer_infos().into_iter().map(|p| p.peer_id).collect();
+        assert_eq!(order, ["ann", "bob", "cid"]);
+
+        assert!(room.commit_transport("bob", &bob, Direction::Send, "t-bob"));
+        assert!(
+            !room.commit_transport("bob", &ann, Direction::Recv, "t-x"),
+            "another session"
+        );
+        assert!(room.commit_producer("bob", &bob, "t-bob", "p-bob", MediaKind::Audio, "mic"));
+        room.announce_producer("p-bob");
+        assert!(room.pipes.is_available("p-bob", "r1"));
+        assert_eq!(drain(&mut ann_rx), ["newProducer"]);
+        assert_eq!(
+            room.plan_transport("cid", Direction::Send)
+                .unwrap_err()
+                .code,
+            ErrorCode::Forbidden
+        );
+
+        let gone = room.remove_peer("bob").unwrap();
+        assert_eq!(gone.producers.len(), 1);
+        assert_eq!(gone.producers[0].nodes.len(), 1);
+        assert_eq!(gone.transports, ["t-bob"]);
+        assert_eq!(drain(&mut ann_rx), ["producerClosed", "peerLeft"]);
+        let order: Vec<_> = room.peer_infos().into_iter().map(|p| p.peer_id).collect();
+        assert_eq!(order, ["ann", "cid"]);
+        assert!(room.producer("p-bob").is_none());
+        assert!(room.remove_peer("bob").is_none());
+    }
+
+    #[test]
+    fn a_consumer_is_recorded_only_while_its_producer_and_session_last() {
+        let mut room = RoomState::default();
+        room.add_router(router("r1", "n1"));
+        let (a, _a_rx) = Outbox::channel();
+        let (b, _b_rx) = Outbox::channel();
+        room.add_peer("a", "A", true, a.clone(), "r1");
+        room.add_peer("b", "B", true, b.clone(), "r1");
+        assert!(room.commit_transport("a", &a, Direction::Send, "ta"));
+        assert!(room.commit_producer("a", &a, "ta", "pa", MediaKind::Video, "camera"));
+        assert_eq!(
+            room.plan_consume("b", "pa").unwrap_err().code,
+            ErrorCode::OutOfOrder
+        );
+        assert!(room.commit_transport("b", &b, Direction::Recv, "tb"));
+        let (_, recv, origin) = room.plan_consume("b", "pa").unwrap();
+        assert_eq!((recv.as_str(), origin.router_id.as_str()), ("tb", "r1"));
+        let _ = room.remove_producer("pa");
+        assert!(!room.commit_consumer("b", &b, "tb", "c1", "pa"));
+        assert!(room.plan_own_consumer("b", "c1").is_err());
+    }
+
+    #[test]
+    fn losing_a_node_sends_its_peers_away_and_closes_its_producers() {
+        let mut room = RoomState::default();
+        room.add_router(router("r1", "n1"));
+        room.add_router(router("r2", "n2"));
+        let (a, mut a_rx) = Outbox::channel();
+        let (b, mut b_rx) = Outbox::channel();
+        room.add_peer("a", "A", true, a.clone(), "r1");
+        room.add_peer("b", "B", true, b.clone(), "r2");
+        assert!(room.commit_transport("b", &b, Direction::Send, "tb"));
+        assert!(room.commit_producer("b", &b, "tb", "pb", MediaKind::Audio, "mic"));
+        let _ = (drain(&mut a_rx), drain(&mut b_rx));
+        let (producers, gone) = room.lose_node("n2");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            (gone[0].0.as_str(), gone[0].1.transports.as_slice()),
+            ("b", &["tb".to_string()][..])
+        );
+        assert_eq!(producers.len(), 1);
+        assert_eq!(drain(&mut b_rx), ["reconnect"]);
+        assert_eq!(drain(&mut a_rx), ["producerClosed", "peerLeft"]);
+        assert_eq!(room.routers().len(), 1);
+        assert_eq!(room.lose_node("n2"), (Vec::new(), Vec::new()));
+        let routers = room.close();
+        assert!(room.closed);
+        assert_eq!(routers.len(), 1);
+    }
+}

@@ -1,0 +1,383 @@
+//! Join path: session -> **handler** -> join queue -> rooms. A session's
+//! requests for a room this coordinator hosts, in a task of their own so that
+//! the socket keeps being read while a join waits in the queue (a client that
+//! goes away frees its place; anything else it sends meanwhile is refused).
+//! Parses and validates each message (token, names, ids), then calls the join
+//! queue and the room's verbs, and answers through the client's outbox.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use throng_proto::names;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info_span, Instrument};
+
+use super::SessionDeps;
+use crate::auth::TokenError;
+use crate::media::client::ConsumerCall;
+use crate::protocol::{ClientMessage, Done, ErrorCode, Outbox, Reply, ServerMessage, MAX_REQ_ID};
+use crate::room::ops::ProducerOp;
+use crate::room::RoomError;
+
+/// How long a closing session waits for its handler to leave the room.
+const CLOSE_LIMIT: Duration = Duration::from_secs(15);
+
+#[derive(Default)]
+struct Flags {
+    /// A join is being handled (queued or placed).
+    joining: AtomicBool,
+    /// The session joined a room here.
+    joined: AtomicBool,
+}
+
+/// The session's side of its handler.
+pub struct Handle {
+    tx: mpsc::UnboundedSender<String>,
+    flags: Arc<Flags>,
+    cancel: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    outbox: Outbox,
+}
+
+/// Starts the handler of one session.
+pub fn spawn(deps: SessionDeps, outbox: Outbox, ended: mpsc::Sender<()>) -> Handle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let flags = Arc::new(Flags::default());
+    let (cancel, cancelled) = watch::channel(false);
+    let task = tokio::spawn(run(
+        deps,
+        outbox.clone(),
+        rx,
+        flags.clone(),
+        cancelled,
+        ended,
+    ));
+    Handle {
+        tx,
+        flags,
+        cancel,
+        task,
+        outbox,
+    }
+}
+
+impl Handle {
+    /// Whether the session joined a room here (or is joining one).
+    pub fn joined(&self) -> bool {
+        self.flags.joining.load(Ordering::SeqCst) || self.flags.joined.load(Ordering::SeqCst)
+    }
+
+    /// Hands a client message on; refused while a join is being handled.
+    pub fn deliver(&self, text: String) {
+        if self.flags.joining.load(Ordering::SeqCst) {
+            self.outbox.send(ServerMessage::error(
+                None,
+                ErrorCode::OutOfOrder,
+                "wait for the join to finish",
+            ));
+            return;
+        }
+        let _ = self.tx.send(text);
+    }
+
+    /// The session ended: a queued join is cancelled, a joined participant
+    /// leaves. Bounded: a stuck node call does not keep the session forever.
+    pub async fn close(self) {
+        let _ = self.cancel.send(true);
+        drop(self.tx);
+        if tokio::time::timeout(CLOSE_LIMIT, self.task).await.is_err() {
+            tracing::warn!("session handler did not finish in time");
+        }
+    }
+}
+
+/// The `reqId` of a message that could not be parsed, if it has one.
+pub fn req_id_of(text: &str) -> Option<String> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("reqId").and_then(Value::as_str).map(str::to_string))
+}
+
+async fn run(
+    deps: SessionDeps,
+    outbox: Outbox,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    flags: Arc<Flags>,
+    mut cancelled: watch::Receiver<bool>,
+    ended: mpsc::Sender<()>,
+) {
+    let mut joined: Option<(String, String)> = None;
+    while let Some(text) = rx.recv().await {
+        let msg: ClientMessage = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                outbox.send(ServerMessage::error(
+                    req_id_of(&text),
+                    ErrorCode::BadRequest,
+                    format!("cannot understand message: {e}"),
+                ));
+                continue;
+            }
+        };
+        let req_id = msg.req_id().map(str::to_string);
+        if req_id.as_ref().is_some_and(|r| r.len() > MAX_REQ_ID) {
+            outbox.send(ServerMessage::error(
+                None,
+                ErrorCode::BadRequest,
+                format!("reqId is limited to {MAX_REQ_ID} characters"),
+            ));
+            continue;
+        }
+        if let ClientMessage::Join {
+            room,
+            display_name,
+            token,
+            ..
+        } = msg
+        {
+            if joined.is_some() {
+                outbox.send(ServerMessage::error(
+                    req_id,
+                    ErrorCode::OutOfOrder,
+                    "already joined",
+                ));
+                continue;
+            }
+            flags.joining.store(true, Ordering::SeqCst);
+            let work = join(&deps, &outbox, room, display_name, token, req_id.clone());
+            let result = tokio::select! {
+                r = work => Some(r),
+                _ = cancelled.wait_for(|c| *c) => None,
+            };
+            match result {
+                // The session ended while queued or being placed.
+                None => {
+                    flags.joining.store(false, Ordering::SeqCst);
+                    return;
+                }
+                Some(Ok((room, peer, msg))) => {
+                    joined = Some((room, peer));
+                    flags.joined.store(true, Ordering::SeqCst);
+                    outbox.send(msg);
+                }
+                Some(Err(e)) => outbox.send(ServerMessage::error(req_id, e.code, e.message)),
+            }
+            flags.joining.store(false, Ordering::SeqCst);
+            continue;
+        }
+        let leave = matches!(msg, ClientMessage::Leave { .. });
+        let reply = match &joined {
+            None => Err(RoomError::new(ErrorCode::OutOfOrder, "join first")),
+            Some((room, peer)) => request(&deps, &outbox, room, peer, msg).await,
+        };
+        outbox.send(match reply {
+            Ok(data) => ServerMessage::Response { req_id, data },
+            Err(e) => ServerMessage::error(req_id, e.code, e.message),
+        });
+        if leave {
+            let _ = ended.try_send(());
+            break;
+        }
+    }
+    if let Some((room, peer)) = joined {
+        deps.rooms.leave(&room, &peer, &outbox).await;
+    }
+}
+
+fn bad(code: ErrorCode, message: &str) -> RoomError {
+    RoomError::new(code, message)
+}
+
+/// A join: token checked, queued, placed. Returns the room, the peer and the
+/// `joined` message.
+async fn join(
+    deps: &SessionDeps,
+    outbox: &Outbox,
+    room: String,
+    display_name: String,
+    token: String,
+    req_id: Option<String>,
+) -> Result<(String, String, ServerMessage), RoomError> {
+    if !names::valid(&room, names::MAX_ID) || !names::valid(&display_name, names::MAX_DISPLAY_NAME)
+    {
+        return Err(bad(
+            ErrorCode::BadRequest,
+            "room and displayName must be 1 to 128 / 64 printable characters",
+        ));
+    }
+    let claims = match deps.tokens.verify(&token) {
+        Ok(c) => c,
+        Err(TokenError::Expired) => return Err(bad(ErrorCode::Unauthorized, "token expired")),
+        Err(_) => return Err(bad(ErrorCode::Unauthorized, "invalid token")),
+    };
+    if claims.room != room {
+        return Err(bad(
+            ErrorCode::Unauthorized,
+            "the token is for another room",
+        ));
+    }
+    let peer = claims.sub;
+    let queued = outbox.clone();
+    let _admission = deps
+        .queue
+        .admit(move |position, estimated_wait_ms| {
+            queued.send(ServerMessage::Queued {
+                position,
+                estimated_wait_ms,
+            });
+        })
+        .await
+        .map_err(|e| RoomError::new(ErrorCode::Unavailable, e.to_string()))?;
+    let span = info_span!("join", room = %room, participant = %peer);
+    let j = deps
+        .rooms
+        .join(&room, &peer, &display_name, claims.publish, outbox.clone())
+        .instrument(span)
+        .await?;
+    let msg = ServerMessage::Joined {
+        req_id,
+        peer_id: peer.clone(),
+        can_publish: claims.publish,
+        router_rtp_capabilities: j.router_rtp_capabilities,
+        peers: j.peers,
+    };
+    Ok((room, peer, msg))
+}
+
+/// Any request but `join`, of a joined participant.
+async fn request(
+    deps: &SessionDeps,
+    outbox: &Outbox,
+    room: &str,
+    peer: &str,
+    msg: ClientMessage,
+) -> Result<Reply, RoomError> {
+    let rooms = &deps.rooms;
+    let done = Reply::Done(Done {});
+    Ok(match msg {
+        ClientMessage::Join { .. } => unreachable!("handled by the caller"),
+        ClientMessage::CreateTransport { direction, .. } => Reply::Transport(
+            rooms
+                .create_transport(room, peer, outbox, direction)
+                .await?,
+        ),
+        ClientMessage::ConnectTransport {
+            transport_id,
+            dtls_parameters,
+            ..
+        } => {
+            rooms
+                .connect_transport(room, peer, &transport_id, &dtls_parameters)
+                .await?;
+            done
+        }
+        ClientMessage::Produce {
+            transport_id,
+            kind,
+            rtp_parameters,
+            source,
+            ..
+        } => {
+            let source = if source.is_empty() {
+                match kind {
+                    crate::protocol::MediaKind::Audio => "audio".to_string(),
+                    crate::protocol::MediaKind::Video => "video".to_string(),
+                }
+            } else {
+                source
+            };
+            if !names::valid(&source, names::MAX_SOURCE) {
+                return Err(bad(
+                    ErrorCode::BadRequest,
+                    "source is limited to 32 printable characters",
+                ));
+            }
+            Reply::Producer(
+                rooms
+                    .produce(
+                        room,
+                        peer,
+                        outbox,
+                        &transport_id,
+                        kind,
+                        &rtp_parameters,
+                        &source,
+                    )
+                    .await?,
+            )
+        }
+        ClientMessage::Consume {
+            producer_id,
+            rtp_capabilities,
+            ..
+        } => Reply::Consumer(
+            rooms
+                .consume(room, peer, outbox, &producer_id, &rtp_capabilities)
+                .await?,
+        ),
+        ClientMessage::ResumeConsumer { consumer_id, .. } => {
+            rooms
+                .consumer_op(room, peer, &consumer_id, ConsumerCall::Resume)
+                .await?;
+            done
+        }
+        ClientMessage::PauseConsumer { consumer_id, .. } => {
+            rooms
+                .consumer_op(room, peer, &consumer_id, ConsumerCall::Pause)
+                .await?;
+            done
+        }
+        ClientMessage::CloseConsumer { consumer_id, .. } => {
+            rooms
+                .consumer_op(room, peer, &consumer_id, ConsumerCall::Close)
+                .await?;
+            done
+        }
+        ClientMessage::SetPreferredLayers {
+            consumer_id,
+            spatial_layer,
+            temporal_layer,
+            ..
+        } => {
+            rooms
+                .consumer_op(
+                    room,
+                    peer,
+                    &consumer_id,
+                    ConsumerCall::Layers {
+                        spatial: spatial_layer,
+                        temporal: temporal_layer,
+                    },
+                )
+                .await?;
+            done
+        }
+        ClientMessage::CloseProducer { producer_id, .. } => {
+            rooms
+                .producer_op(room, peer, &producer_id, ProducerOp::Close)
+                .await?;
+            done
+        }
+        ClientMessage::PauseProducer { producer_id, .. } => {
+            rooms
+                .producer_op(room, peer, &producer_id, ProducerOp::Pause)
+                .await?;
+            done
+        }
+        ClientMessage::ResumeProducer { producer_id, .. } => {
+            rooms
+                .producer_op(room, peer, &producer_id, ProducerOp::Resume)
+                .await?;
+            done
+        }
+        ClientMessage::RestartIce { transport_id, .. } => {
+            Reply::Ice(rooms.restart_ice(room, peer, &transport_id).await?)
+        }
+        ClientMessage::Leave { .. } => {
+            debug!(room = %room, peer = %peer, "leave requested");
+            done
+        }
+    })
+}

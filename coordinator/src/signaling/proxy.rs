@@ -1,0 +1,82 @@
+//! Join path: session -> **proxy** -> the room's owner. A session whose room
+//! another coordinator hosts is relayed to it: the client's messages go up
+//! as they came, the owner's come back as they came (only its `welcome` is
+//! dropped: the client had one from this coordinator). Nothing is re-parsed
+//! beyond the `type` (and an error's `code`) the writer needs to batch and to
+//! end the session.
+
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as Up;
+
+use crate::protocol::{client_ws_config, is_event_type, Outbox};
+
+/// The upstream half of a proxied session.
+pub struct Upstream(
+    futures::stream::SplitSink<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        Up,
+    >,
+);
+
+impl Upstream {
+    /// Relays one client message to the owner.
+    pub async fn send(&mut self, text: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.0.send(Up::Text(text.into())).await
+    }
+
+    /// Closes the owner's socket (the participant leaves there).
+    pub async fn close(mut self) {
+        let _ = self.0.close().await;
+    }
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    code: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Opens a session on the room's owner at `owner` (host:port), sends it the
+/// client's `join`, and relays the owner's messages into `outbox` until either
+/// side closes; `ended` hears when the owner's side does.
+pub async fn open(
+    owner: &str,
+    join_text: &str,
+    outbox: Outbox,
+    ended: mpsc::Sender<()>,
+) -> Result<Upstream, tokio_tungstenite::tungstenite::Error> {
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{owner}/ws"),
+        Some(client_ws_config()),
+        false,
+    )
+    .await?;
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Up::Text(join_text.into())).await?;
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let Up::Text(text) = msg else { continue };
+            let Ok(head) = serde_json::from_str::<Head<'_>>(&text) else {
+                tracing::warn!("unreadable message from the room's owner");
+                continue;
+            };
+            if head.kind == "welcome" {
+                continue;
+            }
+            let ends = head.kind == "reconnect"
+                || (head.kind == "error" && head.code.as_deref() == Some("replaced"));
+            let event = is_event_type(&head.kind);
+            if !outbox.relay(text.to_string(), event, ends) {
+                break;
+            }
+        }
+        let _ = ended.send(()).await;
+    });
+    Ok(Upstream(sink))
+}

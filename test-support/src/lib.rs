@@ -1,0 +1,153 @@
+//! What Throng's three test trees (coordinator, media-node, loadgen) share,
+//! in one place: a real `redis-server` on a free port ([`Redis`]), free
+//! ports for workers ([`free_port_block`]), media nodes and coordinators
+//! started in the test process over real gRPC and HTTP on 127.0.0.1
+//! ([`Node`], [`Coordinator`]), and waiting until a coordinator sees its
+//! nodes. Everything a helper starts stops when its handle drops.
+#![forbid(unsafe_code)]
+
+mod services;
+
+pub use services::*;
+
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Join token secret of test clusters.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0";
+/// `/api/token` key of test clusters.
+pub const API_KEY: &str = "test-api-key-test-api-key-test-api-key";
+/// `/admin/*` key of test clusters.
+pub const ADMIN_KEY: &str = "test-admin-key-test-admin-key-test-adm";
+
+/// Installs a test log writer once (`RUST_LOG`, default `warn`).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A base port with `n` consecutive ports free for both UDP and TCP (a media
+/// node's workers listen on both).
+pub fn free_port_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base < 10000 || base as u32 + n as u32 > 65000 {
+            continue;
+        }
+        let all_free = (base..base + n).all(|p| {
+            UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        });
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "throng-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `redis-server` of the test's own on 127.0.0.1 (no persistence, its own
+/// directory), killed on drop.
+pub struct Redis {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Redis {
+    /// Starts one and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = free_tcp_port();
+        let dir = TempDir::new("redis");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/install-deps.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A connection of the test's own.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
