@@ -230,26 +230,37 @@ pub async fn run_with(
         }
     };
     let _ = stop_tx.send(true);
-    if let Err(e) = grpc
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-    {
-        warn!(error = %e, "gRPC server stopped with an error");
-    }
-    if let Err(e) = http
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-    {
-        warn!(error = %e, "HTTP server stopped with an error");
-    }
+    stop_server("gRPC", grpc).await;
+    stop_server("HTTP", http).await;
     // Every media object closes here, in this task (not in a callback), before
     // the workers go.
     rooms.close_all();
     drop(rooms);
     drop(pool);
     result
+}
+
+/// Longest the servers may take to finish their requests once stopping: a
+/// request stuck on a worker that no longer answers must not keep the node.
+const SERVER_STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits (bounded) for a server task to finish its graceful shutdown.
+async fn stop_server<E: std::fmt::Display>(
+    name: &str,
+    mut task: tokio::task::JoinHandle<Result<(), E>>,
+) {
+    match tokio::time::timeout(SERVER_STOP_LIMIT, &mut task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(server = name, error = %e, "server stopped with an error"),
+        Ok(Err(e)) => warn!(server = name, error = %e, "server task failed"),
+        Err(_) => {
+            warn!(
+                server = name,
+                "requests still running; server stopped anyway"
+            );
+            task.abort();
+        }
+    }
 }
 
 /// Resolves when no router is left or the grace period ended.

@@ -60,7 +60,7 @@ impl Events {
     }
 }
 
-/// Hook point inside a consumer's producer-pause callback (tests hold a
+/// Hook point inside a consumer's producer-close callback (tests hold a
 /// mediasoup dispatch there).
 pub const HOOK_IN_CALLBACK: &str = "media.in_callback";
 
@@ -167,9 +167,10 @@ pub(super) fn watch_consumer(
 ) {
     let id = consumer.id();
     {
-        let (cleanup, participant) = (cleanup.clone(), participant.clone());
+        let (cleanup, participant, hooks) = (cleanup.clone(), participant.clone(), hooks.clone());
         consumer
             .on_producer_close(move || {
+                hooks.pass_blocking(HOOK_IN_CALLBACK);
                 let _ = cleanup.send(Cleanup::Consumer {
                     id,
                     participant: Some(participant.unwrap_or_default()),
@@ -207,9 +208,8 @@ pub(super) fn watch_consumer(
             .detach();
     }
     let paused_event = |make: fn(pb::ConsumerPaused) -> pb::event::Event| {
-        let (events, participant, hooks) = (events.clone(), participant.clone(), hooks.clone());
+        let (events, participant) = (events.clone(), participant.clone());
         move || {
-            hooks.pass_blocking(HOOK_IN_CALLBACK);
             events.emit(make(pb::ConsumerPaused {
                 consumer_id: id.to_string(),
                 participant_id: participant.clone(),

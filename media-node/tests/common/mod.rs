@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 
 pub type Client = MediaNodeClient<Channel>;
 
+#[allow(unused_imports)]
 pub use throng_test_support::{connect_node as connect, Redis};
 
 /// Environment for a node on loopback with `workers` workers.
