@@ -3,7 +3,8 @@
 //! tokens). Every run is bounded in count and time and stops by itself.
 //!
 //! Scenarios: `surge` (loadgen::surge), `capacity`/`direct`
-//! (loadgen::capacity), `room`/`rooms`/`churn`/`pipe` (loadgen::scenario);
+//! (loadgen::capacity), `room`/`rooms`/`churn`/`pipe` (loadgen::scenario),
+//! `leave-surge` (loadgen::leave, against a media node directly);
 //! each prints a progress line while it runs, a summary at the end, and
 //! optionally writes it as JSON.
 
@@ -29,6 +30,8 @@ const USAGE: &str = "usage:
   loadgen pipe  --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
       [--node-pids PID,PID] [--window-secs 15] [--senders 1]
       (2 nodes of 1 worker, THRONG_WORKER_CAPACITY = 26 x (senders + 1))
+  loadgen leave-surge --node HOST:GRPC_PORT [--participants 500] [--consumers 10] [--json FILE]
+      (a media node's own gRPC API: everyone leaves one router at once)
 
 The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
 capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
@@ -274,6 +277,32 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
     Ok(r.errors == 0 && r.without_media == 0)
 }
 
+async fn leave_main(raw: &[String]) -> Result<bool, String> {
+    use loadgen::leave::{leave_surge, LeaveArgs};
+    let f = Flags::parse(raw)?;
+    let args = LeaveArgs {
+        node: f.required("node")?.to_string(),
+        participants: f.num("participants", 500)?.clamp(2, 5000),
+        consumers: f.num("consumers", 10)?.min(100),
+    };
+    let r = leave_surge(&args).await?;
+    println!(
+        "scenario   leave-surge ({} participants, {} consumers each, one router)",
+        r.participants, args.consumers
+    );
+    println!(
+        "before     {} transports, {} producers, {} consumers (set up in {:.2} s)",
+        r.before.0, r.before.1, r.before.2, r.setup_secs
+    );
+    println!(
+        "removal    all CloseParticipant answered in {:.3} s (slowest call {:.3} s); counts at zero after {:.3} s",
+        r.removal_secs, r.slowest_call_secs, r.to_zero_secs
+    );
+    println!("after      {:?}", r.after);
+    f.write_json(&json!({ "scenario": "leave-surge", "report": r }))?;
+    Ok(r.after == (0, 0, 0))
+}
+
 async fn surge_main(raw: &[String]) -> Result<bool, String> {
     use loadgen::surge::{self, SurgeArgs};
     if raw.first().map(String::as_str) != Some("surge") {
@@ -375,6 +404,16 @@ async fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{e}\n{USAGE}");
                 ExitCode::FAILURE
+            }
+        };
+    }
+    if raw.first().map(String::as_str) == Some("leave-surge") {
+        return match leave_main(&raw).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("{e}\n{USAGE}");
+                ExitCode::from(2)
             }
         };
     }

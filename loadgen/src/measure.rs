@@ -99,6 +99,21 @@ pub struct Window {
     pub seconds: f64,
 }
 
+/// The nearest-rank quantile `q` (0..=1) of `sorted` (ascending); 0 when empty.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// p50, p95, p99 and max of `v` (zeros when empty).
+pub fn quantiles(mut v: Vec<f64>) -> [f64; 4] {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| nearest_rank(&v, p);
+    [q(0.5), q(0.95), q(0.99), q(1.0)]
+}
+
 /// Measures for `window` after the current moment.
 pub async fn window(
     receivers: &[RecvStats],
@@ -111,13 +126,7 @@ pub async fn window(
     let mut jitter = Vec::new();
     let (c1, wall, n1) = (cpu(), t0.elapsed(), totals(receivers, Some(&mut jitter)));
     jitter.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        if jitter.is_empty() {
-            0.0
-        } else {
-            jitter[((jitter.len() as f64 * q).ceil() as usize).clamp(1, jitter.len()) - 1]
-        }
-    };
+    let pick = |q: f64| nearest_rank(&jitter, q);
     let got = n1.packets - n0.packets;
     let lost = n1.lost.saturating_sub(n0.lost);
     Window {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::measure::{self, Window};
+use crate::measure::{self, quantiles, Window};
 use crate::participant::{Participant, ParticipantError};
 use crate::rtc::RecvStats;
 use crate::source::{Source, SourceSpec};
@@ -58,16 +58,6 @@ pub struct RoomReport {
     pub without_media: usize,
     /// The measuring window.
     pub window: Window,
-}
-
-/// p50, p95, p99 and max of `v` (zeros when empty).
-pub(crate) fn quantiles(mut v: Vec<f64>) -> [f64; 4] {
-    if v.is_empty() {
-        return [0.0; 4];
-    }
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
-    [q(0.5), q(0.95), q(0.99), v[v.len() - 1]]
 }
 
 /// Runs `room`/`rooms`; `token(room, identity)`.

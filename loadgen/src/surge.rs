@@ -27,7 +27,7 @@ use tokio::sync::Barrier;
 
 use crate::participant::{Participant, ParticipantError};
 use crate::rtc::device_capabilities;
-use crate::scenario::quantiles;
+use crate::measure::quantiles;
 use crate::signal::{Session, SignalError};
 use crate::source::SourceSpec;
 
