@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Barrier;
 
+use crate::measure::quantiles;
 use crate::participant::{Participant, ParticipantError};
 use crate::rtc::device_capabilities;
-use crate::measure::quantiles;
 use crate::signal::{Session, SignalError};
 use crate::source::SourceSpec;
 

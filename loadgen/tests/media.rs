@@ -3,100 +3,54 @@
 //! DTLS-SRTP on 127.0.0.1): one str0m sender with the ffmpeg source, one str0m
 //! receiver consuming both of its producers, packets counted.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use coordinator::auth::TokenKey;
-use coordinator::config::{vars as cvars, CoordinatorConfig};
 use loadgen::participant::Participant;
 use loadgen::source::SourceSpec;
-use media_node::config::{vars as nvars, NodeConfig};
+use throng_test_support::{free_port_block, Coordinator, Node, ADMIN_KEY, SECRET};
 
-const SECRET: &str = "loadgen-test-secret-loadgen-test-secret";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A free UDP+TCP port for one worker.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        drop(u);
-        if port > 10000 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
+/// Media nodes of one worker and a coordinator over them (in-memory
+/// registry), kept running as long as this lives.
+struct TestCluster {
+    /// The coordinator's WebSocket URL.
+    ws: String,
+    /// Its HTTP base.
+    http: String,
+    _nodes: Vec<Node>,
+    _coordinator: Coordinator,
 }
 
-async fn cluster() -> String {
-    cluster_http().await.0
-}
-
-/// The cluster's WebSocket URL and its HTTP base.
-async fn cluster_http() -> (String, String) {
+async fn cluster() -> TestCluster {
     cluster_of(1, None).await
 }
 
-/// A media node in this process; returns its gRPC address.
-async fn start_node(id: &str) -> std::net::SocketAddr {
-    let env: HashMap<String, String> = [
-        (nvars::NODE_ID, id.to_string()),
-        (nvars::WORKERS, "1".into()),
-        (nvars::RTC_LISTEN_IP, "127.0.0.1".into()),
-        (nvars::RTC_BASE_PORT, free_port().to_string()),
-        (nvars::GRPC_LISTEN, "127.0.0.1:0".into()),
-        (nvars::HTTP_LISTEN, "127.0.0.1:0".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(media_node::run(
-        NodeConfig::from_env(&env).unwrap(),
-        std::future::pending(),
-        move |b| {
-            let _ = ready_tx.send(b);
-        },
-    ));
-    ready_rx.await.unwrap().grpc
-}
-
-/// `nodes` media nodes of one worker and a coordinator over them (in-memory
-/// registry), with an optional worker capacity.
-async fn cluster_of(nodes: usize, capacity: Option<u32>) -> (String, String) {
-    let mut addrs = Vec::new();
+/// `nodes` media nodes of one worker and a coordinator, with an optional
+/// worker capacity.
+async fn cluster_of(nodes: usize, capacity: Option<u32>) -> TestCluster {
+    let mut started = Vec::new();
     for i in 0..nodes {
-        addrs.push(start_node(&format!("node-{}", i + 1)).await.to_string());
+        started.push(Node::start(Node::env(&format!("node-{}", i + 1), 1, None)).await);
     }
-    let env: HashMap<String, String> = [
-        (cvars::LISTEN, "127.0.0.1:0".to_string()),
-        (cvars::MEDIA_NODES, addrs.join(",")),
-        (cvars::TOKEN_SECRET, SECRET.into()),
-        (cvars::API_KEY, SECRET.into()),
-        (cvars::ADMIN_KEY, SECRET.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .chain(capacity.map(|c| (cvars::WORKER_CAPACITY.to_string(), c.to_string())))
-    .collect();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(coordinator::run(
-        CoordinatorConfig::from_env(&env).unwrap(),
-        std::future::pending(),
-        move |a| {
-            let _ = ready_tx.send(a);
-        },
-    ));
-    let http = ready_rx.await.unwrap();
-    // The in-memory registry learns about the node within a second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    (format!("ws://{http}/ws"), format!("http://{http}"))
+    let addrs: Vec<String> = started.iter().map(|n| n.grpc.to_string()).collect();
+    let coordinator =
+        Coordinator::start(Coordinator::env(&addrs, capacity.unwrap_or(1500), None)).await;
+    coordinator.wait_for_nodes(nodes).await;
+    TestCluster {
+        ws: coordinator.ws_url(),
+        http: format!("http://{}", coordinator.http),
+        _nodes: started,
+        _coordinator: coordinator,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_str0m_sender_reaches_a_str0m_receiver_through_the_cluster() {
-    let url = cluster().await;
+    let c = cluster().await;
+    let url = c.ws.clone();
     let key = TokenKey::new(SECRET.as_bytes());
     // Light media: the suite runs browsers and other tests on the same two cores.
     let source = SourceSpec::LIGHT.start().await.expect("ffmpeg");
@@ -168,7 +122,8 @@ fn check_windows(mode: &str, w: &[loadgen::measure::Window]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_through_the_cluster_measures_worker_cpu_and_receiver_loss() {
-    let url = cluster().await;
+    let c = cluster().await;
+    let url = c.ws.clone();
     let key = TokenKey::new(SECRET.as_bytes());
     // The media node runs in this process: its worker thread is ours to read.
     let w = loadgen::capacity::cluster(
@@ -184,7 +139,7 @@ async fn capacity_through_the_cluster_measures_worker_cpu_and_receiver_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_baseline_with_mediasoup_driven_directly() {
-    let w = loadgen::capacity::direct(&tiny(), free_port())
+    let w = loadgen::capacity::direct(&tiny(), free_port_block(1))
         .await
         .expect("direct run");
     check_windows("direct", &w);
@@ -192,12 +147,13 @@ async fn capacity_baseline_with_mediasoup_driven_directly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_leaves_every_count_where_it_was() {
-    let (url, http) = cluster_http().await;
+    let c = cluster().await;
+    let (url, http) = (c.ws.clone(), c.http.clone());
     let key = TokenKey::new(SECRET.as_bytes());
     let r = loadgen::scenario::churn(
         &url,
         &http,
-        SECRET,
+        ADMIN_KEY,
         |room, id| key.mint(room, id, true, 600),
         2,
         4,
@@ -214,7 +170,8 @@ async fn churn_leaves_every_count_where_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_with_senders_and_receivers_reports_first_media_and_loss() {
-    let url = cluster().await;
+    let c = cluster().await;
+    let url = c.ws.clone();
     let key = TokenKey::new(SECRET.as_bytes());
     let args = loadgen::scenario::RoomArgs {
         rooms: 1,
@@ -244,12 +201,13 @@ async fn a_room_with_senders_and_receivers_reports_first_media_and_loss() {
 async fn pipe_measures_latency_on_the_same_worker_and_across_nodes() {
     // Two participants per worker (12 tiles: 26 units each): the third spills
     // to the other node and is fed through the SRTP pipe.
-    let (url, http) = cluster_of(2, Some(52)).await;
+    let c = cluster_of(2, Some(52)).await;
+    let (url, http) = (c.ws.clone(), c.http.clone());
     let key = TokenKey::new(SECRET.as_bytes());
     let r = loadgen::scenario::pipe(
         &url,
         &http,
-        SECRET,
+        ADMIN_KEY,
         |room, id| key.mint(room, id, true, 600),
         Duration::from_secs(3),
         LOOPBACK,
@@ -277,7 +235,8 @@ async fn pipe_measures_latency_on_the_same_worker_and_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_surge_admits_everyone_who_then_consume_and_media_participants_get_media() {
-    let url = cluster().await;
+    let c = cluster().await;
+    let url = c.ws.clone();
     let key = TokenKey::new(SECRET.as_bytes());
     let args = loadgen::surge::SurgeArgs {
         joins: 40,
