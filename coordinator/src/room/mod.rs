@@ -19,6 +19,7 @@
 
 pub mod events;
 pub mod ops;
+pub mod peer;
 pub mod state;
 
 use std::collections::HashMap;

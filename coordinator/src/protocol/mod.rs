@@ -1,0 +1,73 @@
+//! Browser signalling, version 1: every message of `/ws`, both directions,
+//! with typed fields (direction, kind) and typed reply payloads, and the
+//! [`Outbox`] through which everything reaches one client's socket: the
+//! client's messages in `client`, the server's in `server`, the queue in
+//! `outbox`.
+//! `docs/signalling.md` documents the same list for client authors; the web
+//! client mirrors these types. Depends on nothing else in the crate.
+//!
+//! Messages are JSON objects tagged by `type`. Requests from the client may
+//! carry a `reqId` (any string up to 64 characters); the reply to a request is
+//! a `response` with the same `reqId`, holding either `data` or `error`.
+
+mod client;
+mod outbox;
+mod server;
+
+pub use client::{join_room, ClientMessage};
+pub use outbox::{Outbox, Outgoing};
+pub use server::*;
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version, sent in `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest accepted client message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Longest `reqId`, in bytes.
+pub const MAX_REQ_ID: usize = 64;
+
+/// The WebSocket read buffer (both ends). tungstenite zero-fills its whole
+/// read buffer before every read: at its default of 128 KiB that memset was
+/// 42 % of the coordinator's CPU in a 1000-person surge (BENCHMARKS.md, 1).
+/// Signalling messages are small; larger ones still arrive (the buffer grows).
+pub const WS_READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// WebSocket settings for a client of this protocol (a coordinator proxying
+/// to a room's owner, the load generator): the small read buffer above.
+pub fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+}
+
+/// A transport's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The browser sends (produces) on it.
+    Send,
+    /// The browser receives (consumes) on it.
+    Recv,
+}
+
+impl Direction {
+    /// As the protocol spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Send => "send",
+            Self::Recv => "recv",
+        }
+    }
+}
+
+/// What a track carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}

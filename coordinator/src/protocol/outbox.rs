@@ -1,0 +1,85 @@
+//! What goes to one client's socket, and the queue every part of the
+//! coordinator that talks to that client writes to.
+
+use tokio::sync::mpsc;
+
+use super::ServerMessage;
+
+/// What goes to a client's socket.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A message of this coordinator's.
+    Message(ServerMessage),
+    /// A message the room's owner (another coordinator) sent, passed on as it
+    /// came, with what the writer needs to know of it.
+    Relayed {
+        /// The JSON text.
+        text: String,
+        /// An event (may wait a little to share a write).
+        event: bool,
+        /// The session ends after it.
+        ends_session: bool,
+    },
+}
+
+impl Outgoing {
+    /// The text to write.
+    pub fn into_text(self) -> String {
+        match self {
+            Self::Message(m) => serde_json::to_string(&m).expect("server messages serialize"),
+            Self::Relayed { text, .. } => text,
+        }
+    }
+
+    /// An event (rather than an answer).
+    pub fn is_event(&self) -> bool {
+        match self {
+            Self::Message(m) => m.is_event(),
+            Self::Relayed { event, .. } => *event,
+        }
+    }
+
+    /// The session ends after it.
+    pub fn ends_session(&self) -> bool {
+        match self {
+            Self::Message(m) => m.ends_session(),
+            Self::Relayed { ends_session, .. } => *ends_session,
+        }
+    }
+}
+
+/// One client's queue of outgoing messages: every part of the coordinator
+/// that talks to a client (its session's answers, its room's events, node
+/// events about its transports) sends here; the session's writer drains it.
+#[derive(Debug, Clone)]
+pub struct Outbox(mpsc::UnboundedSender<Outgoing>);
+
+impl Outbox {
+    /// An outbox and the receiving end its session's writer reads.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Outgoing>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    /// Queues a message (a client already gone is not an error).
+    pub fn send(&self, msg: ServerMessage) {
+        let _ = self.0.send(Outgoing::Message(msg));
+    }
+
+    /// Queues a relayed message; false once the client is gone.
+    pub fn relay(&self, text: String, event: bool, ends_session: bool) -> bool {
+        self.0
+            .send(Outgoing::Relayed {
+                text,
+                event,
+                ends_session,
+            })
+            .is_ok()
+    }
+
+    /// Whether both are the same client's (a session replaced by a re-join
+    /// has another outbox).
+    pub fn same(&self, other: &Outbox) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}

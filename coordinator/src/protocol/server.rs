@@ -1,0 +1,383 @@
+//! Server -> client: answers, typed reply payloads, events, error codes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::MediaKind;
+
+/// A peer as others see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    /// Peer id (the token's identity).
+    pub peer_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Its producers.
+    pub producers: Vec<ProducerInfo>,
+}
+
+/// A producer as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerInfo {
+    /// Producer id.
+    pub producer_id: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// "mic", "camera", ...
+    pub source: String,
+    /// Muted by its peer (see `producerPaused`).
+    pub paused: bool,
+}
+
+/// `createTransport`'s answer: what mediasoup-client's `createSendTransport`
+/// and `createRecvTransport` take.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportCreated {
+    /// Transport id.
+    pub id: String,
+    /// mediasoup IceParameters.
+    pub ice_parameters: Value,
+    /// mediasoup IceCandidate[].
+    pub ice_candidates: Value,
+    /// mediasoup DtlsParameters.
+    pub dtls_parameters: Value,
+}
+
+/// `produce`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProducerCreated {
+    /// Producer id.
+    pub id: String,
+}
+
+/// `consume`'s answer: what mediasoup-client's `transport.consume` takes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerCreated {
+    /// Consumer id.
+    pub id: String,
+    /// The producer consumed.
+    pub producer_id: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// RtpParameters for the client.
+    pub rtp_parameters: Value,
+    /// "simple", "simulcast", "svc".
+    #[serde(rename = "type")]
+    pub consumer_type: String,
+    /// Whether the producer is paused now.
+    pub producer_paused: bool,
+}
+
+/// `restartIce`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceRestarted {
+    /// New IceParameters.
+    pub ice_parameters: Value,
+}
+
+/// The `data` of a `response`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// `createTransport`.
+    Transport(TransportCreated),
+    /// `produce`.
+    Producer(ProducerCreated),
+    /// `consume`.
+    Consumer(ConsumerCreated),
+    /// `restartIce`.
+    Ice(IceRestarted),
+    /// Everything else: `{}`.
+    Done(Done),
+}
+
+/// An empty answer (`{}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Done {}
+
+/// Error codes sent to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, unknown type, missing or extra fields.
+    BadRequest,
+    /// Larger than `MAX_MESSAGE_BYTES`.
+    TooLarge,
+    /// Token missing, forged, expired or for another room.
+    Unauthorized,
+    /// The token does not allow publishing.
+    Forbidden,
+    /// A request out of order (e.g. produce before join).
+    OutOfOrder,
+    /// An id that is not the caller's, or no longer exists.
+    NotFound,
+    /// The room is full.
+    RoomFull,
+    /// No capacity anywhere, or the queue timed out.
+    Unavailable,
+    /// Media rejected the request (e.g. bad RTP parameters).
+    Rejected,
+    /// Something failed on our side.
+    Internal,
+    /// This identity joined the room on another connection, which replaces
+    /// this one; the server then closes this socket.
+    Replaced,
+}
+
+/// Server -> client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// First message on a new socket.
+    #[serde(rename_all = "camelCase")]
+    Welcome {
+        /// Protocol version.
+        protocol: u32,
+    },
+    /// Waiting for admission: position (1 = next) and estimated wait.
+    #[serde(rename_all = "camelCase")]
+    Queued {
+        /// Place in line, 1-based.
+        position: u64,
+        /// Estimated wait, ms.
+        estimated_wait_ms: u64,
+    },
+    /// Admitted and placed.
+    #[serde(rename_all = "camelCase")]
+    Joined {
+        /// Reply to the `join`.
+        req_id: Option<String>,
+        /// This participant's id.
+        peer_id: String,
+        /// May send media.
+        can_publish: bool,
+        /// RTP capabilities of the participant's router.
+        router_rtp_capabilities: Value,
+        /// Peers already in the room, in join order.
+        peers: Vec<PeerInfo>,
+    },
+    /// Reply to a request.
+    #[serde(rename_all = "camelCase")]
+    Response {
+        /// The request's id.
+        req_id: Option<String>,
+        /// Result data.
+        data: Reply,
+    },
+    /// A request failed, or a message could not be understood.
+    #[serde(rename_all = "camelCase")]
+    Error {
+        /// The request's id, if it had one.
+        req_id: Option<String>,
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: String,
+    },
+    /// Someone joined.
+    #[serde(rename_all = "camelCase")]
+    PeerJoined {
+        /// The peer.
+        peer: PeerInfo,
+    },
+    /// Someone left.
+    #[serde(rename_all = "camelCase")]
+    PeerLeft {
+        /// The peer.
+        peer_id: String,
+    },
+    /// A peer started sending.
+    #[serde(rename_all = "camelCase")]
+    NewProducer {
+        /// The peer.
+        peer_id: String,
+        /// The producer.
+        producer: ProducerInfo,
+    },
+    /// A peer stopped sending.
+    #[serde(rename_all = "camelCase")]
+    ProducerClosed {
+        /// The peer.
+        peer_id: String,
+        /// The producer.
+        producer_id: String,
+    },
+    /// A peer paused (muted) or resumed one of its producers.
+    #[serde(rename_all = "camelCase")]
+    ProducerPaused {
+        /// The peer.
+        peer_id: String,
+        /// The producer.
+        producer_id: String,
+        /// Paused now (false: resumed).
+        paused: bool,
+    },
+    /// One of this client's consumers closed (its producer went away).
+    #[serde(rename_all = "camelCase")]
+    ConsumerClosed {
+        /// The consumer.
+        consumer_id: String,
+    },
+    /// The layers one of this client's simulcast consumers now receives
+    /// (absent: none, e.g. the sender's bandwidth dropped every layer).
+    #[serde(rename_all = "camelCase")]
+    ConsumerLayers {
+        /// The consumer.
+        consumer_id: String,
+        /// Spatial layer.
+        spatial_layer: Option<u32>,
+        /// Temporal layer.
+        temporal_layer: Option<u32>,
+    },
+    /// The dominant speaker of the room changed.
+    #[serde(rename_all = "camelCase")]
+    ActiveSpeaker {
+        /// The peer speaking.
+        peer_id: String,
+    },
+    /// State of one of this client's transports, as the server sees it.
+    #[serde(rename_all = "camelCase")]
+    ConnectionState {
+        /// Transport.
+        transport_id: String,
+        /// ICE state.
+        ice_state: String,
+        /// DTLS state.
+        dtls_state: String,
+    },
+    /// Re-join now (the media node died or is going away).
+    #[serde(rename_all = "camelCase")]
+    Reconnect {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ServerMessage {
+    /// An `error` message.
+    pub fn error(req_id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            req_id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is an event (something happened in the room), rather
+    /// than an answer or something the client waits for.
+    pub fn is_event(&self) -> bool {
+        is_event_type(self.type_name())
+    }
+
+    /// Whether the session ends once this is sent: its placement is gone and
+    /// the client re-joins on a new socket, or already did (replaced).
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self,
+            ServerMessage::Reconnect { .. }
+                | ServerMessage::Error {
+                    code: ErrorCode::Replaced,
+                    ..
+                }
+        )
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Self::Welcome { .. } => "welcome",
+            Self::Queued { .. } => "queued",
+            Self::Joined { .. } => "joined",
+            Self::Response { .. } => "response",
+            Self::Error { .. } => "error",
+            Self::PeerJoined { .. } => "peerJoined",
+            Self::PeerLeft { .. } => "peerLeft",
+            Self::NewProducer { .. } => "newProducer",
+            Self::ProducerClosed { .. } => "producerClosed",
+            Self::ProducerPaused { .. } => "producerPaused",
+            Self::ConsumerClosed { .. } => "consumerClosed",
+            Self::ConsumerLayers { .. } => "consumerLayers",
+            Self::ActiveSpeaker { .. } => "activeSpeaker",
+            Self::ConnectionState { .. } => "connectionState",
+            Self::Reconnect { .. } => "reconnect",
+        }
+    }
+}
+
+/// Whether a server message of this `type` is an event (see [`ServerMessage::is_event`]).
+pub fn is_event_type(t: &str) -> bool {
+    matches!(
+        t,
+        "peerJoined"
+            | "peerLeft"
+            | "newProducer"
+            | "producerClosed"
+            | "producerPaused"
+            | "consumerClosed"
+            | "consumerLayers"
+            | "activeSpeaker"
+            | "connectionState"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MediaKind;
+
+    #[test]
+    fn server_messages_serialize_with_their_tag_and_typed_replies_as_documented() {
+        let v = serde_json::to_value(ServerMessage::Queued {
+            position: 3,
+            estimated_wait_ms: 1200,
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"queued","position":3,"estimatedWaitMs":1200})
+        );
+        let v = serde_json::to_value(ServerMessage::error(
+            None,
+            ErrorCode::OutOfOrder,
+            "join first",
+        ))
+        .unwrap();
+        assert_eq!(v["code"], "out_of_order");
+        let v = serde_json::to_value(ServerMessage::Response {
+            req_id: Some("7".into()),
+            data: Reply::Consumer(ConsumerCreated {
+                id: "c".into(),
+                producer_id: "p".into(),
+                kind: MediaKind::Video,
+                rtp_parameters: serde_json::json!({}),
+                consumer_type: "simulcast".into(),
+                producer_paused: false,
+            }),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"response","reqId":"7","data":{"id":"c","producerId":"p",
+                "kind":"video","rtpParameters":{},"type":"simulcast","producerPaused":false}})
+        );
+        let v = serde_json::to_value(Reply::Done(Done {})).unwrap();
+        assert_eq!(v, serde_json::json!({}));
+        for m in [
+            ServerMessage::PeerLeft {
+                peer_id: "x".into(),
+            },
+            ServerMessage::ActiveSpeaker {
+                peer_id: "x".into(),
+            },
+        ] {
+            let v = serde_json::to_value(&m).unwrap();
+            assert_eq!(m.type_name(), v["type"]);
+            assert!(m.is_event());
+        }
+        assert!(!ServerMessage::Welcome { protocol: 1 }.is_event());
+    }
+}
