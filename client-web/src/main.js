@@ -175,6 +175,34 @@ async function startCall(room, name, token) {
   render();
 }
 
+// The layer each visible video wants follows its tile's width, reported by the
+// layout as it changes (render itself starts no network call).
+const tileSizes = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const id = e.target.dataset.peer;
+    const w = e.contentRect.width;
+    if (!call || id === SELF || w <= 0 || !e.target.isConnected) continue;
+    call.setTileWidth(id, layerForWidth(w, window.devicePixelRatio || 1));
+  }
+});
+
+/** The muted marker: an icon that ships with the app (no emoji font needed). */
+function mutedIcon() {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('width', '14');
+  svg.setAttribute('height', '14');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.classList.add('muted-icon');
+  const path = document.createElementNS(ns, 'path');
+  // A microphone struck through.
+  path.setAttribute('d', 'M12 2a3 3 0 0 0-3 3v6a3 3 0 0 0 4.9 2.3L9 8.4V5a3 3 0 0 1 6 0v5.6l2 2V5a5 5 0 0 0-5-3zM3.3 2.3 2 3.6l5 5V11a5 5 0 0 0 7.6 4.3l1.5 1.5A7 7 0 0 1 5 11H3a9 9 0 0 0 8 8.9V23h2v-3.1a8.9 8.9 0 0 0 4.5-1.7l2.9 2.9 1.3-1.3zM19 11h-2a6.9 6.9 0 0 1-.5 2.6l1.5 1.5A8.9 8.9 0 0 0 19 11z');
+  path.setAttribute('fill', 'currentColor');
+  svg.append(path);
+  return svg;
+}
+
 function tileFor(id) {
   let t = tiles.get(id);
   if (t) return t;
@@ -193,16 +221,20 @@ function tileFor(id) {
   avatar.setAttribute('aria-hidden', 'true');
   const name = document.createElement('span');
   name.className = 'name';
+  const label = document.createElement('span');
+  const muted = mutedIcon();
+  name.append(label, muted);
   el.append(video, avatar, name, audio);
+  tileSizes.observe(el);
   if (id !== SELF) {
     const pin = document.createElement('button');
     pin.type = 'button';
     pin.className = 'pin';
     pin.onclick = () => call.togglePin(id);
     el.append(pin);
-    t = { el, video, audio, avatar, name, pin };
+    t = { el, video, audio, avatar, name: label, muted, pin };
   } else {
-    t = { el, video, audio, avatar, name };
+    t = { el, video, audio, avatar, name: label, muted };
   }
   tiles.set(id, t);
   return t;
@@ -243,7 +275,9 @@ function drawTile(id) {
   t.video.hidden = !videoTrack;
   t.avatar.hidden = !!videoTrack;
   t.avatar.textContent = initials(label);
-  t.name.textContent = label + (muted ? ' 🔇' : '');
+  t.name.textContent = label;
+  // An SVG element has no `hidden` property: the attribute is what CSS hides.
+  t.muted.toggleAttribute('hidden', !muted);
   const speaking = call.activeSpeaker === (id === SELF ? call.peerId : id);
   t.el.classList.toggle('speaking', speaking);
   t.el.setAttribute('aria-label', `${label}${muted ? ', muted' : ''}${videoTrack ? '' : ', camera off'}${speaking ? ', speaking' : ''}`);
@@ -273,17 +307,9 @@ function render() {
   if (!same) grid.replaceChildren(...els);
   for (const [id, t] of tiles) {
     if (id !== SELF && !call.peers.has(id)) {
+      tileSizes.unobserve(t.el);
       t.el.remove();
       tiles.delete(id);
-    }
-  }
-  // The layer each visible video wants follows its tile's width.
-  for (const id of ids) {
-    if (id === SELF) continue;
-    const w = tiles.get(id).el.clientWidth;
-    if (w > 0) {
-      const layer = layerForWidth(w, window.devicePixelRatio || 1);
-      if (call.tileWidths.get(id) !== layer) call.setTileWidth(id, layer);
     }
   }
 

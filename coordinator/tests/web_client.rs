@@ -67,7 +67,7 @@ async fn run_scenario(
     limit: Duration,
     cluster: &mut Cluster,
 ) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let key = TokenKey::new(SECRET);
     let tokens: Vec<String> = identities
         .iter()
@@ -94,10 +94,16 @@ async fn run_scenario(
         .expect("failed to start node (is Node.js installed?)");
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr_pipe = child.stderr.take().unwrap();
+    // The script's account, passed on as it comes (a scenario that hangs
+    // still shows how far it got) and kept for the failure message.
+    let mut stderr_lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let stderr_task = tokio::spawn(async move {
         let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s).await;
+        while let Ok(Some(line)) = stderr_lines.next_line().await {
+            eprintln!("{line}");
+            s.push_str(&line);
+            s.push('\n');
+        }
         s
     });
     let run = async {
@@ -124,7 +130,6 @@ async fn run_scenario(
         .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?}"))
         .expect("scenario process");
     let stderr = stderr_task.await.unwrap_or_default();
-    eprintln!("{stderr}");
     assert!(status.success(), "{script} failed ({status}):\n{stderr}");
 }
 
@@ -187,6 +192,21 @@ async fn chromium_rejoins_transparently_when_its_media_node_goes_away() {
         "reconnect",
         &["ada", "grace"],
         Duration::from_secs(150),
+        &mut c,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_six_people_with_mic_and_camera_on_all_see_and_hear_each_other_in_repeated_rounds() {
+    let redis = RedisServer::start();
+    let (mut c, base) = web_cluster(&redis, 1, 1).await;
+    run_scenario(
+        "six-people.mjs",
+        &base,
+        "six",
+        &["ada", "grace", "linus", "barbara", "dennis", "frances"],
+        Duration::from_secs(300),
         &mut c,
     )
     .await;
