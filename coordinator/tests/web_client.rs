@@ -198,7 +198,8 @@ async fn chromium_rejoins_transparently_when_its_media_node_goes_away() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_six_people_with_mic_and_camera_on_all_see_and_hear_each_other_in_repeated_rounds() {
+async fn chromium_six_people_with_mic_and_camera_on_all_see_and_hear_each_other_in_repeated_rounds()
+{
     let redis = RedisServer::start();
     let (mut c, base) = web_cluster(&redis, 1, 1).await;
     run_scenario(
