@@ -10,8 +10,29 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::http::{require_key, ApiError, AppState};
+use std::sync::Arc;
+
+use crate::api::{require_key, ApiError};
+use crate::cluster::Cluster;
+use crate::media::client::NodeClients;
 use crate::registry::WorkerRef;
+use crate::room::Rooms;
+use crate::signaling::owners::RoomOwners;
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The rooms hosted here.
+    pub rooms: Arc<Rooms>,
+    /// The cluster (registry, live nodes).
+    pub cluster: Arc<Cluster>,
+    /// Media node clients (consumer stats).
+    pub clients: Arc<NodeClients>,
+    /// Which coordinator hosts each room.
+    pub owners: RoomOwners,
+    /// The admin key.
+    pub admin_key: Arc<str>,
+}
 
 fn registry_down<E>(_: E) -> ApiError {
     ApiError(
@@ -22,7 +43,7 @@ fn registry_down<E>(_: E) -> ApiError {
 
 /// `GET /admin/nodes`.
 pub async fn nodes(
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_key(&headers, "x-admin-key", &state.admin_key)?;
@@ -50,7 +71,7 @@ pub async fn nodes(
 
 /// `GET /admin/rooms`.
 pub async fn rooms(
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_key(&headers, "x-admin-key", &state.admin_key)?;
@@ -73,7 +94,7 @@ pub struct RoomQuery {
 
 /// `GET /admin/rooms/{room}`.
 pub async fn room(
-    State(state): State<AppState>,
+    State(state): State<AdminState>,
     headers: HeaderMap,
     Path(room): Path<String>,
     Query(q): Query<RoomQuery>,

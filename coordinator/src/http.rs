@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 use throng_proto::names;
 
+use crate::admin::AdminState;
+use crate::api::{require_key, ApiError};
 use crate::auth::TokenKey;
 use crate::cluster::Cluster;
 use crate::media::client::NodeClients;
@@ -49,35 +51,15 @@ pub struct AppState {
     pub tiles_per_page: u32,
 }
 
-/// An HTTP error with a JSON body.
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-/// Checks a key header (constant-time compare).
-pub fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), ApiError> {
-    let given = headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    // Length leaks nothing useful; compare every byte regardless.
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            format!("missing or wrong {name} header"),
-        ))
+impl axum::extract::FromRef<AppState> for AdminState {
+    fn from_ref(s: &AppState) -> Self {
+        AdminState {
+            rooms: s.rooms.clone(),
+            cluster: s.cluster.clone(),
+            clients: s.clients.clone(),
+            owners: s.owners.clone(),
+            admin_key: s.admin_key.clone(),
+        }
     }
 }
 
