@@ -185,6 +185,47 @@ grep -qF "$BEFORE" "$DTLS" || die "DtlsTransport.cpp no longer has the BIO callb
 sed -i "s/(operationType == BIO_CB_RETURN) ? static_cast<long>(ret) : 1;/$AFTER/" "$DTLS"
 grep -qF '((operationType & BIO_CB_RETURN) != 0)' "$DTLS" || die "DTLS BIO fix did not apply"
 
+# --- one worker build for every cargo profile and feature set ----------------
+# build.rs builds the worker in meson's build directory under its OUT_DIR,
+# which differs for each cargo profile and each feature set of the crates
+# around it: `cargo build --release`, or `-p media-node` after a workspace
+# build, compiled the whole worker again (7.5 minutes). Point meson at one
+# build directory per build type instead (THRONG_WORKER_BUILD_DIR, set by
+# .cargo/config.toml): ninja then finds it up to date and only installs the
+# library into the new OUT_DIR.
+BUILD_RS="$OUT/mediasoup-sys/build.rs"
+python3 - "$BUILD_RS" <<'PY' || die "build.rs no longer has the build command this change expects"
+import sys
+p = sys.argv[1]
+s = open(p).read()
+old = """    // Build
+    if !Command::new(&python)
+        .arg("-m")
+        .arg("invoke")
+        .arg("libmediasoup-worker")
+"""
+new = """    // Build
+    // Throng (scripts/prepare-mediasoup.sh): one meson build directory per
+    // build type, shared by every cargo profile and feature set, and a lock
+    // around it (a release and a dev build may run at once).
+    let worker_build_dir = match env::var("THRONG_WORKER_BUILD_DIR") {
+        Ok(dir) if !dir.is_empty() => format!("{dir}/{build_type}"),
+        _ => format!("{out_dir}/build"),
+    };
+    fs::create_dir_all(&worker_build_dir).expect("Failed to create the worker build directory");
+    if !Command::new("flock")
+        .arg(format!("{worker_build_dir}.lock"))
+        .arg(&python)
+        .arg("-m")
+        .arg("invoke")
+        .arg("libmediasoup-worker")
+        .env("BUILD_DIR", &worker_build_dir)
+"""
+assert s.count(old) == 1, "the build command"
+s = s.replace(old, new)
+open(p, 'w').write(s)
+PY
+
 # --- PyPI: the wheels mediasoup-sys's build pip-installs ---------------------
 mkdir -p "$OUT/wheelhouse"
 python3 -m pip download --quiet --only-binary=:all: --dest "$OUT/wheelhouse" "${WHEELS[@]}"
