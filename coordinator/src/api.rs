@@ -37,4 +37,3 @@ pub fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<()
         ))
     }
 }
-
