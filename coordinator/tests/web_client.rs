@@ -73,7 +73,14 @@ async fn run_scenario(
         .iter()
         .map(|id| key.mint(room, id, true, 3600))
         .collect();
-    let screenshots = client_web().join("../docs/screenshots");
+    // The test run writes its screenshots under target/ so that a test run
+    // leaves the checkout clean; `THRONG_UPDATE_SCREENSHOTS=1` writes them
+    // into docs/screenshots/ (the README's pictures) instead.
+    let screenshots = if std::env::var_os("THRONG_UPDATE_SCREENSHOTS").is_some() {
+        client_web().join("../docs/screenshots")
+    } else {
+        client_web().join("../target/screenshots")
+    };
     std::fs::create_dir_all(&screenshots).unwrap();
     let settings = json!({
         "url": base,
