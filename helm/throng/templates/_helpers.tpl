@@ -1,0 +1,103 @@
+{{/* Names and labels shared by every object of the chart. */}}
+
+{{- define "throng.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "throng.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "throng.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "throng.image" -}}
+{{- printf "%s%s:%s" .root.Values.image.registry .image.repository (default .root.Chart.AppVersion .root.Values.image.tag) -}}
+{{- end -}}
+
+{{/* Secret holding token-secret, api-key, admin-key. */}}
+{{- define "throng.secretName" -}}
+{{- default (printf "%s-secrets" (include "throng.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* Secret and key holding the Redis URL. */}}
+{{- define "throng.redisSecretName" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.existingSecret -}}
+{{- .Values.redis.external.existingSecret -}}
+{{- else -}}
+{{- printf "%s-redis-url" (include "throng.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+{{- define "throng.redisSecretKey" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.existingSecret -}}
+{{- .Values.redis.external.existingSecretKey -}}
+{{- else -}}
+redis-url
+{{- end -}}
+{{- end -}}
+
+{{/* Where secrets are mounted in the containers (read through THRONG_*_FILE). */}}
+{{- define "throng.secretsDir" -}}/run/secrets/throng{{- end -}}
+{{- define "throng.redisDir" -}}/run/secrets/throng-redis{{- end -}}
+
+{{/* A value from an existing Secret (kept across upgrades) or a new random one. */}}
+{{- define "throng.keep" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- if and $existing (hasKey $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 48 -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "throng.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "throng.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{/* Refuses values the schema cannot express. */}}
+{{- define "throng.validate" -}}
+{{- $m := .Values.mediaNode -}}
+{{- if gt (add $m.rtcBasePort $m.workers) 65536 -}}
+{{- fail (printf "mediaNode.rtcBasePort %d with %d workers needs ports beyond 65535" (int $m.rtcBasePort) (int $m.workers)) -}}
+{{- end -}}
+{{- range $name, $port := dict "grpcPort" $m.grpcPort "httpPort" $m.httpPort -}}
+{{- if and (ge (int $port) (int $m.rtcBasePort)) (lt (int $port) (int (add $m.rtcBasePort $m.workers))) -}}
+{{- fail (printf "mediaNode.%s %d falls in the RTC ports %d..%d" $name (int $port) (int $m.rtcBasePort) (int (sub (add $m.rtcBasePort $m.workers) 1))) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $m.grpcPort $m.httpPort -}}
+{{- fail "mediaNode.grpcPort and mediaNode.httpPort must differ" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "external") (not .Values.redis.external.url) (not .Values.redis.external.existingSecret) -}}
+{{- fail "redis.mode=external needs redis.external.url or redis.external.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.coordinator.ingress.tls.enabled (not .Values.coordinator.ingress.tls.secretName) -}}
+{{- fail "coordinator.ingress.tls.enabled needs coordinator.ingress.tls.secretName" -}}
+{{- end -}}
+{{- if and .Values.coordinator.autoscaling.enabled (gt (int .Values.coordinator.autoscaling.minReplicas) (int .Values.coordinator.autoscaling.maxReplicas)) -}}
+{{- fail "coordinator.autoscaling.minReplicas exceeds maxReplicas" -}}
+{{- end -}}
+{{- end -}}
