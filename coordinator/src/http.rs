@@ -63,6 +63,41 @@ impl axum::extract::FromRef<AppState> for AdminState {
     }
 }
 
+/// Longest `/readyz` waits for the registry.
+const READY_LIMIT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// `/readyz`: 200 when this coordinator can place a participant: the
+/// registry (Redis) answers and at least one media node is live and not
+/// draining. 503 with the reason otherwise, so that a load balancer sends new
+/// browsers to a coordinator that can seat them. `/healthz` only says the
+/// process serves HTTP.
+async fn readyz(State(state): State<AppState>) -> Response {
+    // Bounded: a probe that hangs on an unreachable Redis tells nobody why.
+    let nodes = match tokio::time::timeout(READY_LIMIT, state.cluster.live_nodes()).await {
+        Ok(Ok(nodes)) => nodes,
+        Ok(Err(e)) => return not_ready(format!("registry unreachable: {e}")),
+        Err(_) => {
+            return not_ready(format!(
+                "registry unreachable: no answer within {} ms",
+                READY_LIMIT.as_millis()
+            ))
+        }
+    };
+    let usable = nodes.iter().filter(|n| !n.draining && !n.dead).count();
+    if usable == 0 {
+        not_ready(format!(
+            "no media node can take participants ({} known, all draining or dead)",
+            nodes.len()
+        ))
+    } else {
+        (StatusCode::OK, format!("ready: {usable} media nodes\n")).into_response()
+    }
+}
+
+fn not_ready(why: String) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
 /// The coordinator's routes.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -72,6 +107,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/config", get(client_config))
         .route("/api/join-token", post(open_join_token))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/api/token", post(mint_token))
         .route("/admin/nodes", get(crate::admin::nodes))
         .route("/admin/rooms", get(crate::admin::rooms))

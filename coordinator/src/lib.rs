@@ -65,9 +65,12 @@ pub enum CoordinatorError {
     /// Redis unreachable at start.
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
-    /// The listener could not bind.
-    #[error("cannot listen on {0}: {1}")]
+    /// The listener could not bind (a configuration error: exit 2).
+    #[error("THRONG_LISTEN={0}: cannot listen: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The HTTP server failed while serving.
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
     /// The web client's files could not be read.
     #[error(transparent)]
     Web(#[from] web::WebError),
@@ -106,8 +109,6 @@ async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> 
     })
 }
 
-/// How long a stopping coordinator waits for its participants to leave.
-const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// Longest a stopping coordinator waits for Redis to take its room claims back.
 const RELEASE_LIMIT: Duration = Duration::from_secs(5);
 
@@ -203,7 +204,7 @@ pub async fn run_with(
     let served = axum::serve(listener, http::app(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| CoordinatorError::Bind(addr, e));
+        .map_err(CoordinatorError::Serve);
     // WebSocket sessions outlive the HTTP server's shutdown: hand the rooms
     // over (claims released first, so that returning clients are not proxied
     // back here), then drain the sessions.
@@ -215,7 +216,8 @@ pub async fn run_with(
     {
         warn!("room claims not released in time; they expire by themselves");
     }
-    if tokio::time::timeout(DRAIN_GRACE + RELEASE_LIMIT, rooms.drain(DRAIN_GRACE))
+    let grace = config.drain_grace;
+    if tokio::time::timeout(grace + RELEASE_LIMIT, rooms.drain(grace))
         .await
         .is_err()
     {

@@ -1,19 +1,47 @@
-//! `coordinator`: configuration from the environment (see `config::vars`),
-//! validated before any port is bound; drains connections on SIGTERM.
+//! `coordinator`: configuration from the environment (see `config::vars`,
+//! `coordinator --help`), validated before any port is bound; drains
+//! connections on SIGTERM. Exit codes: 0 stopped, 1 failed while serving,
+//! 2 bad configuration or command line (a listen address in use included).
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
-use coordinator::config::CoordinatorConfig;
+use coordinator::config::{vars, CoordinatorConfig};
+use coordinator::CoordinatorError;
+use throng_ops::{Command, EXIT_CONFIG};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage:
   coordinator                      serve (configuration from THRONG_* variables)
+  coordinator --check-config       validate the configuration, print it, exit 0 (ok) or 2
+  coordinator --probe PATH         GET PATH (/healthz, /readyz) on THRONG_LISTEN: exit 0 on 200
+  coordinator --version            print the version
+  coordinator --help               this text
   coordinator token --room ROOM --identity ID [--viewer] [--ttl-secs N]
                                    print a join token signed with THRONG_TOKEN_SECRET";
 
+fn help() -> String {
+    let mut text = format!("{USAGE}\n\nenvironment:\n");
+    for (var, what) in vars::ALL {
+        text.push_str(&format!("  {var:<28} {what}\n"));
+    }
+    text.push_str(&format!(
+        "  {:<28} log filter, tracing-subscriber syntax (default info)\n",
+        "RUST_LOG"
+    ));
+    text.push_str(&format!(
+        "  {:<28} text (default) or json: one JSON object per log line\n",
+        throng_ops::LOG_FORMAT
+    ));
+    text.push_str(&format!(
+        "\n{} may instead be read from files: <VAR>_FILE=/path (Kubernetes secrets).\n",
+        vars::FROM_FILES.join(", ")
+    ));
+    text
+}
+
 /// `coordinator token ...`: mints a join token offline.
-fn token(args: &[String]) -> ExitCode {
+fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
     let (mut room, mut identity, mut publish, mut ttl) = (None, None, true, 6 * 3600u64);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -25,26 +53,26 @@ fn token(args: &[String]) -> ExitCode {
                 Some(v) if v > 0 => ttl = v,
                 _ => {
                     eprintln!("--ttl-secs needs a positive number\n{USAGE}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(EXIT_CONFIG);
                 }
             },
             _ => {
                 eprintln!("unknown argument {arg:?}\n{USAGE}");
-                return ExitCode::from(2);
+                return ExitCode::from(EXIT_CONFIG);
             }
         }
     }
     let (Some(room), Some(identity)) = (room, identity) else {
         eprintln!("--room and --identity are required\n{USAGE}");
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_CONFIG);
     };
-    let secret = std::env::var(coordinator::config::vars::TOKEN_SECRET).unwrap_or_default();
+    let secret = env.get(vars::TOKEN_SECRET).cloned().unwrap_or_default();
     if secret.len() < 32 {
         eprintln!(
             "{} must hold the cluster's secret (at least 32 characters)",
-            coordinator::config::vars::TOKEN_SECRET
+            vars::TOKEN_SECRET
         );
-        return ExitCode::from(2);
+        return ExitCode::from(EXIT_CONFIG);
     }
     println!(
         "{}",
@@ -56,27 +84,62 @@ fn token(args: &[String]) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None => {}
-        Some("token") => return token(&args[1..]),
-        Some(_) => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+    let command = throng_ops::command(&args);
+    match &command {
+        Command::Help => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
         }
+        Command::Version => {
+            println!(
+                "{}",
+                throng_ops::version_line("coordinator", env!("CARGO_PKG_VERSION"))
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Other(a) if a[0] != "token" => {
+            eprintln!("unknown command {:?}\n{USAGE}", a.join(" "));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        _ => {}
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let env = std::env::vars().collect();
-    let config = match CoordinatorConfig::from_env(&env) {
-        Ok(c) => c,
+    let env = match throng_ops::environment(std::env::vars(), vars::FROM_FILES) {
+        Ok(env) => env,
         Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(2);
+            eprintln!("coordinator: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Command::Other(a) = &command {
+        return token(&a[1..], &env);
+    }
+    let config = CoordinatorConfig::from_env(&env).and_then(|c| {
+        throng_ops::log_format(&env)
+            .map(|_| c)
+            .map_err(|e| coordinator::config::ConfigError {
+                var: throng_ops::LOG_FORMAT,
+                reason: e.reason,
+            })
+    });
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("coordinator: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Command::Probe(path) = &command {
+        return throng_ops::probe("coordinator", config.listen, path).await;
+    }
+    if command == Command::CheckConfig {
+        print!("{}", config.describe());
+        eprintln!("coordinator: configuration ok");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = throng_ops::init_logging(&env) {
+        eprintln!("coordinator: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let shutdown = async {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -90,6 +153,11 @@ async fn main() -> ExitCode {
     .await
     {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ CoordinatorError::Bind(..)) => {
+            tracing::error!(error = %e, "coordinator cannot start");
+            eprintln!("coordinator: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = %e, "coordinator stopped");
             ExitCode::FAILURE

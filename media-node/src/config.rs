@@ -98,6 +98,62 @@ pub mod vars {
     pub const REPORT_INTERVAL_MS: &str = "THRONG_REPORT_INTERVAL_MS";
     /// Report TTL in milliseconds.
     pub const REPORT_TTL_MS: &str = "THRONG_REPORT_TTL_MS";
+
+    /// Variables that may be given as `<VAR>_FILE` (a mounted secret).
+    pub const FROM_FILES: &[&str] = &[REDIS_URL];
+
+    /// Every variable with what it does and its default, for `--help` and the
+    /// docs (a test checks the README lists each one).
+    pub const ALL: &[(&str, &str)] = &[
+        (
+            NODE_ID,
+            "this node's id in the registry (default: the hostname)",
+        ),
+        (
+            WORKERS,
+            "mediasoup workers, one per core (default: the number of CPUs)",
+        ),
+        (
+            RTC_LISTEN_IP,
+            "address the WebRTC ports listen on (default 0.0.0.0)",
+        ),
+        (
+            ANNOUNCED_ADDRESS,
+            "IP or hostname browsers are told to send media to (required with 0.0.0.0)",
+        ),
+        (
+            RTC_BASE_PORT,
+            "worker i uses UDP and TCP port BASE+i (default 40000)",
+        ),
+        (
+            HTTP_LISTEN,
+            "/healthz, /readyz, /status (default 127.0.0.1:9100)",
+        ),
+        (
+            DRAIN_GRACE_SECS,
+            "on SIGTERM, how long rooms may stay before the node stops (default 300)",
+        ),
+        (
+            GRPC_LISTEN,
+            "gRPC API for coordinators (default 127.0.0.1:50051)",
+        ),
+        (
+            GRPC_ADVERTISE,
+            "host:port coordinators dial (default: the gRPC listen address)",
+        ),
+        (
+            REDIS_URL,
+            "Redis the load report is written to, redis:// (unset: none, coordinators poll)",
+        ),
+        (
+            REPORT_INTERVAL_MS,
+            "how often the load report is written (default 1000)",
+        ),
+        (
+            REPORT_TTL_MS,
+            "a report older than this means the node is gone (default 3000)",
+        ),
+    ];
 }
 
 fn parse<T: std::str::FromStr>(
@@ -237,14 +293,11 @@ impl NodeConfig {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
         if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://"))
-            {
+            if let Err(reason) = throng_ops::check_redis_url(url) {
                 return Err(ConfigError::Invalid {
                     var: vars::REDIS_URL,
-                    value: url.clone(),
-                    reason: "a redis://, rediss:// or redis+unix:// URL".into(),
+                    value: redact(url),
+                    reason,
                 });
             }
         }
@@ -281,6 +334,58 @@ impl NodeConfig {
     pub fn rtc_port(&self, index: usize) -> u16 {
         self.rtc_base_port + index as u16
     }
+
+    /// The effective settings, the Redis password left out, one `VAR=value`
+    /// a line (what `--check-config` prints).
+    pub fn describe(&self) -> String {
+        [
+            (vars::NODE_ID, self.node_id.clone()),
+            (vars::WORKERS, self.workers.to_string()),
+            (vars::RTC_LISTEN_IP, self.rtc_listen_ip.to_string()),
+            (
+                vars::ANNOUNCED_ADDRESS,
+                self.announced_address
+                    .clone()
+                    .unwrap_or_else(|| self.rtc_listen_ip.to_string()),
+            ),
+            (
+                vars::RTC_BASE_PORT,
+                format!(
+                    "{} (ports {}..={} UDP+TCP)",
+                    self.rtc_base_port,
+                    self.rtc_base_port,
+                    self.rtc_port(self.workers - 1)
+                ),
+            ),
+            (vars::HTTP_LISTEN, self.http_listen.to_string()),
+            (
+                vars::DRAIN_GRACE_SECS,
+                self.drain_grace.as_secs().to_string(),
+            ),
+            (vars::GRPC_LISTEN, self.grpc_listen.to_string()),
+            (vars::GRPC_ADVERTISE, self.grpc_advertise.clone()),
+            (
+                vars::REDIS_URL,
+                self.redis_url
+                    .as_deref()
+                    .map(redact)
+                    .unwrap_or_else(|| "(none)".into()),
+            ),
+            (
+                vars::REPORT_INTERVAL_MS,
+                self.report_interval.as_millis().to_string(),
+            ),
+            (vars::REPORT_TTL_MS, self.report_ttl.as_millis().to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
+    }
+}
+
+/// A Redis URL with its password replaced by `***`.
+fn redact(url: &str) -> String {
+    throng_ops::redact_url(url)
 }
 
 #[cfg(test)]
@@ -340,6 +445,8 @@ mod tests {
             (vars::GRPC_LISTEN, "nowhere"),
             (vars::GRPC_ADVERTISE, "no-port"),
             (vars::REDIS_URL, "http://localhost"),
+            (vars::REDIS_URL, "rediss://redis.example:6380"),
+            (vars::REDIS_URL, "redis://host:port"),
             (vars::REPORT_TTL_MS, "500"),
         ];
         for (var, value) in cases {

@@ -35,13 +35,16 @@ struct NodeStatus {
     node_id: String,
     healthy: bool,
     draining: bool,
+    /// Routers (room parts) still open: a drain is over at 0.
+    rooms: usize,
     workers: Vec<WorkerStatus>,
 }
 
-/// `/healthz` and `/status`.
+/// `/healthz`, `/readyz` and `/status`.
 pub fn app(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/", get(status))
         .with_state(state)
@@ -52,6 +55,19 @@ async fn healthz(State(state): State<HttpState>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "worker died\n")
     } else {
         (StatusCode::OK, "ok\n")
+    }
+}
+
+/// `/readyz`: 200 while the node takes new rooms; 503 with the reason while
+/// it drains (SIGTERM, a preStop hook), after a worker died, or while its load
+/// reports do not reach Redis (coordinators cannot see it then).
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    match state.rooms.node().not_ready() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
@@ -71,6 +87,7 @@ async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {
         node_id: node.identity.node_id.clone(),
         healthy: !node.is_dead(),
         draining: node.is_draining(),
+        rooms: state.rooms.router_count(),
         workers,
     };
     Json(serde_json::to_value(status).expect("status serializes"))

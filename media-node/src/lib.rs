@@ -17,6 +17,7 @@ pub mod http;
 pub mod load;
 pub mod media;
 pub mod node;
+pub mod prestop;
 pub mod rpc;
 pub mod workers;
 
@@ -46,8 +47,10 @@ pub enum NodeError {
     #[error(transparent)]
     Workers(#[from] WorkerPoolError),
     /// A listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("{var}={addr}: cannot listen: {source}")]
     Bind {
+        /// The variable that set the address.
+        var: &'static str,
         /// Address.
         addr: SocketAddr,
         /// OS error.
@@ -70,13 +73,25 @@ pub struct Bound {
     pub http: SocketAddr,
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> {
+impl NodeError {
+    /// The configuration cannot work on this machine (an address or port in
+    /// use): exit 2, like a configuration refused before start, rather than
+    /// 1, so that a supervisor does not restart into the same clash.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            NodeError::Bind { .. } | NodeError::Workers(WorkerPoolError::CreateWebRtcServer { .. })
+        )
+    }
+}
+
+async fn bind(addr: SocketAddr, var: &'static str) -> Result<(TcpListener, SocketAddr), NodeError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Bind { addr, source })?;
+        .map_err(|source| NodeError::Bind { var, addr, source })?;
     let local = listener
         .local_addr()
-        .map_err(|source| NodeError::Bind { addr, source })?;
+        .map_err(|source| NodeError::Bind { var, addr, source })?;
     Ok((listener, local))
 }
 
@@ -101,8 +116,8 @@ pub async fn run_with(
     let pool = WorkerPool::start(&config, died_tx).await?;
     let workers: Arc<[workers::NodeWorker]> = pool.workers().to_vec().into();
 
-    let (grpc_listener, grpc_addr) = bind(config.grpc_listen).await?;
-    let (http_listener, http_addr) = bind(config.http_listen).await?;
+    let (grpc_listener, grpc_addr) = bind(config.grpc_listen, config::vars::GRPC_LISTEN).await?;
+    let (http_listener, http_addr) = bind(config.http_listen, config::vars::HTTP_LISTEN).await?;
     let grpc_advertise = if config.grpc_listen.port() == 0
         && config.grpc_advertise == config.grpc_listen.to_string()
     {

@@ -161,8 +161,12 @@ pub async fn report_loop(
         ticker.tick().await;
         tracker.sample(rooms.workers());
         if let Some(reporter) = &reporter {
-            if let Err(e) = reporter.write(&tracker.report(&rooms)).await {
-                warn!(error = %e, "load report not written");
+            match reporter.write(&tracker.report(&rooms)).await {
+                Ok(()) => rooms.node().set_reported(true),
+                Err(e) => {
+                    rooms.node().set_reported(false);
+                    warn!(error = %e, "load report not written");
+                }
             }
         }
     }

@@ -1,30 +1,129 @@
-//! `media-node`: configuration from the environment (see `config::vars`),
-//! validated before any port is bound; exits 0 on SIGTERM/SIGINT, 1 when a
-//! worker dies, 2 on bad configuration.
+//! `media-node`: configuration from the environment (see `config::vars`,
+//! `media-node --help`), validated before any port is bound; drains on
+//! SIGTERM/SIGINT. Exit codes: 0 stopped, 1 a worker died, 2 bad
+//! configuration or command line (an address or port in use included).
 
 use std::process::ExitCode;
 
-use media_node::config::NodeConfig;
+use media_node::config::{vars, NodeConfig};
+use media_node::prestop::{self, Drained};
+use throng_ops::{Command, EXIT_CONFIG};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage:
+  media-node                  serve (configuration from THRONG_* variables)
+  media-node --check-config   validate the configuration, print it, exit 0 (ok) or 2
+  media-node --probe PATH     GET PATH (/healthz, /readyz) on THRONG_HTTP_LISTEN: exit 0 on 200
+  media-node drain [--pid N]  stop hook: start the drain of the node serving as
+                              pid N (default 1, a container's) and wait until its
+                              rooms are gone or THRONG_DRAIN_GRACE_SECS passed
+  media-node --version        print the version
+  media-node --help           this text";
+
+fn help() -> String {
+    let mut text = format!("{USAGE}\n\nenvironment:\n");
+    for (var, what) in vars::ALL {
+        text.push_str(&format!("  {var:<28} {what}\n"));
+    }
+    text.push_str(&format!(
+        "  {:<28} log filter, tracing-subscriber syntax (default info)\n",
+        "RUST_LOG"
+    ));
+    text.push_str(&format!(
+        "  {:<28} text (default) or json: one JSON object per log line\n",
+        throng_ops::LOG_FORMAT
+    ));
+    text.push_str(&format!(
+        "\n{} may instead be read from a file: <VAR>_FILE=/path (Kubernetes secrets).\n",
+        vars::FROM_FILES.join(", ")
+    ));
+    text
+}
+
+async fn drain(args: &[String], config: &NodeConfig) -> ExitCode {
+    let pid = match args {
+        [] => 1,
+        [flag, pid] if flag == "--pid" => match pid.parse::<i32>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                eprintln!("--pid needs a process id\n{USAGE}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = prestop::signal_drain(pid) {
+        eprintln!("media-node drain: cannot signal pid {pid}: {e}");
+        return ExitCode::FAILURE;
+    }
+    match prestop::wait_drained(config.http_listen, config.drain_grace).await {
+        Drained::Empty => eprintln!("media-node drain: no rooms left"),
+        Drained::Stopped => eprintln!("media-node drain: node stopped"),
+        Drained::TimedOut { rooms } => eprintln!(
+            "media-node drain: {rooms} rooms still open after {}s",
+            config.drain_grace.as_secs()
+        ),
+    }
+    ExitCode::SUCCESS
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // `tracing-log` bridges mediasoup's `log` output into tracing.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-
-    let env = std::env::vars().collect();
-    let config = match NodeConfig::from_env(&env) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = throng_ops::command(&args);
+    match &command {
+        Command::Help => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!(
+                "{}",
+                throng_ops::version_line("media-node", env!("CARGO_PKG_VERSION"))
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Other(a) if a[0] != "drain" => {
+            eprintln!("unknown command {:?}\n{USAGE}", a.join(" "));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        _ => {}
+    }
+    let config = throng_ops::environment(std::env::vars(), vars::FROM_FILES)
+        .map_err(|e| e.to_string())
+        .and_then(|env| {
+            throng_ops::log_format(&env).map_err(|e| e.to_string())?;
+            NodeConfig::from_env(&env)
+                .map(|c| (c, env))
+                .map_err(|e| e.to_string())
+        });
+    let (config, env) = match config {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(2);
+            eprintln!("media-node: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
+    match &command {
+        Command::CheckConfig => {
+            print!("{}", config.describe());
+            eprintln!("media-node: configuration ok");
+            return ExitCode::SUCCESS;
+        }
+        Command::Other(a) => return drain(&a[1..], &config).await,
+        Command::Probe(path) => {
+            return throng_ops::probe("media-node", config.http_listen, path).await
+        }
+        _ => {}
+    }
+    // `tracing-log` bridges mediasoup's `log` output into tracing.
+    if let Err(e) = throng_ops::init_logging(&env) {
+        eprintln!("media-node: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let shutdown = async {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -41,6 +140,11 @@ async fn main() -> ExitCode {
     .await
     {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            tracing::error!(error = %e, "media node cannot start");
+            eprintln!("media-node: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!(error = %e, "media node stopped");
             ExitCode::FAILURE

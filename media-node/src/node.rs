@@ -23,6 +23,8 @@ pub struct NodeState {
     pub identity: NodeIdentity,
     draining: AtomicBool,
     dead: AtomicBool,
+    /// The last load report reached Redis (always true without Redis).
+    reported: AtomicBool,
 }
 
 impl NodeState {
@@ -32,6 +34,26 @@ impl NodeState {
             identity,
             draining: AtomicBool::new(false),
             dead: AtomicBool::new(false),
+            reported: AtomicBool::new(true),
+        }
+    }
+
+    /// Records whether the last load report was written: a node whose
+    /// reports do not arrive is invisible to coordinators, so not ready.
+    pub fn set_reported(&self, ok: bool) {
+        self.reported.store(ok, Ordering::SeqCst);
+    }
+
+    /// Why the node cannot take new rooms, if it cannot (`/readyz`).
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.is_dead() {
+            Some("a worker died")
+        } else if self.is_draining() {
+            Some("draining")
+        } else if !self.reported.load(Ordering::SeqCst) {
+            Some("load report not written: Redis unreachable")
+        } else {
+            None
         }
     }
 

@@ -30,7 +30,7 @@ pub enum WorkerPoolError {
         source: std::io::Error,
     },
     /// The worker's WebRtcServer could not bind its port.
-    #[error("worker {index}: cannot listen on {ip} port {port} (UDP+TCP): {source}")]
+    #[error("THRONG_RTC_BASE_PORT: worker {index} cannot listen on {ip} port {port} (UDP+TCP): {source}")]
     CreateWebRtcServer {
         /// Worker index.
         index: usize,

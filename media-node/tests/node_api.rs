@@ -608,17 +608,36 @@ async fn a_killed_node_vanishes_from_redis_within_its_ttl_and_a_drained_node_exi
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // SIGTERM with a room open: draining is reported, new rooms are refused,
-    // and the node exits 0 once its last room closes.
+    // The stop hook (`media-node drain`, the chart's preStop) with a room
+    // open: it starts the drain, draining is reported, readiness goes false
+    // while health stays true, new rooms are refused, and the hook and the
+    // node both end once the last room closes.
     let mut env = node_env("retiring", 1, Some(&redis));
     env.insert(
         media_node::config::vars::DRAIN_GRACE_SECS.into(),
         "30".into(),
     );
-    let mut drained = NodeProcess::spawn(env).await;
+    let mut drained = NodeProcess::spawn(env.clone()).await;
     let mut client = connect(drained.grpc).await;
     let room = router(&mut client, "last-room", 0).await;
-    drained.signal("TERM");
+    let ready = |http| async move {
+        throng_ops::http_get(http, "/readyz", Duration::from_secs(2))
+            .await
+            .unwrap()
+            .0
+    };
+    assert_eq!(ready(drained.http).await, 200);
+    env.insert(
+        media_node::config::vars::HTTP_LISTEN.into(),
+        drained.http.to_string(),
+    );
+    let mut hook = tokio::process::Command::new(env!("CARGO_BIN_EXE_media-node"))
+        .args(["drain", "--pid", &drained.child.id().unwrap().to_string()])
+        .env_clear()
+        .envs(&env)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let json: Option<String> = conn.get(node_key("retiring")).await.unwrap();
@@ -642,6 +661,15 @@ async fn a_killed_node_vanishes_from_redis_within_its_ttl_and_a_drained_node_exi
         drained.child.try_wait().unwrap().is_none(),
         "node left while a room was open"
     );
+    assert_eq!(ready(drained.http).await, 503, "draining node still ready");
+    let (health, _) = throng_ops::http_get(drained.http, "/healthz", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(health, 200, "a draining node is healthy");
+    assert!(
+        hook.try_wait().unwrap().is_none(),
+        "the stop hook returned while a room was open"
+    );
     client
         .close_router(pb::CloseRouterRequest {
             router_id: room.router_id,
@@ -653,6 +681,11 @@ async fn a_killed_node_vanishes_from_redis_within_its_ttl_and_a_drained_node_exi
         .expect("node exits")
         .unwrap();
     assert!(status.success(), "drained node exit status: {status}");
+    let hook_status = tokio::time::timeout(Duration::from_secs(10), hook.wait())
+        .await
+        .expect("stop hook returns")
+        .unwrap();
+    assert!(hook_status.success(), "stop hook: {hook_status}");
     let gone: Option<String> = conn.get(node_key("retiring")).await.unwrap();
     assert!(gone.is_none());
 }

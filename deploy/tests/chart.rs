@@ -1,0 +1,407 @@
+//! The Helm chart with a real helm (v4, from PyPI): lint, render with the
+//! default values and the value sets in `helm/throng/ci/`, validate every
+//! object against two Kubernetes versions' schemas (strict: unknown fields
+//! are errors), refuse bad values, check what the objects promise (grace
+//! periods, ports per worker, hooks and probes on real endpoints), and feed
+//! each rendered container's environment to its binary's `--check-config`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_yaml::Value;
+use throng_deploy_tests::*;
+
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.35.0"];
+
+/// The value sets: (name, values files).
+fn value_sets() -> Vec<(&'static str, Vec<PathBuf>)> {
+    let ci = chart().join("ci");
+    vec![
+        ("default", vec![]),
+        (
+            "external-redis",
+            vec![ci.join("external-redis-values.yaml")],
+        ),
+        ("hostport", vec![ci.join("hostport-values.yaml")]),
+        (
+            "ingress-tls-hpa",
+            vec![ci.join("ingress-tls-hpa-values.yaml")],
+        ),
+    ]
+}
+
+fn render(files: &[PathBuf]) -> String {
+    helm_template(files, &[]).unwrap_or_else(|e| panic!("helm template {files:?}: {e}"))
+}
+
+#[test]
+fn lint_is_clean_in_strict_mode() {
+    for (name, files) in value_sets() {
+        let mut cmd = Command::new(tool("helm"));
+        cmd.args(["lint", "--strict"]).arg(chart());
+        for f in &files {
+            cmd.arg("-f").arg(f);
+        }
+        let (ok, stdout, stderr) = output(&mut cmd);
+        assert!(ok, "helm lint --strict ({name}):\n{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn every_rendered_object_validates_strictly_on_two_kubernetes_versions() {
+    let dir = std::env::temp_dir().join(format!("throng-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, files) in value_sets() {
+        let rendered = render(&files);
+        let kinds: Vec<String> = objects(&rendered)
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap_or("?").to_string())
+            .collect();
+        assert!(kinds.len() >= 5, "{name}: only {kinds:?}");
+        let file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, &rendered).unwrap();
+        for version in KUBERNETES_VERSIONS {
+            let (ok, stdout, stderr) = output(
+                Command::new(kubernetes_validate())
+                    .args(["--strict", "--quiet", "-k", version])
+                    .arg(&file),
+            );
+            assert!(
+                ok && !stdout.contains("ERROR"),
+                "{name} on Kubernetes {version}:\n{stdout}\n{stderr}"
+            );
+        }
+    }
+    // The validator itself refuses an unknown field (this check can fail).
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        render(&[]).replacen(
+            "revisionHistoryLimit: 5",
+            "revisionHistoryLimit: 5\n  bogusField: 1",
+            1,
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, _) = output(
+        Command::new(kubernetes_validate())
+            .args(["--strict", "--quiet", "-k", KUBERNETES_VERSIONS[0]])
+            .arg(&bad),
+    );
+    assert!(!ok && stdout.contains("bogusField"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_schema_and_the_templates_refuse_bad_values_naming_them() {
+    let cases: &[(&str, &str)] = &[
+        ("mediaNode.workers=0", "/mediaNode/workers"),
+        ("mediaNode.workers=300", "/mediaNode/workers"),
+        ("mediaNode.network=bridge", "/mediaNode/network"),
+        ("mediaNode.rtcBasePort=80", "/mediaNode/rtcBasePort"),
+        ("mediaNode.bogus=1", "bogus"),
+        ("coordinator.replicas=0", "/coordinator/replicas"),
+        ("secrets.adminKey=short", "/secrets/adminKey"),
+        ("redis.mode=cluster", "/redis/mode"),
+        (
+            "redis.external.url=rediss://redis.example:6380",
+            "/redis/external/url",
+        ),
+        ("logging.format=xml", "/logging/format"),
+        // What the schema cannot express, the templates refuse.
+        ("mediaNode.rtcBasePort=65535", "needs ports beyond 65535"),
+        ("mediaNode.grpcPort=40001", "falls in the RTC ports"),
+        ("redis.mode=external", "redis.mode=external needs"),
+        ("coordinator.ingress.tls.enabled=true", "tls.secretName"),
+    ];
+    for (set, named) in cases {
+        match helm_template(&[], &[set]) {
+            Ok(_) => panic!("--set {set} was accepted"),
+            Err(e) => assert!(e.contains(named), "--set {set}: {e}"),
+        }
+    }
+}
+
+/// Seconds in an env var of a container.
+fn env_secs(env: &BTreeMap<String, String>, var: &str) -> i64 {
+    env[var]
+        .parse()
+        .unwrap_or_else(|_| panic!("{var}={}", env[var]))
+}
+
+fn test_fields() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("status.podIP", "10.244.1.7"),
+        ("status.hostIP", "192.0.2.10"),
+        ("metadata.name", "t-throng-media-node-x7k2p"),
+    ])
+}
+
+#[test]
+fn rendered_objects_keep_their_promises() {
+    for (name, files) in value_sets() {
+        let objs = objects(&render(&files));
+        let node = find(&objs, "DaemonSet", "-media-node").expect("media-node DaemonSet");
+        let pod = &node["spec"]["template"]["spec"];
+        let c = container(node);
+        let env = container_env(c, &test_fields());
+
+        // Grace: the orchestrator waits at least the drain grace.
+        let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
+        assert!(
+            grace >= env_secs(&env, "THRONG_DRAIN_GRACE_SECS"),
+            "{name}: media-node grace {grace}"
+        );
+        // One port per worker, UDP and TCP, from the base port on.
+        let workers: u16 = env["THRONG_WORKERS"].parse().unwrap();
+        let base: u16 = env["THRONG_RTC_BASE_PORT"].parse().unwrap();
+        let ports = c["ports"].as_sequence().unwrap();
+        for proto in ["UDP", "TCP"] {
+            let mut rtc: Vec<u16> = ports
+                .iter()
+                .filter(|p| {
+                    p["protocol"].as_str() == Some(proto)
+                        && p["name"].as_str().is_some_and(|n| n.starts_with("rtc-"))
+                })
+                .map(|p| p["containerPort"].as_u64().unwrap() as u16)
+                .collect();
+            rtc.sort();
+            let expected: Vec<u16> = (base..base + workers).collect();
+            assert_eq!(rtc, expected, "{name}: {proto} RTC ports");
+        }
+        // CPU requested = workers (one worker is one core).
+        assert_eq!(
+            c["resources"]["requests"]["cpu"].as_str(),
+            Some(workers.to_string().as_str()),
+            "{name}: CPU request"
+        );
+        let host_network = pod["hostNetwork"].as_bool().unwrap_or(false);
+        let host_ports = ports.iter().filter(|p| p["hostPort"].is_number()).count();
+        if host_network {
+            assert_eq!(host_ports, 0, "{name}");
+            assert!(
+                env["THRONG_GRPC_ADVERTISE"].starts_with("192.0.2.10:"),
+                "{name}"
+            );
+        } else {
+            assert_eq!(host_ports, 2 * workers as usize, "{name}: hostPorts");
+            assert!(
+                env["THRONG_GRPC_ADVERTISE"].starts_with("10.244.1.7:"),
+                "{name}"
+            );
+        }
+        // The preStop hook is the binary's drain command, the probes its
+        // health endpoints (both checked against the running binary in
+        // media-node/tests).
+        assert_eq!(
+            c["lifecycle"]["preStop"]["exec"]["command"],
+            serde_yaml::from_str::<Value>("[/usr/local/bin/media-node, drain]").unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            c["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            c["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz")
+        );
+        let http_port: u16 = env["THRONG_HTTP_LISTEN"]
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let http = ports
+            .iter()
+            .find(|p| p["name"].as_str() == Some("http"))
+            .unwrap();
+        assert_eq!(
+            http["containerPort"].as_u64(),
+            Some(http_port as u64),
+            "{name}"
+        );
+        // One machine at a time, never two nodes on one machine's ports.
+        let rolling = &node["spec"]["updateStrategy"]["rollingUpdate"];
+        assert_eq!(rolling["maxUnavailable"].as_i64(), Some(1), "{name}");
+        assert_eq!(rolling["maxSurge"].as_i64(), Some(0), "{name}");
+        let sc = &c["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+        assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+        assert!(
+            find(&objs, "PodDisruptionBudget", "-media-node").is_some(),
+            "{name}"
+        );
+
+        let coord = find(&objs, "Deployment", "-coordinator").expect("coordinator Deployment");
+        let cpod = &coord["spec"]["template"]["spec"];
+        let cc = container(coord);
+        let cenv = container_env(cc, &test_fields());
+        let cgrace = cpod["terminationGracePeriodSeconds"].as_i64().unwrap();
+        // Drain grace + the 5 s claim release + the 5 s preStop pause.
+        assert!(
+            cgrace >= env_secs(&cenv, "THRONG_DRAIN_GRACE_SECS") + 10,
+            "{name}: coordinator grace {cgrace}"
+        );
+        assert_eq!(
+            cc["readinessProbe"]["httpGet"]["path"].as_str(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            cc["livenessProbe"]["httpGet"]["path"].as_str(),
+            Some("/healthz")
+        );
+        assert_eq!(
+            cc["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+            Some(true)
+        );
+        assert!(cpod["topologySpreadConstraints"].is_sequence(), "{name}");
+        assert!(
+            find(&objs, "PodDisruptionBudget", "-coordinator").is_some(),
+            "{name}"
+        );
+        let hpa = find(&objs, "HorizontalPodAutoscaler", "-coordinator");
+        assert_eq!(
+            hpa.is_some(),
+            coord["spec"]["replicas"].is_null(),
+            "{name}: HPA xor replicas"
+        );
+    }
+    // The ingress of the public-event set: TLS and WebSocket timeouts.
+    let objs = objects(&render(&value_sets()[3].1));
+    let ingress = find(&objs, "Ingress", "").expect("ingress");
+    assert_eq!(
+        ingress["spec"]["tls"][0]["secretName"].as_str(),
+        Some("live-example-org-tls")
+    );
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"]
+            .as_str(),
+        Some("3600")
+    );
+    assert!(
+        find(&objs, "StatefulSet", "-redis").unwrap()["spec"]["volumeClaimTemplates"].is_sequence()
+    );
+    assert!(find(&objs, "NetworkPolicy", "-media-node").is_some());
+}
+
+/// Writes what the chart mounts as files (its Secrets, or stand-ins for the
+/// operator's existing ones) under `dir`, and maps every path the containers
+/// would read to the host: `*_FILE` into `dir`, the image's web root to the
+/// built client.
+fn host_env(
+    env: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
+    dir: &std::path::Path,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in env {
+        if k.ends_with("_FILE") {
+            let key = v.rsplit('/').next().unwrap();
+            let value = secrets.get(key).cloned().unwrap_or_else(|| match key {
+                // An operator's existing Secrets (external-redis values).
+                "url" => "redis://:pw@redis.managed.example:6379/0".into(),
+                _ => format!("{key}-from-an-existing-secret-0123456789"),
+            });
+            let path = dir.join(key);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            out.insert(k.clone(), path.display().to_string());
+        } else if k == "THRONG_WEB_ROOT" {
+            out.insert(
+                k.clone(),
+                root().join("client-web/dist").display().to_string(),
+            );
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn each_rendered_container_environment_passes_its_binarys_check_config() {
+    let dir = std::env::temp_dir().join(format!("throng-chart-env-{}", std::process::id()));
+    for (name, files) in value_sets() {
+        let objs = objects(&render(&files));
+        let mut secrets = BTreeMap::new();
+        for s in objs.iter().filter(|o| o["kind"].as_str() == Some("Secret")) {
+            secrets.extend(secret_data(s));
+        }
+        for (kind, suffix, bin) in [
+            ("Deployment", "-coordinator", "coordinator"),
+            ("DaemonSet", "-media-node", "media-node"),
+        ] {
+            let workload = find(&objs, kind, suffix).unwrap();
+            let env = container_env(container(workload), &test_fields());
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let env = host_env(&env, &secrets, &dir);
+            let (ok, stdout, stderr) = output(
+                Command::new(binary(bin))
+                    .arg("--check-config")
+                    .env_clear()
+                    .envs(&env),
+            );
+            assert!(
+                ok,
+                "{name}: {bin} --check-config refused the chart's env:\n{stderr}\n{env:#?}"
+            );
+            if bin == "media-node" {
+                assert!(stdout.contains("THRONG_ANNOUNCED_ADDRESS="), "{stdout}");
+            }
+            // And the same env with one setting broken is refused, naming it.
+            let mut broken = env.clone();
+            let var = if bin == "coordinator" {
+                "THRONG_QUEUE_TIMEOUT_SECS"
+            } else {
+                "THRONG_WORKERS"
+            };
+            broken.insert(var.into(), "0".into());
+            let out = Command::new(binary(bin))
+                .arg("--check-config")
+                .env_clear()
+                .envs(&broken)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{name}: {bin}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains(var));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Leaf keys of the values file (`a.b.c`); `resources` blocks count as one.
+fn leaf_keys(prefix: &str, v: &Value, out: &mut Vec<String>) {
+    match v.as_mapping() {
+        Some(m) if !m.is_empty() && !prefix.ends_with("resources") => {
+            for (k, v) in m {
+                let k = k.as_str().unwrap();
+                let path = if prefix.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_keys(&path, v, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+#[test]
+fn the_chart_readme_documents_every_value() {
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
+    let readme = std::fs::read_to_string(chart().join("README.md")).unwrap();
+    let mut keys = Vec::new();
+    leaf_keys("", &values, &mut keys);
+    assert!(keys.len() > 60, "{keys:?}");
+    let missing: Vec<_> = keys
+        .iter()
+        .filter(|k| !readme.contains(&format!("| `{k}` |")))
+        .collect();
+    assert!(missing.is_empty(), "README value table lacks {missing:?}");
+}

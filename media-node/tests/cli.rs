@@ -1,0 +1,251 @@
+//! The `media-node` binary as an operator or orchestrator meets it: `--help`,
+//! `--version`, `--check-config`, exit 2 with the setting named for bad
+//! configuration and for addresses in use, secrets from files, JSON logs,
+//! `--probe`, and readiness that follows Redis.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use media_node::config::vars;
+
+const BIN: &str = env!("CARGO_BIN_EXE_media-node");
+
+/// Runs the binary to completion with exactly `env` (plus `args`).
+fn run(args: &[&str], env: &HashMap<String, String>) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .output()
+        .expect("run media-node")
+}
+
+fn valid_env() -> HashMap<String, String> {
+    node_env("cli-node", 2, None)
+}
+
+#[test]
+fn help_lists_every_setting_and_version_prints_the_version() {
+    let out = run(&["--help"], &HashMap::new());
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (var, _) in vars::ALL {
+        assert!(help.contains(var), "--help does not list {var}");
+    }
+    for word in [
+        "RUST_LOG",
+        "THRONG_LOG_FORMAT",
+        "drain",
+        "--check-config",
+        "--probe",
+    ] {
+        assert!(help.contains(word), "--help does not mention {word}");
+    }
+    let out = run(&["--version"], &HashMap::new());
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("media-node {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(&["--frobnicate"], &HashMap::new());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn check_config_accepts_a_good_environment_and_names_the_bad_setting() {
+    let out = run(&["--check-config"], &valid_env());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (var, _) in vars::ALL {
+        assert!(text.contains(&format!("{var}=")), "{var} not described");
+    }
+
+    let cases: &[(&str, &str, &str)] = &[
+        (vars::WORKERS, "0", vars::WORKERS),
+        (
+            vars::REDIS_URL,
+            "rediss://redis.example:6380",
+            vars::REDIS_URL,
+        ),
+        (vars::REDIS_URL, "redis://host:port", vars::REDIS_URL),
+        (vars::GRPC_ADVERTISE, "nohost", vars::GRPC_ADVERTISE),
+        (
+            "THRONG_REDIS_URL_FILE",
+            "/nonexistent/redis-url",
+            "THRONG_REDIS_URL_FILE",
+        ),
+        ("THRONG_LOG_FORMAT", "xml", "THRONG_LOG_FORMAT"),
+    ];
+    for (var, value, named) in cases {
+        let mut env = valid_env();
+        env.insert(var.to_string(), value.to_string());
+        for args in [&["--check-config"][..], &[][..]] {
+            let out = run(args, &env);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{var}={value} {args:?}: {stderr}"
+            );
+            assert!(stderr.contains(named), "{var}={value}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn the_redis_url_may_come_from_a_file_and_its_password_is_not_printed() {
+    let dir = std::env::temp_dir().join(format!("throng-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("redis-url");
+    std::fs::write(
+        &file,
+        "redis://default:hunter2hunter2@redis.internal:6379/0\n",
+    )
+    .unwrap();
+    let mut env = valid_env();
+    env.insert("THRONG_REDIS_URL_FILE".into(), file.display().to_string());
+    let out = run(&["--check-config"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("THRONG_REDIS_URL=redis://default:***@redis.internal:6379/0"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+
+    env.insert(vars::REDIS_URL.into(), "redis://other:6379".into());
+    let out = run(&["--check-config"], &env);
+    assert_eq!(out.status.code(), Some(2), "both the value and the file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts the binary and returns how it exited and what it said.
+async fn exit_of(env: HashMap<String, String>) -> (Option<i32>, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(BIN)
+            .env_clear()
+            .envs(&env)
+            .output(),
+    )
+    .await
+    .expect("media-node should exit")
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_in_use_exits_2_naming_its_setting() {
+    // gRPC and HTTP: a TCP listener already holds the port.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
+    for var in [vars::GRPC_LISTEN, vars::HTTP_LISTEN] {
+        let mut env = valid_env();
+        env.insert(var.into(), taken.clone());
+        let (code, stderr) = exit_of(env).await;
+        assert_eq!(code, Some(2), "{var}: {stderr}");
+        assert!(stderr.contains(var), "{var}: {stderr}");
+    }
+    // A worker's RTC port: a UDP socket holds it.
+    let env = valid_env();
+    let base: u16 = env[vars::RTC_BASE_PORT].parse().unwrap();
+    let udp = std::net::UdpSocket::bind(("127.0.0.1", base + 1)).unwrap();
+    let (code, stderr) = exit_of(env).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(vars::RTC_BASE_PORT), "{stderr}");
+    drop((held, udp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_probe_and_readiness_that_follows_redis() {
+    let redis = Redis::start();
+    let mut env = node_env("json-node", 1, Some(&redis));
+    env.insert("THRONG_LOG_FORMAT".into(), "json".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .envs(&env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), out.next_line())
+        .await
+        .expect("ready line")
+        .unwrap()
+        .expect("ready line");
+    let http: std::net::SocketAddr = ready
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.parse().ok())
+        .expect(&ready);
+    // Every log line is one JSON object with a level and a message.
+    let mut seen_ready = false;
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_millis(500), err.next_line()).await
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        seen_ready |= v["message"] == "media node ready";
+    }
+    assert!(seen_ready, "the ready event was not logged as JSON");
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+
+    // --probe: what the image's HEALTHCHECK runs, against the live node.
+    let mut probe_env = env.clone();
+    probe_env.insert(vars::HTTP_LISTEN.into(), http.to_string());
+    let probe = |path: &'static str, env: HashMap<String, String>| async move {
+        tokio::process::Command::new(BIN)
+            .args(["--probe", path])
+            .env_clear()
+            .envs(&env)
+            .output()
+            .await
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(probe("/healthz", probe_env.clone()).await, Some(0));
+    assert_eq!(probe("/readyz", probe_env.clone()).await, Some(0));
+    assert_eq!(probe("/nothing", probe_env.clone()).await, Some(1));
+
+    // Redis gone: the reports cannot be written, the node is not ready (no
+    // coordinator can see it) but alive.
+    drop(redis);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = throng_ops::http_get(http, "/readyz", Duration::from_secs(2))
+            .await
+            .unwrap();
+        if code == 503 {
+            assert!(body.contains("Redis"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready without Redis");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(probe("/readyz", probe_env.clone()).await, Some(1));
+    assert_eq!(probe("/healthz", probe_env).await, Some(0));
+    child.kill().await.unwrap();
+}

@@ -1,0 +1,372 @@
+//! The operator's interface that both binaries share, so that `coordinator`
+//! and `media-node` behave the same under an orchestrator:
+//!
+//! - the command line: `--help`, `--version`, `--check-config`, `--probe PATH`
+//!   ([`command`]; the probe is what a container HEALTHCHECK runs, so that the
+//!   images need no curl);
+//! - the environment, with secrets read from files as Kubernetes mounts them:
+//!   `THRONG_X_FILE=/path` stands for `THRONG_X=<file contents>` ([`environment`]);
+//! - logs: `RUST_LOG` filters, `THRONG_LOG_FORMAT` (`text`, `json`) shapes them
+//!   ([`init_logging`]);
+//! - the Redis URL rule both binaries apply ([`check_redis_url`]).
+//!
+//! Exit codes: 0 done, 1 failed while serving, 2 bad configuration or command
+//! line (including a listen address that cannot be bound).
+//!
+//! Owns nothing at run time; calls only the standard library, tokio (the
+//! probe's one HTTP request), `redis` (URL parsing) and `tracing-subscriber`.
+
+#![deny(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Exit code for a configuration or command line that cannot be used.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Log format variable: `text` (default) or `json` (one object per line).
+pub const LOG_FORMAT: &str = "THRONG_LOG_FORMAT";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// No arguments: serve.
+    Serve,
+    /// `--check-config`: validate the environment, print it, exit 0 or 2.
+    CheckConfig,
+    /// `--help` / `-h`.
+    Help,
+    /// `--version` / `-V`.
+    Version,
+    /// `--probe PATH`: GET PATH on the binary's own HTTP address; exit 0 on
+    /// 200, 1 otherwise.
+    Probe(String),
+    /// Anything else, for the binary's own subcommands (`coordinator token`).
+    Other(Vec<String>),
+}
+
+/// Reads the command line (without the program name).
+pub fn command(args: &[String]) -> Command {
+    match args {
+        [] => Command::Serve,
+        [one] if one == "--check-config" => Command::CheckConfig,
+        [one] if one == "--help" || one == "-h" || one == "help" => Command::Help,
+        [one] if one == "--version" || one == "-V" => Command::Version,
+        [flag, path] if flag == "--probe" && path.starts_with('/') => Command::Probe(path.clone()),
+        _ => Command::Other(args.to_vec()),
+    }
+}
+
+/// A setting that cannot be used: names the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvError {
+    /// The variable (`THRONG_TOKEN_SECRET_FILE`, `THRONG_LOG_FORMAT`...).
+    pub var: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for EnvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.var, self.reason)
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+/// The environment with `<VAR>_FILE` resolved for each of `file_vars`: the
+/// file's contents, without a trailing newline, become `<VAR>`. Setting both
+/// `<VAR>` and `<VAR>_FILE`, or naming a file that cannot be read, is an error
+/// (a secret silently taken from the wrong place is worse than no start).
+pub fn environment(
+    vars: impl IntoIterator<Item = (String, String)>,
+    file_vars: &[&str],
+) -> Result<HashMap<String, String>, EnvError> {
+    let mut env: HashMap<String, String> = vars.into_iter().collect();
+    for var in file_vars {
+        let file_var = format!("{var}_FILE");
+        let Some(path) = env.get(&file_var).map(|p| p.trim().to_string()) else {
+            continue;
+        };
+        if path.is_empty() {
+            continue;
+        }
+        if env.get(*var).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(EnvError {
+                var: file_var,
+                reason: format!("set together with {var}; set one of them"),
+            });
+        }
+        let contents = std::fs::read_to_string(&path).map_err(|e| EnvError {
+            var: file_var.clone(),
+            reason: format!("cannot read {path}: {e}"),
+        })?;
+        let value = contents.trim_end_matches(['\n', '\r']).to_string();
+        if value.is_empty() {
+            return Err(EnvError {
+                var: file_var,
+                reason: format!("{path} is empty"),
+            });
+        }
+        env.insert(var.to_string(), value);
+    }
+    Ok(env)
+}
+
+/// The log format `THRONG_LOG_FORMAT` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Reads `THRONG_LOG_FORMAT`.
+pub fn log_format(env: &HashMap<String, String>) -> Result<LogFormat, EnvError> {
+    match env.get(LOG_FORMAT).map(|v| v.trim()) {
+        None | Some("") | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(v) => Err(EnvError {
+            var: LOG_FORMAT.into(),
+            reason: format!("{v:?}: text or json"),
+        }),
+    }
+}
+
+/// Installs the global subscriber: `RUST_LOG` (default `info`) filters,
+/// `THRONG_LOG_FORMAT` shapes; logs go to stderr so that stdout carries only
+/// what the binary prints for its caller (the URL, `--check-config`).
+pub fn init_logging(env: &HashMap<String, String>) -> Result<(), EnvError> {
+    use tracing_subscriber::EnvFilter;
+    let format = log_format(env)?;
+    let filter = match env.get("RUST_LOG").map(|v| v.trim()) {
+        None | Some("") => EnvFilter::new("info"),
+        Some(v) => EnvFilter::try_new(v).map_err(|e| EnvError {
+            var: "RUST_LOG".into(),
+            reason: format!("{v:?}: {e}"),
+        })?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// The Redis URL rule: `redis://` or `redis+unix://`, and parseable.
+/// `rediss://` (TLS) is refused here, at start, with what to do instead: this
+/// build has no TLS client for Redis, and accepting the URL would only fail
+/// on the first command.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    use redis::IntoConnectionInfo;
+    if url.starts_with("rediss://") {
+        return Err(
+            "rediss:// (TLS) is not supported by this build; reach a TLS Redis \
+                    through a local TLS tunnel (stunnel, a sidecar) with a redis:// URL"
+                .into(),
+        );
+    }
+    if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+        return Err("a redis:// or redis+unix:// URL".into());
+    }
+    url.into_connection_info()
+        .map(|_| ())
+        .map_err(|e| format!("not a usable Redis URL: {e}"))
+}
+
+/// A URL with the password of its userinfo replaced by `***`, for logs and
+/// `--check-config`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// GETs `path` from the HTTP server at `addr` (an unspecified address such
+/// as `0.0.0.0` is reached on loopback) and returns the status code and body.
+/// Bounded by `limit`. Plain HTTP/1.0, enough for the binaries' own health
+/// endpoints.
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    limit: Duration,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::new(
+            if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            },
+            addr.port(),
+        )
+    } else {
+        addr
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
+        let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(bad)?;
+        Ok((code, body.to_string()))
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
+}
+
+/// Runs `--probe`: 0 when `path` answers 200, 1 otherwise (with the reason on
+/// stderr).
+pub async fn probe(binary: &str, addr: SocketAddr, path: &str) -> std::process::ExitCode {
+    match http_get(addr, path, Duration::from_secs(3)).await {
+        Ok((200, _)) => std::process::ExitCode::SUCCESS,
+        Ok((code, body)) => {
+            eprintln!("{binary}: {path}: {code} {}", body.trim());
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{binary}: {path} on {addr}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends SIGTERM to process `pid` (a stop hook starting a drain).
+#[allow(unsafe_code)]
+pub fn terminate(pid: i32) -> std::io::Result<()> {
+    if pid <= 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a single process id",
+        ));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; a
+    // positive pid addresses exactly one process.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `--version` text: `<binary> <version>`.
+pub fn version_line(binary: &str, version: &str) -> String {
+    format!("{binary} {version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn command_line() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(command(&args(&[])), Command::Serve);
+        assert_eq!(command(&args(&["--check-config"])), Command::CheckConfig);
+        assert_eq!(command(&args(&["-h"])), Command::Help);
+        assert_eq!(command(&args(&["--version"])), Command::Version);
+        assert_eq!(
+            command(&args(&["--probe", "/readyz"])),
+            Command::Probe("/readyz".into())
+        );
+        assert_eq!(
+            command(&args(&["token", "--room", "r"])),
+            Command::Other(args(&["token", "--room", "r"]))
+        );
+        assert_eq!(
+            command(&args(&["--check-config", "x"])),
+            Command::Other(args(&["--check-config", "x"]))
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("throng-ops-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "s3cret-from-a-mounted-file\n").unwrap();
+        let path = file.to_str().unwrap();
+
+        let env = environment(
+            vars(&[("THRONG_A_FILE", path), ("OTHER", "x")]),
+            &["THRONG_A"],
+        )
+        .unwrap();
+        assert_eq!(env["THRONG_A"], "s3cret-from-a-mounted-file");
+        assert_eq!(env["OTHER"], "x");
+
+        let both = environment(
+            vars(&[("THRONG_A_FILE", path), ("THRONG_A", "inline")]),
+            &["THRONG_A"],
+        )
+        .unwrap_err();
+        assert_eq!(both.var, "THRONG_A_FILE");
+
+        let missing =
+            environment(vars(&[("THRONG_A_FILE", "/nonexistent/x")]), &["THRONG_A"]).unwrap_err();
+        assert_eq!(missing.var, "THRONG_A_FILE");
+        assert!(missing.reason.contains("/nonexistent/x"), "{missing}");
+
+        std::fs::write(&file, "\n").unwrap();
+        let empty = environment(vars(&[("THRONG_A_FILE", path)]), &["THRONG_A"]).unwrap_err();
+        assert!(empty.reason.contains("empty"), "{empty}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let env = |v: &str| vars(&[(LOG_FORMAT, v)]).into_iter().collect();
+        assert_eq!(log_format(&env("json")).unwrap(), LogFormat::Json);
+        assert_eq!(log_format(&env("")).unwrap(), LogFormat::Text);
+        assert_eq!(log_format(&env("yaml")).unwrap_err().var, LOG_FORMAT);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(redact_url("redis://pw@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn redis_urls() {
+        assert!(check_redis_url("redis://127.0.0.1:6379").is_ok());
+        assert!(check_redis_url("redis://:pw@redis.example:6380/2").is_ok());
+        assert!(check_redis_url("rediss://redis.example:6380")
+            .unwrap_err()
+            .contains("TLS"));
+        assert!(check_redis_url("http://x").is_err());
+        assert!(check_redis_url("redis://host:notaport").is_err());
+    }
+}
