@@ -50,10 +50,9 @@ LABEL org.opencontainers.image.source="https://example.invalid/throng" \
       org.opencontainers.image.licenses="ISC" \
       org.opencontainers.image.vendor="Throng" \
       org.opencontainers.image.version="${VERSION}"
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates libssl3 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 throng \
+# The binaries need only glibc and libgcc (the worker links OpenSSL, libuv and
+# libstdc++ statically; `ldd` on them lists nothing else), so no package is added.
+RUN groupadd --system --gid 10001 throng \
  && useradd --system --uid 10001 --gid throng --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin throng
 
 # ---- coordinator -------------------------------------------------------------

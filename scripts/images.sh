@@ -46,10 +46,12 @@ DOCKERD=$!
 stop() {
   kill -TERM "$DOCKERD" 2>/dev/null || true
   wait "$DOCKERD" 2>/dev/null || true
+  rm -rf "$EXEC"
 }
 trap stop EXIT
 for _ in $(seq 1 100); do "${DOCKER[@]}" info >/dev/null 2>&1 && break; sleep 0.2; done
 "${DOCKER[@]}" info >/dev/null || { cat "$EXEC/dockerd.log" >&2; exit 1; }
+# Everything made from here on is removed on exit, failure included.
 
 if ! "${DOCKER[@]}" image inspect debian:bookworm-slim >/dev/null 2>&1; then
   MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)

@@ -60,6 +60,26 @@ pub fn chart() -> PathBuf {
     root().join("helm/throng")
 }
 
+/// A directory of the test's own under the system temp dir, removed on drop
+/// (a failing test included).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `<tmp>/throng-<tag>-<pid>`, created empty.
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("throng-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs a command, returning (success, stdout, stderr).
 pub fn output(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

@@ -50,8 +50,8 @@ fn lint_is_clean_in_strict_mode() {
 
 #[test]
 fn every_rendered_object_validates_strictly_on_two_kubernetes_versions() {
-    let dir = std::env::temp_dir().join(format!("throng-chart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("chart");
+    let dir = &tmp.0;
     for (name, files) in value_sets() {
         let rendered = render(&files);
         let kinds: Vec<String> = objects(&rendered)
@@ -90,7 +90,6 @@ fn every_rendered_object_validates_strictly_on_two_kubernetes_versions() {
             .arg(&bad),
     );
     assert!(!ok && stdout.contains("bogusField"), "{stdout}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -322,7 +321,8 @@ fn host_env(
 
 #[test]
 fn each_rendered_container_environment_passes_its_binarys_check_config() {
-    let dir = std::env::temp_dir().join(format!("throng-chart-env-{}", std::process::id()));
+    let tmp = TempDir::new("chart-env");
+    let dir = &tmp.0;
     for (name, files) in value_sets() {
         let objs = objects(&render(&files));
         let mut secrets = BTreeMap::new();
@@ -335,9 +335,9 @@ fn each_rendered_container_environment_passes_its_binarys_check_config() {
         ] {
             let workload = find(&objs, kind, suffix).unwrap();
             let env = container_env(container(workload), &test_fields());
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            let env = host_env(&env, &secrets, &dir);
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).unwrap();
+            let env = host_env(&env, &secrets, dir);
             let (ok, stdout, stderr) = output(
                 Command::new(binary(bin))
                     .arg("--check-config")
@@ -369,7 +369,6 @@ fn each_rendered_container_environment_passes_its_binarys_check_config() {
             assert!(String::from_utf8_lossy(&out.stderr).contains(var));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Leaf keys of the values file (`a.b.c`); `resources` blocks count as one.

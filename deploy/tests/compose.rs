@@ -86,7 +86,8 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
     let mut engine = Engine::start();
     engine.owns_project(PROJECT);
 
-    let tls = std::env::temp_dir().join(format!("throng-compose-tls-{}", std::process::id()));
+    let tls_dir = TempDir::new("compose-tls");
+    let tls = tls_dir.0.clone();
     certificate(&tls);
     let http_port = free_port();
     let https_port = free_port();
@@ -244,5 +245,4 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
         let (ok, left, _) = engine.docker(&args);
         assert!(ok && left.trim().is_empty(), "{what:?} left: {left}");
     }
-    let _ = std::fs::remove_dir_all(&tls);
 }

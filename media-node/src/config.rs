@@ -19,6 +19,10 @@ pub struct NodeConfig {
     pub announced_address: Option<String>,
     /// Worker `i` listens on UDP and TCP port `rtc_base_port + i`.
     pub rtc_base_port: u16,
+    /// IP or hostname other media nodes send piped media to (resolved to an
+    /// IP at start). `None`: the announced address, right when nodes and
+    /// browsers reach a node on the same address.
+    pub pipe_address: Option<String>,
     /// HTTP endpoint for health and Prometheus metrics.
     pub http_listen: SocketAddr,
     /// How long a draining node keeps serving its rooms after SIGTERM.
@@ -84,6 +88,8 @@ pub mod vars {
     pub const ANNOUNCED_ADDRESS: &str = "THRONG_ANNOUNCED_ADDRESS";
     /// First RTC port.
     pub const RTC_BASE_PORT: &str = "THRONG_RTC_BASE_PORT";
+    /// Address other media nodes pipe media to.
+    pub const PIPE_ADDRESS: &str = "THRONG_PIPE_ADDRESS";
     /// HTTP listen address.
     pub const HTTP_LISTEN: &str = "THRONG_HTTP_LISTEN";
     /// Drain grace period in seconds.
@@ -222,6 +228,26 @@ impl NodeConfig {
             });
         }
 
+        let pipe_address = env
+            .get(vars::PIPE_ADDRESS)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        if let Some(a) = &pipe_address {
+            if a.parse::<IpAddr>()
+                .map(|ip| ip.is_unspecified())
+                .unwrap_or(false)
+                || !a
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            {
+                return Err(ConfigError::Invalid {
+                    var: vars::PIPE_ADDRESS,
+                    value: a.clone(),
+                    reason: "an IP address (not unspecified) or a hostname".into(),
+                });
+            }
+        }
+
         let rtc_base_port: u16 = parse(env, vars::RTC_BASE_PORT, 40000)?;
         if rtc_base_port < 1024 {
             return Err(ConfigError::Invalid {
@@ -320,6 +346,7 @@ impl NodeConfig {
             rtc_listen_ip,
             announced_address,
             rtc_base_port,
+            pipe_address,
             http_listen,
             drain_grace: Duration::from_secs(drain_grace_secs),
             grpc_listen,
@@ -356,6 +383,12 @@ impl NodeConfig {
                     self.rtc_base_port,
                     self.rtc_port(self.workers - 1)
                 ),
+            ),
+            (
+                vars::PIPE_ADDRESS,
+                self.pipe_address
+                    .clone()
+                    .unwrap_or_else(|| "(the announced address)".into()),
             ),
             (vars::HTTP_LISTEN, self.http_listen.to_string()),
             (
@@ -448,6 +481,8 @@ mod tests {
             (vars::REDIS_URL, "rediss://redis.example:6380"),
             (vars::REDIS_URL, "redis://host:port"),
             (vars::REPORT_TTL_MS, "500"),
+            (vars::PIPE_ADDRESS, "0.0.0.0"),
+            (vars::PIPE_ADDRESS, "not a host"),
         ];
         for (var, value) in cases {
             let mut e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1")]);

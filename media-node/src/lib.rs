@@ -59,6 +59,14 @@ pub enum NodeError {
     /// Redis was configured and cannot be reached.
     #[error(transparent)]
     Redis(#[from] load::ReportError),
+    /// `THRONG_PIPE_ADDRESS` does not resolve to an IP address.
+    #[error("THRONG_PIPE_ADDRESS={address}: {reason}")]
+    PipeAddress {
+        /// The configured address.
+        address: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A worker died while serving.
     #[error("worker {} died: {}", .0.index, .0.reason)]
     WorkerDied(WorkerDied),
@@ -83,6 +91,28 @@ impl NodeError {
             NodeError::Bind { .. } | NodeError::Workers(WorkerPoolError::CreateWebRtcServer { .. })
         )
     }
+}
+
+/// The IP other nodes pipe to: `THRONG_PIPE_ADDRESS` resolved (a container
+/// name, a pod's DNS name), else the announced address.
+async fn pipe_address(config: &NodeConfig) -> Result<Option<String>, NodeError> {
+    let Some(address) = &config.pipe_address else {
+        return Ok(config.announced_address.clone());
+    };
+    if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+        return Ok(Some(ip.to_string()));
+    }
+    let failed = |reason: String| NodeError::PipeAddress {
+        address: address.clone(),
+        reason,
+    };
+    let mut found = tokio::net::lookup_host((address.as_str(), 0))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    found
+        .next()
+        .map(|a| Some(a.ip().to_string()))
+        .ok_or_else(|| failed("resolves to no address".into()))
 }
 
 async fn bind(addr: SocketAddr, var: &'static str) -> Result<(TcpListener, SocketAddr), NodeError> {
@@ -112,6 +142,8 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(Bound),
 ) -> Result<(), NodeError> {
+    // Resolved before anything is bound or started.
+    let pipe_announced = pipe_address(&config).await?;
     let (died_tx, mut died_rx) = mpsc::unbounded_channel();
     let pool = WorkerPool::start(&config, died_tx).await?;
     let workers: Arc<[workers::NodeWorker]> = pool.workers().to_vec().into();
@@ -137,7 +169,7 @@ pub async fn run_with(
         workers.clone(),
         node.clone(),
         config.rtc_listen_ip,
-        config.announced_address.clone(),
+        pipe_announced,
         hooks,
     );
 
