@@ -34,6 +34,15 @@ async function statsOf(transport) {
         packetsReceived: s.packetsReceived ?? 0,
         packetsLost: s.packetsLost ?? 0,
         framesDecoded: s.framesDecoded ?? 0,
+        // For a failure's diagnosis: what the receiver asked for and got.
+        framesReceived: s.framesReceived ?? 0,
+        keyFramesDecoded: s.keyFramesDecoded ?? 0,
+        pliCount: s.pliCount ?? 0,
+        firCount: s.firCount ?? 0,
+        nackCount: s.nackCount ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        packetsDiscarded: s.packetsDiscarded ?? 0,
+        ssrc: s.ssrc,
       };
     } else if (s.type === 'outbound-rtp') {
       const prev = out.outbound[s.kind] ?? { packetsSent: 0 };
@@ -41,6 +50,8 @@ async function statsOf(transport) {
     } else if (s.type === 'transport') {
       out.srtpCipher = s.srtpCipher ?? null;
       out.dtlsState = s.dtlsState ?? null;
+      out.transportPacketsReceived = s.packetsReceived ?? null;
+      out.transportBytesReceived = s.bytesReceived ?? null;
     }
   }
   return out;

@@ -24,6 +24,9 @@ const browser = await chromium.launch({
     '--use-fake-ui-for-media-stream',
     '--allow-loopback-in-peer-connection',
     '--autoplay-policy=no-user-gesture-required',
+    // THRONG_CHROMIUM_LOG=1: Chromium's own log (WebRTC errors such as SRTP
+    // unprotect failures) on stderr.
+    ...(process.env.THRONG_CHROMIUM_LOG ? ['--enable-logging=stderr', '--v=0'] : []),
   ],
 });
 let code = 0;

@@ -230,6 +230,44 @@ async fn chromium_sends_and_receives_audio_and_video_through_the_worker() {
         )
     });
     eprintln!("browser result: {result}");
+    if std::env::var_os("THRONG_CHROMIUM_LOG").is_some() {
+        eprintln!("browser stderr:\n{stderr}");
+    }
+    // The worker's side, printed before any check so that a failure shows
+    // where media stopped (producer in, consumer out, score, paused).
+    let producers: Vec<Producer> = state.producers.lock().unwrap().values().cloned().collect();
+    for p in producers {
+        let stats = p.get_stats().await.map(|s| {
+            s.iter()
+                .map(|s| (s.packet_count, s.score, s.nack_count, s.pli_count))
+                .collect::<Vec<_>>()
+        });
+        eprintln!(
+            "producer {:?} paused={} (packets, score, nacks, plis): {stats:?}",
+            p.kind(),
+            p.paused()
+        );
+    }
+    let consumers: Vec<Consumer> = state.consumers.lock().unwrap().values().cloned().collect();
+    for c in consumers {
+        let stats = c.get_stats().await.map(|s| {
+            s.iter()
+                .filter_map(|s| match s {
+                    ConsumerRtpStreamStat::Outbound(o) => {
+                        Some((o.packet_count, o.score, o.nack_count, o.pli_count))
+                    }
+                    ConsumerRtpStreamStat::Inbound(_) => None,
+                })
+                .collect::<Vec<_>>()
+        });
+        eprintln!(
+            "consumer {:?} paused={} producer_paused={} score={:?} (packets, score, nacks, plis): {stats:?}",
+            c.kind(),
+            c.paused(),
+            c.producer_paused(),
+            c.score()
+        );
+    }
 
     let num = |path: &str| -> f64 {
         result
