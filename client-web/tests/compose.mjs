@@ -3,20 +3,10 @@
 // API), they see and hear each other; then the node carrying one of them is
 // stopped (`docker compose stop`, asked of the Rust side on stdout), that one
 // re-joins on the other node by itself and media flows both ways again.
-import { createInterface } from 'node:readline';
 import {
   admin, check, connected, env, eventually, joinThroughUi, launch, log, newPage, receiveStats,
-  scenario,
+  scenario, stopNode,
 } from './lib.mjs';
-
-const stdin = createInterface({ input: process.stdin });
-const replies = [];
-stdin.on('line', (l) => replies.push(l));
-
-async function stopNode(id) {
-  process.stdout.write(`stop-node ${id}\n`);
-  await eventually(`the harness stopped ${id}`, async () => replies.includes(`stopped ${id}`), { timeoutMs: 60000 });
-}
 
 async function flowing(page, who, otherId) {
   const a = await eventually(`${who} decodes video and receives audio from the other`, async () => {
@@ -59,7 +49,7 @@ await scenario('compose', async (cleanup) => {
 
   const moving = before[adaId];
   log(`stopping ${moving}, which carries Ada`);
-  await stopNode(moving);
+  await stopNode(moving, { timeoutMs: 60000 });
   await eventually('Ada re-joined on the other node and shows Connected', async () => {
     const state = await ada.locator('#conn').getAttribute('data-state');
     const call = await ada.evaluate(() => ({

@@ -3,6 +3,7 @@
 // coordinator + media node + Redis; it reads its settings from THRONG_E2E (JSON:
 // url, adminKey, room, tokens, screenshots) and exits non-zero on the first
 // failed check, saying what it saw.
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 export const env = JSON.parse(process.env.THRONG_E2E ?? '{}');
@@ -199,4 +200,18 @@ export async function tabTo(page, selector) {
     await page.keyboard.press('Tab');
   }
   throw new CheckFailed(`${selector} is not reachable with Tab`);
+}
+
+let harnessReplies;
+/**
+ * Asks the Rust harness to stop media node `id` (a `stop-node <id>` line on
+ * stdout) and waits until it answers `stopped <id>` on stdin.
+ */
+export async function stopNode(id, { timeoutMs = 10000 } = {}) {
+  if (!harnessReplies) {
+    harnessReplies = [];
+    createInterface({ input: process.stdin }).on('line', (l) => harnessReplies.push(l));
+  }
+  process.stdout.write(`stop-node ${id}\n`);
+  await eventually(`the harness stopped ${id}`, async () => harnessReplies.includes(`stopped ${id}`), { timeoutMs });
 }

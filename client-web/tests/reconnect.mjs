@@ -3,20 +3,10 @@
 // goes away (stopped by the Rust side on request): the coordinator tells both
 // browsers to reconnect, they re-join on their own, land on the other node and
 // see and hear each other again, without anyone clicking anything.
-import { createInterface } from 'node:readline';
 import {
   admin, check, connected, env, eventually, joinThroughUi, launch, log, newPage, receiveStats,
-  scenario,
+  scenario, stopNode,
 } from './lib.mjs';
-
-const stdin = createInterface({ input: process.stdin });
-const replies = [];
-stdin.on('line', (l) => replies.push(l));
-
-async function stopNode(id) {
-  process.stdout.write(`stop-node ${id}\n`);
-  await eventually(`the harness stopped ${id}`, async () => replies.includes(`stopped ${id}`), { timeoutMs: 10000 });
-}
 
 async function flowing(page, who, otherId) {
   const a = await eventually(`${who} decodes video and receives audio from the other`, async () => {

@@ -346,7 +346,7 @@ impl CoordinatorConfig {
             Some(d) => d.display().to_string(),
             None => "(none: / shows the cluster status)".into(),
         };
-        [
+        throng_ops::settings_text(&[
             (vars::LISTEN, self.listen.to_string()),
             (
                 vars::ADVERTISE,
@@ -384,10 +384,7 @@ impl CoordinatorConfig {
                 vars::DRAIN_GRACE_SECS,
                 self.drain_grace.as_secs().to_string(),
             ),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
-        .collect()
+        ])
     }
 }
 

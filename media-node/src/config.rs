@@ -365,7 +365,7 @@ impl NodeConfig {
     /// The effective settings, the Redis password left out, one `VAR=value`
     /// a line (what `--check-config` prints).
     pub fn describe(&self) -> String {
-        [
+        throng_ops::settings_text(&[
             (vars::NODE_ID, self.node_id.clone()),
             (vars::WORKERS, self.workers.to_string()),
             (vars::RTC_LISTEN_IP, self.rtc_listen_ip.to_string()),
@@ -409,10 +409,7 @@ impl NodeConfig {
                 self.report_interval.as_millis().to_string(),
             ),
             (vars::REPORT_TTL_MS, self.report_ttl.as_millis().to_string()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
-        .collect()
+        ])
     }
 }
 

@@ -21,23 +21,7 @@ const USAGE: &str = "usage:
   media-node --help           this text";
 
 fn help() -> String {
-    let mut text = format!("{USAGE}\n\nenvironment:\n");
-    for (var, what) in vars::ALL {
-        text.push_str(&format!("  {var:<28} {what}\n"));
-    }
-    text.push_str(&format!(
-        "  {:<28} log filter, tracing-subscriber syntax (default info)\n",
-        "RUST_LOG"
-    ));
-    text.push_str(&format!(
-        "  {:<28} text (default) or json: one JSON object per log line\n",
-        throng_ops::LOG_FORMAT
-    ));
-    text.push_str(&format!(
-        "\n{} may instead be read from a file: <VAR>_FILE=/path (Kubernetes secrets).\n",
-        vars::FROM_FILES.join(", ")
-    ));
-    text
+    throng_ops::help_text(USAGE, vars::ALL, vars::FROM_FILES)
 }
 
 async fn drain(args: &[String], config: &NodeConfig) -> ExitCode {

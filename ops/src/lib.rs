@@ -272,6 +272,32 @@ pub fn terminate(pid: i32) -> std::io::Result<()> {
     }
 }
 
+/// `--help` text: the usage, then every variable of `vars` (name, what it
+/// does), the logging variables and the ones that may come from files.
+pub fn help_text(usage: &str, vars: &[(&str, &str)], from_files: &[&str]) -> String {
+    let mut text = format!("{usage}\n\nenvironment:\n");
+    for (var, what) in vars {
+        text.push_str(&format!("  {var:<28} {what}\n"));
+    }
+    text.push_str(&format!(
+        "  {:<28} log filter, tracing-subscriber syntax (default info)\n",
+        "RUST_LOG"
+    ));
+    text.push_str(&format!(
+        "  {LOG_FORMAT:<28} text (default) or json: one JSON object per log line\n"
+    ));
+    text.push_str(&format!(
+        "\n{} may instead be read from files: <VAR>_FILE=/path (Kubernetes secrets).\n",
+        from_files.join(", ")
+    ));
+    text
+}
+
+/// `--check-config` text: one `VAR=value` a line.
+pub fn settings_text(settings: &[(&str, String)]) -> String {
+    settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
 /// `--version` text: `<binary> <version>`.
 pub fn version_line(binary: &str, version: &str) -> String {
     format!("{binary} {version}")
