@@ -20,10 +20,6 @@ const USAGE: &str = "usage:
   coordinator token --room ROOM --identity ID [--viewer] [--ttl-secs N]
                                    print a join token signed with THRONG_TOKEN_SECRET";
 
-fn help() -> String {
-    throng_ops::help_text(USAGE, vars::ALL, vars::FROM_FILES)
-}
-
 /// `coordinator token ...`: mints a join token offline.
 fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
     let (mut room, mut identity, mut publish, mut ttl) = (None, None, true, 6 * 3600u64);
@@ -69,23 +65,16 @@ fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = throng_ops::command(&args);
-    match &command {
-        Command::Help => {
-            print!("{}", help());
-            return ExitCode::SUCCESS;
-        }
-        Command::Version => {
-            println!(
-                "{}",
-                throng_ops::version_line("coordinator", env!("CARGO_PKG_VERSION"))
-            );
-            return ExitCode::SUCCESS;
-        }
-        Command::Other(a) if a[0] != "token" => {
-            eprintln!("unknown command {:?}\n{USAGE}", a.join(" "));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        _ => {}
+    let binary = throng_ops::Binary {
+        name: "coordinator",
+        version: env!("CARGO_PKG_VERSION"),
+        usage: USAGE,
+        vars: vars::ALL,
+        from_files: vars::FROM_FILES,
+        subcommand: "token",
+    };
+    if let Some(code) = throng_ops::answer(&command, &binary) {
+        return code;
     }
     let env = match throng_ops::environment(std::env::vars(), vars::FROM_FILES) {
         Ok(env) => env,

@@ -20,10 +20,6 @@ const USAGE: &str = "usage:
   media-node --version        print the version
   media-node --help           this text";
 
-fn help() -> String {
-    throng_ops::help_text(USAGE, vars::ALL, vars::FROM_FILES)
-}
-
 async fn drain(args: &[String], config: &NodeConfig) -> ExitCode {
     let pid = match args {
         [] => 1,
@@ -58,23 +54,16 @@ async fn drain(args: &[String], config: &NodeConfig) -> ExitCode {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = throng_ops::command(&args);
-    match &command {
-        Command::Help => {
-            print!("{}", help());
-            return ExitCode::SUCCESS;
-        }
-        Command::Version => {
-            println!(
-                "{}",
-                throng_ops::version_line("media-node", env!("CARGO_PKG_VERSION"))
-            );
-            return ExitCode::SUCCESS;
-        }
-        Command::Other(a) if a[0] != "drain" => {
-            eprintln!("unknown command {:?}\n{USAGE}", a.join(" "));
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        _ => {}
+    let binary = throng_ops::Binary {
+        name: "media-node",
+        version: env!("CARGO_PKG_VERSION"),
+        usage: USAGE,
+        vars: vars::ALL,
+        from_files: vars::FROM_FILES,
+        subcommand: "drain",
+    };
+    if let Some(code) = throng_ops::answer(&command, &binary) {
+        return code;
     }
     let config = throng_ops::environment(std::env::vars(), vars::FROM_FILES)
         .map_err(|e| e.to_string())

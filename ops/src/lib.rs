@@ -293,6 +293,46 @@ pub fn help_text(usage: &str, vars: &[(&str, &str)], from_files: &[&str]) -> Str
     text
 }
 
+/// What a binary says about itself, for the commands every binary answers
+/// the same way.
+pub struct Binary<'a> {
+    /// Its name (`coordinator`, `media-node`).
+    pub name: &'a str,
+    /// Its version (`env!("CARGO_PKG_VERSION")`).
+    pub version: &'a str,
+    /// Its usage lines.
+    pub usage: &'a str,
+    /// Its variables (name, what it does).
+    pub vars: &'a [(&'a str, &'a str)],
+    /// Variables that may come from `<VAR>_FILE`.
+    pub from_files: &'a [&'a str],
+    /// Its own subcommand (`token`, `drain`), handled by the binary.
+    pub subcommand: &'a str,
+}
+
+/// Answers `--help`, `--version` and unknown commands (exit code), or `None`
+/// when the binary has work to do.
+pub fn answer(command: &Command, binary: &Binary<'_>) -> Option<std::process::ExitCode> {
+    match command {
+        Command::Help => {
+            print!(
+                "{}",
+                help_text(binary.usage, binary.vars, binary.from_files)
+            );
+            Some(std::process::ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("{}", version_line(binary.name, binary.version));
+            Some(std::process::ExitCode::SUCCESS)
+        }
+        Command::Other(a) if a[0] != binary.subcommand => {
+            eprintln!("unknown command {:?}\n{}", a.join(" "), binary.usage);
+            Some(std::process::ExitCode::from(EXIT_CONFIG))
+        }
+        _ => None,
+    }
+}
+
 /// `--check-config` text: one `VAR=value` a line.
 pub fn settings_text(settings: &[(&str, String)]) -> String {
     settings.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
