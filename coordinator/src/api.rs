@@ -15,20 +15,37 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether two keys are equal (every byte compared, whatever differs).
+fn same_key(given: &str, expected: &str) -> bool {
+    // Length leaks nothing useful; compare every byte regardless.
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Checks the admin key given as `x-admin-key` or as `Authorization: Bearer`
+/// (how Prometheus sends a scrape credential).
+pub fn require_admin(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(given) if same_key(given.trim(), expected) => Ok(()),
+        _ => require_key(headers, "x-admin-key", expected),
+    }
+}
+
 /// Checks a key header (constant-time compare).
 pub fn require_key(headers: &HeaderMap, name: &str, expected: &str) -> Result<(), ApiError> {
     let given = headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    // Length leaks nothing useful; compare every byte regardless.
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if same_key(given, expected) {
         Ok(())
     } else {
         Err(ApiError(

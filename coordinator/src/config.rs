@@ -42,6 +42,10 @@ pub struct CoordinatorConfig {
     /// How long a stopping coordinator waits for its participants to leave
     /// (they re-join elsewhere) before it closes their sessions.
     pub drain_grace: std::time::Duration,
+    /// A second, internal address serving only `/metrics`, without a key
+    /// (for a Prometheus inside the cluster); `None`: `/metrics` only on
+    /// `listen`, behind the admin key.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A configuration that cannot be used.
@@ -90,6 +94,8 @@ pub mod vars {
     pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
     /// Drain grace in seconds.
     pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
+    /// Internal metrics address.
+    pub const METRICS_LISTEN: &str = "THRONG_METRICS_LISTEN";
 
     /// Variables that may be given as `<VAR>_FILE` (a mounted secret).
     pub const FROM_FILES: &[&str] = &[TOKEN_SECRET, API_KEY, ADMIN_KEY, REDIS_URL];
@@ -155,6 +161,10 @@ pub mod vars {
         (
             DRAIN_GRACE_SECS,
             "on SIGTERM, how long participants get to move before sessions close (default 10)",
+        ),
+        (
+            METRICS_LISTEN,
+            "internal address serving /metrics without a key (default unset: /metrics on THRONG_LISTEN with the admin key)",
         ),
     ];
 }
@@ -300,8 +310,22 @@ impl CoordinatorConfig {
         };
         let drain_grace =
             std::time::Duration::from_secs(u64::from(number(env, vars::DRAIN_GRACE_SECS, 10, 0)?));
+        let metrics_listen = match get(env, vars::METRICS_LISTEN) {
+            None => None,
+            Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError {
+                var: vars::METRICS_LISTEN,
+                reason: format!("{v:?}: {e}"),
+            })?),
+        };
+        if metrics_listen == Some(listen) && listen.port() != 0 {
+            return Err(ConfigError {
+                var: vars::METRICS_LISTEN,
+                reason: format!("must differ from {} ({listen})", vars::LISTEN),
+            });
+        }
         Ok(Self {
             drain_grace,
+            metrics_listen,
             web_root,
             open_join,
             listen,
@@ -383,6 +407,13 @@ impl CoordinatorConfig {
             (
                 vars::DRAIN_GRACE_SECS,
                 self.drain_grace.as_secs().to_string(),
+            ),
+            (
+                vars::METRICS_LISTEN,
+                self.metrics_listen.map_or_else(
+                    || "(none: /metrics behind the admin key)".into(),
+                    |a| a.to_string(),
+                ),
             ),
         ])
     }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub queue: Arc<crate::join::queue::JoinQueue>,
     /// Which coordinator hosts each room.
     pub owners: crate::signaling::owners::RoomOwners,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The web client's files.
     pub web: crate::web::WebAssets,
     /// `/api/join-token` is open to anyone.
@@ -108,11 +110,50 @@ pub fn app(state: AppState) -> Router {
         .route("/api/join-token", post(open_join_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/token", post(mint_token))
         .route("/admin/nodes", get(crate::admin::nodes))
         .route("/admin/rooms", get(crate::admin::rooms))
         .route("/admin/rooms/{room}", get(crate::admin::room))
         .fallback(get(asset))
+        .with_state(state)
+}
+
+/// `/metrics` (admin key, as `x-admin-key` or a bearer token).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = crate::api::require_admin(&headers, &state.admin_key) {
+        return e.into_response();
+    }
+    render_metrics(&state).await
+}
+
+/// The metrics in the Prometheus text format.
+pub async fn render_metrics(state: &AppState) -> Response {
+    let body = state
+        .metrics
+        .render(
+            &state.cluster,
+            &state.queue,
+            state.rooms.local_rooms().len(),
+        )
+        .await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            throng_telemetry::metrics::CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The internal metrics address's routes: `/metrics` without a key.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { render_metrics(&state).await }),
+        )
         .with_state(state)
 }
 
@@ -122,6 +163,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         tokens: state.tokens.clone(),
         queue: state.queue.clone(),
         owners: state.owners.clone(),
+        metrics: state.metrics.clone(),
     };
     upgrade
         // A little above the protocol limit so that the session can answer

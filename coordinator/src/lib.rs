@@ -29,6 +29,7 @@ pub mod config;
 pub mod http;
 pub mod join;
 pub mod media;
+pub mod metrics;
 pub mod placement;
 pub mod protocol;
 pub mod registry;
@@ -68,6 +69,9 @@ pub enum CoordinatorError {
     /// The listener could not bind (a configuration error: exit 2).
     #[error("THRONG_LISTEN={0}: cannot listen: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The internal metrics listener could not bind (exit 2).
+    #[error("THRONG_METRICS_LISTEN={0}: cannot listen: {1}")]
+    MetricsBind(SocketAddr, std::io::Error),
     /// The HTTP server failed while serving.
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
@@ -144,12 +148,15 @@ pub async fn run_with(
         polled,
         limiter,
     } = stores(&config).await?;
+    let metrics = Arc::new(metrics::Metrics::new(config.placement.worker_capacity));
+    let registry: Arc<dyn Registry> =
+        Arc::new(registry::counted::Counted::new(registry, metrics.clone()));
     let queue = Arc::new(JoinQueue::new(
         limiter,
         config.join_concurrency as usize,
         config.queue_timeout,
     ));
-    let clients = Arc::new(NodeClients::new());
+    let clients = Arc::new(NodeClients::new(metrics.clone()));
     let (to_rooms, cluster_events) = mpsc::unbounded_channel();
     let (cluster, node_events) = Cluster::new(
         config.coordinator_id.clone(),
@@ -171,6 +178,14 @@ pub async fn run_with(
     let addr = listener
         .local_addr()
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;
+    let metrics_listener = match config.metrics_listen {
+        None => None,
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| CoordinatorError::MetricsBind(at, e))?,
+        ),
+    };
     let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let owners = match &config.redis_url {
         Some(url) => RoomOwners::redis(url, &me)
@@ -195,10 +210,21 @@ pub async fn run_with(
         admin_key: config.admin_key.as_str().into(),
         queue,
         owners: owners.clone(),
+        metrics: metrics.clone(),
         web,
         open_join: config.open_join,
         tiles_per_page: config.placement.tiles_per_page,
     };
+    if let Some(listener) = metrics_listener {
+        let metrics_addr = listener.local_addr().ok();
+        info!(addr = ?metrics_addr, "metrics served without a key");
+        let app = http::metrics_app(state.clone());
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                warn!(error = %e, "metrics server stopped");
+            }
+        });
+    }
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);
     let served = axum::serve(listener, http::app(state))

@@ -109,10 +109,13 @@ async fn main() -> ExitCode {
         eprintln!("coordinator: configuration ok");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = throng_ops::init_logging(&env) {
-        eprintln!("coordinator: invalid configuration: {e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let tracing = match throng_ops::init_logging(&env, "throng-coordinator") {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("coordinator: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let shutdown = async {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -120,13 +123,15 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    match coordinator::run(config, shutdown, |addr| {
+    let outcome = coordinator::run(config, shutdown, |addr| {
         println!("coordinator: http://{addr}/")
     })
-    .await
-    {
+    .await;
+    // Spans of the last requests go out before the exit.
+    tracing.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ CoordinatorError::Bind(..)) => {
+        Err(e @ (CoordinatorError::Bind(..) | CoordinatorError::MetricsBind(..))) => {
             tracing::error!(error = %e, "coordinator cannot start");
             eprintln!("coordinator: {e}");
             ExitCode::from(EXIT_CONFIG)

@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use throng_proto::report::NodeReport;
-use tracing::{debug, warn};
+use tracing::{debug, info_span, warn, Instrument};
 
 use crate::cluster::Cluster;
 use crate::join::queue::JoinQueue;
 use crate::media::client::{NodeCallError, NodeClients, RouterRef};
+use crate::metrics::Metrics;
 use crate::registry::{
     Candidate, PlacementRefused, PlacementRequest, Registry, RegistryError, WorkerRef,
 };
@@ -174,6 +175,13 @@ impl Placement {
         known: &HashMap<String, RouterRef>,
     ) -> Result<Seat, PlacementError> {
         let nodes = self.cluster.live_nodes().await?;
+        let span = info_span!(
+            "placement.reserve",
+            room,
+            participant,
+            node = tracing::field::Empty,
+            worker = tracing::field::Empty
+        );
         let request = PlacementRequest {
             room_id: room.to_string(),
             participant_id: participant.to_string(),
@@ -182,18 +190,27 @@ impl Placement {
             candidates: self.candidates(&nodes),
             owner: self.cluster.id().to_string(),
         };
-        let placed = match self.registry.place(&request).await? {
+        let placed = match self
+            .registry
+            .place(&request)
+            .instrument(span.clone())
+            .await?
+        {
             Ok(p) => p,
             Err(PlacementRefused::RoomFull(n)) => return Err(PlacementError::RoomFull(n)),
             Err(PlacementRefused::NoCapacity(_)) => return Err(PlacementError::NoCapacity),
         };
+        span.record("node", placed.worker.node_id.as_str());
+        span.record("worker", placed.worker.worker);
         let reservation = Reservation {
             registry: self.registry.clone(),
             room: room.to_string(),
             participant: participant.to_string(),
             kept: false,
         };
+        let metrics = self.clients.metrics();
         if let Some(router) = placed.router_id.as_ref().and_then(|id| known.get(id)) {
+            Metrics::count(&metrics.placements, "existing");
             return Ok(Seat {
                 router: router.clone(),
                 new_to_room: false,
@@ -212,7 +229,18 @@ impl Placement {
             .map_err(|e| PlacementError::Busy(e.to_string()))?;
         let client = self.clients.client(&node.node_id, &node.grpc_address)?;
         let found = if placed.new_router {
-            let found = client.create_router(room, placed.worker.worker).await?;
+            let kind = if known.is_empty() {
+                "first"
+            } else if known.values().any(|r| r.node_id == node.node_id) {
+                "spill_same_node"
+            } else {
+                "spill_other_node"
+            };
+            let found = client
+                .create_router(room, placed.worker.worker)
+                .instrument(info_span!("router.create", node = %node.node_id, worker = placed.worker.worker))
+                .await?;
+            Metrics::count(&metrics.placements, kind);
             self.registry
                 .set_router(room, &placed.worker, &found.router_id)
                 .await?;
@@ -222,7 +250,9 @@ impl Placement {
                 Some(id) => id.clone(),
                 None => self.wait_for_router(room, &placed.worker).await?,
             };
-            client.get_router(&router_id).await?
+            let found = client.get_router(&router_id).await?;
+            Metrics::count(&metrics.placements, "existing");
+            found
         };
         let new_to_room = !known.contains_key(&found.router_id);
         Ok(Seat {

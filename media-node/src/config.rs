@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub report_interval: Duration,
     /// TTL of the load report: a node silent this long is gone.
     pub report_ttl: Duration,
+    /// How often the workers' stats are read into the media metrics.
+    pub stats_interval: Duration,
 }
 
 /// A configuration that cannot be used; names the variable and the reason.
@@ -104,6 +106,8 @@ pub mod vars {
     pub const REPORT_INTERVAL_MS: &str = "THRONG_REPORT_INTERVAL_MS";
     /// Report TTL in milliseconds.
     pub const REPORT_TTL_MS: &str = "THRONG_REPORT_TTL_MS";
+    /// Stats sweep interval in milliseconds.
+    pub const STATS_INTERVAL_MS: &str = "THRONG_STATS_INTERVAL_MS";
 
     /// Variables that may be given as `<VAR>_FILE` (a mounted secret).
     pub const FROM_FILES: &[&str] = &[REDIS_URL];
@@ -154,6 +158,10 @@ pub mod vars {
         (
             REPORT_INTERVAL_MS,
             "how often the load report is written (default 1000)",
+        ),
+        (
+            STATS_INTERVAL_MS,
+            "how often every stream's stats are read into /metrics (default 10000, at least 100)",
         ),
         (
             REPORT_TTL_MS,
@@ -339,8 +347,17 @@ impl NodeConfig {
                 ),
             });
         }
+        let stats_interval_ms: u64 = parse(env, vars::STATS_INTERVAL_MS, 10_000)?;
+        if stats_interval_ms < 100 {
+            return Err(ConfigError::Invalid {
+                var: vars::STATS_INTERVAL_MS,
+                value: stats_interval_ms.to_string(),
+                reason: "at least 100".into(),
+            });
+        }
 
         Ok(Self {
+            stats_interval: Duration::from_millis(stats_interval_ms),
             node_id,
             workers,
             rtc_listen_ip,
@@ -409,6 +426,10 @@ impl NodeConfig {
                 self.report_interval.as_millis().to_string(),
             ),
             (vars::REPORT_TTL_MS, self.report_ttl.as_millis().to_string()),
+            (
+                vars::STATS_INTERVAL_MS,
+                self.stats_interval.as_millis().to_string(),
+            ),
         ])
     }
 }

@@ -1,5 +1,7 @@
-//! The node's HTTP side: liveness for the orchestrator and a status document
-//! for operators. Not on the media path.
+//! The node's HTTP side: liveness and readiness for the orchestrator, a
+//! status document for operators, `/metrics` for Prometheus. Not on the
+//! media path. This listener is internal (`THRONG_HTTP_LISTEN`, like the
+//! gRPC port): nothing here takes a key, so it must not be published.
 
 use std::sync::Arc;
 
@@ -19,6 +21,10 @@ pub struct HttpState {
     pub workers: Arc<[NodeWorker]>,
     /// The node's rooms (and through them its state).
     pub rooms: Arc<crate::media::Rooms>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The load samples (CPU per worker).
+    pub load: crate::load::LoadTracker,
 }
 
 #[derive(Serialize)]
@@ -46,6 +52,7 @@ pub fn app(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/", get(status))
         .with_state(state)
 }
@@ -69,6 +76,16 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
             format!("not ready: {why}\n"),
         ),
     }
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            throng_telemetry::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.render(&state.rooms, &state.load),
+    )
 }
 
 async fn status(State(state): State<HttpState>) -> Json<serde_json::Value> {

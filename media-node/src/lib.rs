@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod load;
 pub mod media;
+pub mod metrics;
 pub mod node;
 pub mod prestop;
 pub mod rpc;
@@ -195,6 +196,13 @@ pub async fn run_with(
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
+    let metrics = Arc::new(metrics::Metrics::new());
+    let sweep_task = tokio::spawn(metrics::sweep_loop(
+        metrics.clone(),
+        rooms.clone(),
+        config.stats_interval,
+    ));
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<MediaNodeServer<MediaService>>()
@@ -202,6 +210,9 @@ pub async fn run_with(
     let service = MediaService::new(rooms.clone(), tracker.clone(), stop_rx.clone());
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(throng_telemetry::grpc::ServerLayer::new(
+                metrics.rpc.clone(),
+            ))
             .add_service(health_service)
             .add_service(MediaNodeServer::new(service))
             .serve_with_incoming_shutdown(
@@ -217,6 +228,8 @@ pub async fn run_with(
     let http_state = http::HttpState {
         workers: workers.clone(),
         rooms: rooms.clone(),
+        metrics: metrics.clone(),
+        load: tracker.clone(),
     };
     let http = tokio::spawn(
         axum::serve(http_listener, http::app(http_state))
@@ -251,6 +264,7 @@ pub async fn run_with(
     };
 
     report_task.abort();
+    sweep_task.abort();
     let result = match outcome {
         Ok(()) => {
             if let Some(r) = &reporter {

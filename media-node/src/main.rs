@@ -93,10 +93,13 @@ async fn main() -> ExitCode {
         _ => {}
     }
     // `tracing-log` bridges mediasoup's `log` output into tracing.
-    if let Err(e) = throng_ops::init_logging(&env) {
-        eprintln!("media-node: invalid configuration: {e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let tracing = match throng_ops::init_logging(&env, "throng-media-node") {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("media-node: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let shutdown = async {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -104,14 +107,16 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    match media_node::run(config, shutdown, |bound| {
+    let outcome = media_node::run(config, shutdown, |bound| {
         println!(
             "media node: gRPC {} status http://{}/status",
             bound.grpc, bound.http
         )
     })
-    .await
-    {
+    .await;
+    // Spans of the last calls go out before the exit.
+    tracing.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_config() => {
             tracing::error!(error = %e, "media node cannot start");

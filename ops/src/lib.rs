@@ -6,8 +6,8 @@
 //!   images need no curl);
 //! - the environment, with secrets read from files as Kubernetes mounts them:
 //!   `THRONG_X_FILE=/path` stands for `THRONG_X=<file contents>` ([`environment`]);
-//! - logs: `RUST_LOG` filters, `THRONG_LOG_FORMAT` (`text`, `json`) shapes them
-//!   ([`init_logging`]);
+//! - logs: `RUST_LOG` filters, `THRONG_LOG_FORMAT` (`text`, `json`) shapes them,
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` exports spans ([`init_logging`]);
 //! - the Redis URL rule both binaries apply ([`check_redis_url`]).
 //!
 //! Exit codes: 0 done, 1 failed while serving, 2 bad configuration or command
@@ -136,26 +136,25 @@ pub fn log_format(env: &HashMap<String, String>) -> Result<LogFormat, EnvError> 
 }
 
 /// Installs the global subscriber: `RUST_LOG` (default `info`) filters,
-/// `THRONG_LOG_FORMAT` shapes; logs go to stderr so that stdout carries only
-/// what the binary prints for its caller (the URL, `--check-config`).
-pub fn init_logging(env: &HashMap<String, String>) -> Result<(), EnvError> {
-    use tracing_subscriber::EnvFilter;
-    let format = log_format(env)?;
-    let filter = match env.get("RUST_LOG").map(|v| v.trim()) {
-        None | Some("") => EnvFilter::new("info"),
-        Some(v) => EnvFilter::try_new(v).map_err(|e| EnvError {
-            var: "RUST_LOG".into(),
-            reason: format!("{v:?}: {e}"),
-        })?,
+/// `THRONG_LOG_FORMAT` shapes the lines on stderr, and spans go out over
+/// OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see `throng_telemetry`).
+/// Keep the returned guard until exit: shutting it down flushes the spans.
+pub fn init_logging(
+    env: &HashMap<String, String>,
+    service: &'static str,
+) -> Result<throng_telemetry::trace::Tracing, EnvError> {
+    use throng_telemetry::trace;
+    let format = match log_format(env)? {
+        LogFormat::Text => trace::LogFormat::Text,
+        LogFormat::Json => trace::LogFormat::Json,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-    Ok(())
+    trace::init(env, service, format).map_err(|e| EnvError {
+        var: match e {
+            trace::TraceError::Filter(..) => "RUST_LOG".into(),
+            trace::TraceError::Exporter(_) => "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        },
+        reason: e.to_string(),
+    })
 }
 
 /// The Redis URL rule: `redis://` or `redis+unix://`, and parseable.

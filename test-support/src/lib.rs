@@ -6,6 +6,7 @@
 //! nodes. Everything a helper starts stops when its handle drops.
 #![forbid(unsafe_code)]
 
+pub mod metrics;
 mod services;
 
 pub use services::*;

@@ -7,14 +7,16 @@
 //! nothing: event streams are the cluster's (`crate::cluster`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use throng_proto::media as pb;
 use throng_proto::media::media_node_client::MediaNodeClient;
+use throng_telemetry::grpc::{Client as Traced, ClientLayer};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::metrics::Metrics;
 use crate::protocol::{ConsumerCreated, Direction, MediaKind, TransportCreated};
 
 /// Deadline of one media call.
@@ -132,11 +134,15 @@ pub enum ConsumerCall {
     },
 }
 
+/// The channel to a node, with a span and timing per call (the trace
+/// context goes to the node in the call's headers).
+type NodeChannel = Traced<Channel>;
+
 /// A typed client of one media node.
 #[derive(Clone)]
 pub struct NodeClient {
     node: String,
-    inner: MediaNodeClient<Channel>,
+    inner: MediaNodeClient<NodeChannel>,
 }
 
 fn kind_of(kind: i32) -> Option<MediaKind> {
@@ -167,7 +173,7 @@ impl NodeClient {
         })
     }
 
-    fn rpc(&self) -> MediaNodeClient<Channel> {
+    fn rpc(&self) -> MediaNodeClient<NodeChannel> {
         self.inner.clone()
     }
 
@@ -506,15 +512,25 @@ impl NodeClient {
 }
 
 /// Clients of every known media node, by node id.
-#[derive(Default)]
 pub struct NodeClients {
     clients: Mutex<HashMap<String, (String, NodeClient)>>,
+    layer: ClientLayer,
+    metrics: Arc<Metrics>,
 }
 
 impl NodeClients {
-    /// An empty pool.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty pool; calls are timed into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            clients: Mutex::default(),
+            layer: ClientLayer::new(metrics.node_rpc.clone()),
+            metrics,
+        }
+    }
+
+    /// The coordinator's metrics (placement, pipes and rooms count into them).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The client of `node_id` at `address` (host:port), dialled on first use.
@@ -537,7 +553,7 @@ impl NodeClients {
             .keep_alive_while_idle(true);
         let client = NodeClient {
             node: node_id.to_string(),
-            inner: MediaNodeClient::new(endpoint.connect_lazy()),
+            inner: MediaNodeClient::new(tower::Layer::layer(&self.layer, endpoint.connect_lazy())),
         };
         clients.insert(node_id.to_string(), (address.to_string(), client.clone()));
         Ok(client)

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::client::{NodeCallError, NodeClients, PipeEnd, RouterRef};
+use crate::metrics::Metrics;
 
 /// A connected pair of pipe transports between two routers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +105,7 @@ impl RoomPipes {
                 .of(origin)?
                 .pipe_producer_to_router(producer, &target.router_id)
                 .await?;
+            Metrics::count(&clients.metrics().pipes, "same_node");
         } else {
             let key = pair_key(&origin.router_id, &target.router_id);
             let pair = match self.pairs.get(&key) {
@@ -123,6 +125,7 @@ impl RoomPipes {
                 .expect("pair of these routers");
             let consumed = src.consume_to_pipe(from, producer).await?;
             dst.produce_from_pipe(to, producer, &consumed).await?;
+            Metrics::count(&clients.metrics().pipes, "cross_node");
         }
         self.available
             .entry(producer.to_string())

@@ -161,6 +161,26 @@ impl ClientMessage {
             | Self::Leave { req_id } => req_id.as_deref(),
         }
     }
+
+    /// The message's `type`, as on the wire (names its span).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::CreateTransport { .. } => "createTransport",
+            Self::ConnectTransport { .. } => "connectTransport",
+            Self::Produce { .. } => "produce",
+            Self::Consume { .. } => "consume",
+            Self::ResumeConsumer { .. } => "resumeConsumer",
+            Self::PauseConsumer { .. } => "pauseConsumer",
+            Self::CloseConsumer { .. } => "closeConsumer",
+            Self::SetPreferredLayers { .. } => "setPreferredLayers",
+            Self::CloseProducer { .. } => "closeProducer",
+            Self::PauseProducer { .. } => "pauseProducer",
+            Self::ResumeProducer { .. } => "resumeProducer",
+            Self::RestartIce { .. } => "restartIce",
+            Self::Leave { .. } => "leave",
+        }
+    }
 }
 
 /// The room of a `join`, read without parsing the rest of the message (the

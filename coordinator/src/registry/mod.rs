@@ -8,6 +8,7 @@
 //! cluster of coordinators) and [`memory::MemoryRegistry`] (the single-machine
 //! default).
 
+pub mod counted;
 pub mod memory;
 pub mod redis;
 

@@ -147,6 +147,9 @@ impl Rooms {
             if producers.is_empty() && gone.is_empty() {
                 continue;
             }
+            self.clients
+                .metrics()
+                .reconnected("media_node_lost", gone.len());
             for (_, peer) in &gone {
                 self.forget_owned(peer);
             }

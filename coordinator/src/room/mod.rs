@@ -230,6 +230,9 @@ impl Rooms {
     pub async fn drain(&self, grace: Duration) {
         for (_, cell) in self.all_rooms() {
             let room = cell.state.lock().await;
+            self.clients
+                .metrics()
+                .reconnected("coordinator_restarting", room.len());
             room.broadcast(
                 None,
                 &ServerMessage::Reconnect {

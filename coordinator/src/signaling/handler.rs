@@ -7,10 +7,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use throng_proto::names;
+use throng_telemetry::trace;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info_span, Instrument};
 
@@ -109,6 +110,9 @@ async fn run(
     ended: mpsc::Sender<()>,
 ) {
     let mut joined: Option<(String, String)> = None;
+    // The join's trace: every later request of the participant is a part of it.
+    let mut join_trace: Option<trace::Context> = None;
+    let metrics = deps.metrics.clone();
     while let Some(text) = rx.recv().await {
         let msg: ClientMessage = match serde_json::from_str(&text) {
             Ok(m) => m,
@@ -146,7 +150,15 @@ async fn run(
                 continue;
             }
             flags.joining.store(true, Ordering::SeqCst);
-            let work = join(&deps, &outbox, room, display_name, token, req_id.clone());
+            let started = Instant::now();
+            let span = info_span!(
+                "join",
+                room = %room,
+                participant = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            );
+            let work = join(&deps, &outbox, room, display_name, token, req_id.clone())
+                .instrument(span.clone());
             let result = tokio::select! {
                 r = work => Some(r),
                 _ = cancelled.wait_for(|c| *c) => None,
@@ -154,23 +166,45 @@ async fn run(
             match result {
                 // The session ended while queued or being placed.
                 None => {
+                    span.record("outcome", "abandoned");
+                    metrics.join_outcome("abandoned");
                     flags.joining.store(false, Ordering::SeqCst);
                     return;
                 }
                 Some(Ok((room, peer, msg))) => {
+                    span.record("outcome", "admitted");
+                    metrics.join_outcome("admitted");
+                    metrics
+                        .join_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    metrics.participants.inc();
+                    join_trace = Some(trace::context_of(&span));
                     joined = Some((room, peer));
                     flags.joined.store(true, Ordering::SeqCst);
                     outbox.send(msg);
                 }
-                Some(Err(e)) => outbox.send(ServerMessage::error(req_id, e.code, e.message)),
+                Some(Err(e)) => {
+                    let outcome = code_name(e.code);
+                    span.record("outcome", outcome.as_str());
+                    metrics.join_outcome(&outcome);
+                    outbox.send(ServerMessage::error(req_id, e.code, e.message))
+                }
             }
             flags.joining.store(false, Ordering::SeqCst);
             continue;
         }
         let leave = matches!(msg, ClientMessage::Leave { .. });
+        let span = info_span!("request", otel.name = msg.type_name());
+        if let Some(cx) = &join_trace {
+            trace::set_parent(&span, cx.clone());
+        }
         let reply = match &joined {
             None => Err(RoomError::new(ErrorCode::OutOfOrder, "join first")),
-            Some((room, peer)) => request(&deps, &outbox, room, peer, msg).await,
+            Some((room, peer)) => {
+                request(&deps, &outbox, room, peer, msg)
+                    .instrument(span)
+                    .await
+            }
         };
         outbox.send(match reply {
             Ok(data) => ServerMessage::Response { req_id, data },
@@ -182,8 +216,25 @@ async fn run(
         }
     }
     if let Some((room, peer)) = joined {
-        deps.rooms.leave(&room, &peer, &outbox).await;
+        let span = info_span!("leave", room = %room);
+        if let Some(cx) = join_trace {
+            trace::set_parent(&span, cx);
+        }
+        deps.rooms
+            .leave(&room, &peer, &outbox)
+            .instrument(span)
+            .await;
+        metrics.participants.dec();
     }
+}
+
+/// An error code as the protocol spells it (`unavailable`), the outcome
+/// label of a refused join.
+fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "error".into())
 }
 
 fn bad(code: ErrorCode, message: &str) -> RoomError {
@@ -219,7 +270,9 @@ async fn join(
         ));
     }
     let peer = claims.sub;
+    tracing::Span::current().record("participant", peer.as_str());
     let queued = outbox.clone();
+    let waited = Instant::now();
     let _admission = deps
         .queue
         .admit(move |position, estimated_wait_ms| {
@@ -228,9 +281,13 @@ async fn join(
                 estimated_wait_ms,
             });
         })
+        .instrument(info_span!("queue.wait"))
         .await
         .map_err(|e| RoomError::new(ErrorCode::Unavailable, e.to_string()))?;
-    let span = info_span!("join", room = %room, participant = %peer);
+    deps.metrics
+        .queue_wait_seconds
+        .observe(waited.elapsed().as_secs_f64());
+    let span = info_span!("room.join");
     let j = deps
         .rooms
         .join(&room, &peer, &display_name, claims.publish, outbox.clone())

@@ -26,4 +26,6 @@ pub struct SessionDeps {
     pub queue: Arc<JoinQueue>,
     /// Which coordinator hosts each room.
     pub owners: owners::RoomOwners,
+    /// Counts sessions, messages and joins.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

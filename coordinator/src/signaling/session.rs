@@ -34,6 +34,7 @@ const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 async fn write(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    sent: prometheus_client::metrics::counter::Counter,
 ) {
     'send: while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -42,6 +43,7 @@ async fn write(
         let hold_until = tokio::time::Instant::now() + EVENT_COALESCE;
         while let Some(msg) = next.take() {
             let (event, ends) = (msg.is_event(), msg.ends_session());
+            sent.inc();
             if sink
                 .feed(Message::Text(msg.into_text().into()))
                 .await
@@ -76,12 +78,20 @@ async fn write(
 
 /// Serves one socket until it closes.
 pub async fn serve(socket: WebSocket, deps: SessionDeps) {
+    let metrics = deps.metrics.clone();
+    metrics.ws_sessions.inc();
+    let direction = |direction| {
+        metrics
+            .ws_messages
+            .get_or_create_owned(&crate::metrics::Direction { direction })
+    };
+    let (sent, received) = (direction("out"), direction("in"));
     let (sink, mut stream) = socket.split();
     let (outbox, rx) = Outbox::channel();
     outbox.send(ServerMessage::Welcome {
         protocol: PROTOCOL_VERSION,
     });
-    let mut writer = tokio::spawn(write(sink, rx));
+    let mut writer = tokio::spawn(write(sink, rx, sent));
     let mut writer_done = false;
     // Either side of the session (the handler after `leave`, the proxy when
     // the owner's socket closes) ends it through this.
@@ -98,7 +108,10 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             _ = ended.recv() => break,
         };
         let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Text(t))) => {
+                received.inc();
+                t
+            }
             Some(Ok(Message::Binary(_))) => {
                 outbox.send(ServerMessage::error(
                     None,
@@ -156,4 +169,5 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     if !writer_done {
         let _ = tokio::time::timeout(FLUSH_LIMIT, writer).await;
     }
+    metrics.ws_sessions.dec();
 }

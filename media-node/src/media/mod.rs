@@ -220,6 +220,43 @@ impl Rooms {
         lock(&self.tree)
     }
 
+    /// What the stats sweep reads ([`crate::metrics`]): the producers
+    /// participants send (sources, not piped copies) and the consumers they
+    /// receive (on their own transports, not pipes), with their kind; handles
+    /// cloned under the lock, asked for stats after it.
+    pub fn streams(&self) -> (Vec<Producer>, Vec<Consumer>) {
+        let tree = self.lock();
+        let producers = tree
+            .producers()
+            .filter(|(p, _)| p.origin == Origin::Source)
+            .map(|(p, _)| p.handle.producer.clone())
+            .collect();
+        let consumers = tree
+            .consumers()
+            .filter(|(_, t)| t.participant.is_some())
+            .map(|(c, _)| c.handle.clone())
+            .collect();
+        (producers, consumers)
+    }
+
+    /// Per worker: cross-node pipe transports, and producers piped in (from
+    /// another worker of this node or another node).
+    pub fn pipe_counts(&self) -> Vec<(u32, u32)> {
+        let tree = self.lock();
+        let mut counts = vec![(0, 0); self.workers.len()];
+        for (t, worker) in tree.transports() {
+            if matches!(t.handle, AnyTransport::Pipe(_)) {
+                counts[worker].0 += 1;
+            }
+        }
+        for (p, worker) in tree.producers() {
+            if p.origin != Origin::Source {
+                counts[worker].1 += 1;
+            }
+        }
+        counts
+    }
+
     /// Subscribes to the node's events.
     pub fn subscribe(&self) -> broadcast::Receiver<pb::Event> {
         self.events.subscribe()

@@ -201,6 +201,27 @@ impl<K: Kinds> Tree<K> {
 
     // ----- lookups ----------------------------------------------------------
 
+    /// Every producer (sources and copies) with its worker.
+    pub fn producers(&self) -> impl Iterator<Item = (&ProducerNode<K>, usize)> {
+        self.producers
+            .iter()
+            .map(|((router, _), p)| (p, self.worker_of(router)))
+    }
+
+    /// Every consumer with its transport.
+    pub fn consumers(&self) -> impl Iterator<Item = (&ConsumerNode<K>, &TransportNode<K>)> {
+        self.consumers
+            .values()
+            .filter_map(|c| Some((c, self.transports.get(&c.transport)?)))
+    }
+
+    /// Every transport with its worker.
+    pub fn transports(&self) -> impl Iterator<Item = (&TransportNode<K>, usize)> {
+        self.transports
+            .values()
+            .map(|t| (t, self.worker_of(&t.router)))
+    }
+
     /// A router.
     pub fn router(&self, id: &K::RouterId) -> Option<&RouterNode<K>> {
         self.routers.get(id)
