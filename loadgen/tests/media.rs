@@ -9,7 +9,7 @@ use std::time::Duration;
 use coordinator::auth::TokenKey;
 use loadgen::participant::Participant;
 use loadgen::source::SourceSpec;
-use throng_test_support::{free_port_block, Coordinator, Node, ADMIN_KEY, SECRET};
+use throng_test_support::{free_port_block, metrics, Coordinator, Node, ADMIN_KEY, SECRET};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -49,8 +49,14 @@ async fn cluster_of(nodes: usize, capacity: Option<u32>) -> TestCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_str0m_sender_reaches_a_str0m_receiver_through_the_cluster() {
-    let c = cluster().await;
-    let url = c.ws.clone();
+    // The node reads its streams' stats twice a second into /metrics.
+    let mut env = Node::env("node-1", 1, None);
+    env.insert("THRONG_STATS_INTERVAL_MS".into(), "500".into());
+    let node = Node::start(env).await;
+    let coordinator =
+        Coordinator::start(Coordinator::env(&[node.grpc.to_string()], 1500, None)).await;
+    coordinator.wait_for_nodes(1).await;
+    let url = coordinator.ws_url();
     let key = TokenKey::new(SECRET.as_bytes());
     // Light media: the suite runs browsers and other tests on the same two cores.
     let source = SourceSpec::LIGHT.start().await.expect("ffmpeg");
@@ -89,6 +95,64 @@ async fn a_str0m_sender_reaches_a_str0m_receiver_through_the_cluster() {
     let got = audio[0].packets + video[0].packets;
     let lost = audio[0].lost() + video[0].lost();
     assert!(lost * 10 < got, "loss: {audio:?} {video:?}");
+
+    // The node's media metrics saw the same streams: what it received from
+    // alice and what it sent bob (at least what bob had received before).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = metrics::scrape(node.http, "").await;
+    let flow = |direction: &str, kind: &str| {
+        metrics::value(
+            &m,
+            "throng_media_packets_total",
+            &[("direction", direction), ("kind", kind)],
+        )
+        .unwrap_or(0.0)
+    };
+    eprintln!(
+        "node metrics: in audio {} video {}, out audio {} video {}",
+        flow("in", "audio"),
+        flow("in", "video"),
+        flow("out", "audio"),
+        flow("out", "video")
+    );
+    assert!(
+        flow("out", "audio") >= audio[0].packets as f64,
+        "audio sent to bob"
+    );
+    assert!(
+        flow("out", "video") >= video[0].packets as f64,
+        "video sent to bob"
+    );
+    assert!(
+        flow("in", "audio") >= flow("out", "audio") * 0.9,
+        "alice's audio in"
+    );
+    assert!(flow("in", "video") > 0.0, "alice's video in");
+    assert!(
+        metrics::value(
+            &m,
+            "throng_media_bytes_total",
+            &[("direction", "out"), ("kind", "video")]
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
+    assert_eq!(
+        metrics::value(
+            &m,
+            "throng_media_streams",
+            &[("direction", "out"), ("kind", "audio")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics::value(
+            &m,
+            "throng_media_streams",
+            &[("direction", "in"), ("kind", "audio")]
+        ),
+        Some(1.0)
+    );
     alice.leave();
     bob.leave();
 }
