@@ -208,10 +208,18 @@ let harnessReplies;
  * stdout) and waits until it answers `stopped <id>` on stdin.
  */
 export async function stopNode(id, { timeoutMs = 10000 } = {}) {
+  await askHarness(`stop-node ${id}`, `stopped ${id}`, { timeoutMs });
+}
+
+/**
+ * Writes `request` on stdout for the Rust harness and waits until it
+ * answers `reply` on stdin (`stop-node`, `start-load`, `stop-load`).
+ */
+export async function askHarness(request, reply, { timeoutMs = 10000 } = {}) {
   if (!harnessReplies) {
     harnessReplies = [];
     createInterface({ input: process.stdin }).on('line', (l) => harnessReplies.push(l));
   }
-  process.stdout.write(`stop-node ${id}\n`);
-  await eventually(`the harness stopped ${id}`, async () => harnessReplies.includes(`stopped ${id}`), { timeoutMs });
+  process.stdout.write(`${request}\n`);
+  await eventually(`the harness answered ${reply}`, async () => harnessReplies.includes(reply), { timeoutMs });
 }

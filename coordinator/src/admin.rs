@@ -2,6 +2,9 @@
 //! with their reserved capacity, the rooms, and one room in detail (for rooms
 //! this coordinator hosts: every peer, producer and consumer, and with
 //! `?stats=true` the packets each consumer was sent, read from its node).
+//! `/admin` is the live cluster view (a page; the key is typed into it and
+//! sent as a header, never in a URL) fed by `/admin/live`, server-sent
+//! events of [`cluster_view`] once a second.
 //! Reads the registry, the rooms and the nodes; changes nothing.
 
 use axum::extract::{Path, Query, State};
@@ -22,6 +25,10 @@ use crate::signaling::owners::RoomOwners;
 /// What the admin handlers read.
 #[derive(Clone)]
 pub struct AdminState {
+    /// The join queue (length and wait, for the live view).
+    pub queue: Arc<crate::join::queue::JoinQueue>,
+    /// This coordinator's metrics (participants, sessions).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The rooms hosted here.
     pub rooms: Arc<Rooms>,
     /// The cluster (registry, live nodes).
@@ -159,4 +166,104 @@ pub async fn room(
         "owner": owner,
         "peers": peers,
     })))
+}
+
+/// The live view's page.
+pub async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../assets/admin.html"))
+}
+
+/// How often the live view is sent.
+const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /admin/live`: [`cluster_view`] as server-sent events, at once and
+/// then every second, until the client goes away.
+pub async fn live(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let stream = futures::stream::unfold((state, true), |(state, first)| async move {
+        if !first {
+            tokio::time::sleep(LIVE_EVERY).await;
+        }
+        let view = cluster_view(&state).await;
+        let event = Event::default().event("cluster").data(view.to_string());
+        Some((Ok(event), (state, false)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The cluster as the live view shows it: every node and worker (consumer
+/// units reserved against capacity, consumers, CPU, draining or dead),
+/// every room with its participants and the workers it spans (a room on
+/// several workers has its producers piped between them), the join queue.
+/// Registry reads only: one for the nodes, one per worker, two per room.
+pub async fn cluster_view(state: &AdminState) -> Value {
+    let registry = state.cluster.registry();
+    let capacity = state.rooms.worker_capacity();
+    let mut nodes = Vec::new();
+    let mut error = None;
+    match registry.nodes().await {
+        Ok(list) => {
+            for n in list {
+                let mut workers = Vec::with_capacity(n.workers.len());
+                for w in &n.workers {
+                    let key = WorkerRef {
+                        node_id: n.node_id.clone(),
+                        worker: w.index,
+                    };
+                    let reserved = registry.reserved(&key).await.unwrap_or(0);
+                    workers.push(json!({
+                        "index": w.index, "reserved": reserved, "capacity": capacity,
+                        "consumers": w.consumers, "producers": w.producers, "routers": w.routers,
+                        "cpu": w.cpu_load,
+                    }));
+                }
+                nodes.push(json!({
+                    "nodeId": n.node_id, "draining": n.draining, "dead": n.dead, "workers": workers,
+                }));
+            }
+        }
+        Err(e) => error = Some(e.to_string()),
+    }
+    let mut rooms = Vec::new();
+    match registry.rooms().await {
+        Ok(names) => {
+            for room in names {
+                let Ok(r) = registry.room(&room).await else {
+                    continue;
+                };
+                let workers: Vec<String> = r
+                    .routers
+                    .iter()
+                    .map(|(w, _)| format!("{}/{}", w.node_id, w.worker))
+                    .collect();
+                rooms.push(
+                    json!({ "room": room, "participants": r.participants, "workers": workers }),
+                );
+            }
+        }
+        Err(e) => error = error.or(Some(e.to_string())),
+    }
+    json!({
+        "at": throng_proto::now_ms(),
+        "queue": {
+            "length": state.queue.len(),
+            "oldestWaitMs": state.queue.oldest_wait().as_millis() as u64,
+        },
+        "coordinator": {
+            "participants": state.metrics.participants.get(),
+            "sessions": state.metrics.ws_sessions.get(),
+        },
+        "nodes": nodes,
+        "rooms": rooms,
+        "error": error,
+    })
 }

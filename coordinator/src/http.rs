@@ -56,6 +56,8 @@ pub struct AppState {
 impl axum::extract::FromRef<AppState> for AdminState {
     fn from_ref(s: &AppState) -> Self {
         AdminState {
+            queue: s.queue.clone(),
+            metrics: s.metrics.clone(),
             rooms: s.rooms.clone(),
             cluster: s.cluster.clone(),
             clients: s.clients.clone(),
@@ -112,6 +114,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/token", post(mint_token))
+        .route("/admin", get(crate::admin::page))
+        .route("/admin/live", get(crate::admin::live))
         .route("/admin/nodes", get(crate::admin::nodes))
         .route("/admin/rooms", get(crate::admin::rooms))
         .route("/admin/rooms/{room}", get(crate::admin::room))

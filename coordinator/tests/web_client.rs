@@ -67,6 +67,47 @@ async fn run_scenario(
     limit: Duration,
     cluster: &mut Cluster,
 ) {
+    run_scenario_with(
+        script,
+        base,
+        room,
+        identities,
+        limit,
+        cluster,
+        Extra::default(),
+    )
+    .await
+}
+
+/// What some scenarios need beyond the others.
+#[derive(Default)]
+struct Extra {
+    /// Merged into the script's settings.
+    settings: serde_json::Map<String, serde_json::Value>,
+    /// The load generator's arguments: a `start-load` line starts it, a
+    /// `stop-load` line stops it (its participants leave).
+    load: Vec<String>,
+}
+
+fn loadgen_binary() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("loadgen");
+    assert!(
+        bin.exists(),
+        "{} not built (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+async fn run_scenario_with(
+    script: &str,
+    base: &str,
+    room: &str,
+    identities: &[&str],
+    limit: Duration,
+    cluster: &mut Cluster,
+    extra: Extra,
+) {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let key = TokenKey::new(SECRET);
     let tokens: Vec<String> = identities
@@ -82,13 +123,18 @@ async fn run_scenario(
         client_web().join("../target/screenshots")
     };
     std::fs::create_dir_all(&screenshots).unwrap();
-    let settings = json!({
+    let mut settings = json!({
         "url": base,
         "adminKey": ADMIN_KEY,
         "room": room,
         "tokens": tokens,
         "screenshots": screenshots.canonicalize().unwrap(),
     });
+    settings
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.settings.clone());
+    let mut load: Option<tokio::process::Child> = None;
     let mut child = tokio::process::Command::new("node")
         .arg(format!("tests/{script}"))
         .current_dir(client_web())
@@ -115,6 +161,26 @@ async fn run_scenario(
     });
     let run = async {
         while let Ok(Some(line)) = lines.next_line().await {
+            if line == "start-load" {
+                let child = tokio::process::Command::new(loadgen_binary())
+                    .args(&extra.load)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("start loadgen");
+                load = Some(child);
+                stdin.write_all(b"load-started\n").await.unwrap();
+                continue;
+            }
+            if line == "stop-load" {
+                if let Some(mut child) = load.take() {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+                stdin.write_all(b"load-stopped\n").await.unwrap();
+                continue;
+            }
             if let Some(id) = line.strip_prefix("stop-node ") {
                 let index: usize = id
                     .trim()
@@ -216,6 +282,61 @@ async fn chromium_six_people_with_mic_and_camera_on_all_see_and_hear_each_other_
         &["ada", "grace", "linus", "barbara", "dennis", "frances"],
         Duration::from_secs(300),
         &mut c,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_admin_view_shows_every_worker_move_during_a_loadgen_surge() {
+    let redis = RedisServer::start();
+    let mut addrs = Vec::new();
+    let mut node_stops = Vec::new();
+    for i in 0..2 {
+        let (addr, stop) = start_node(&format!("node-{}", i + 1), 2, Some(&redis)).await;
+        addrs.push(addr.to_string());
+        node_stops.push(Some(stop));
+    }
+    // Four participants (26 units each) per worker, 13 people in three rooms
+    // (ten joins and a sender per room):
+    // each room fills a worker, the largest spills to the fourth.
+    let (http, coord_stop) = start_coordinator(&addrs, 104, Some(&redis)).await;
+    let mut c = Cluster {
+        url: format!("ws://{http}/ws"),
+        http,
+        node_stops,
+        coord_stop: Some(coord_stop),
+    };
+    c.wait_for_nodes(2).await;
+    let load: Vec<String> = [
+        "surge",
+        "--url",
+        &c.url,
+        "--token-secret",
+        SECRET,
+        "--joins",
+        "10",
+        "--rooms",
+        "3",
+        "--media",
+        "0",
+        "--hold-secs",
+        "600",
+        "--timeout-secs",
+        "120",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut settings = serde_json::Map::new();
+    settings.insert("workers".into(), json!(4));
+    run_scenario_with(
+        "admin-view.mjs",
+        &format!("http://{http}"),
+        "unused",
+        &[],
+        Duration::from_secs(240),
+        &mut c,
+        Extra { settings, load },
     )
     .await;
 }

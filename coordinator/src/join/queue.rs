@@ -30,6 +30,8 @@ pub enum QueueError {
 
 struct Waiter {
     ticket: u64,
+    /// When it joined the line.
+    since: Instant,
     /// Woken when this join becomes the head of the line or, at the head,
     /// when a slot may have been freed.
     wake: Arc<Notify>,
@@ -170,6 +172,14 @@ impl JoinQueue {
         self.lock().waiting.len()
     }
 
+    /// How long the head of the line has waited (zero when nobody waits).
+    pub fn oldest_wait(&self) -> Duration {
+        self.lock()
+            .waiting
+            .front()
+            .map_or(Duration::ZERO, |w| w.since.elapsed())
+    }
+
     /// Whether nobody waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -202,6 +212,7 @@ impl JoinQueue {
             s.next_ticket += 1;
             s.waiting.push_back(Waiter {
                 ticket: id,
+                since: Instant::now(),
                 wake: wake.clone(),
             });
             Ticket { queue: self, id }

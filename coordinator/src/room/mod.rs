@@ -207,6 +207,11 @@ impl Rooms {
         }
     }
 
+    /// Consumer units one worker may be reserved up to.
+    pub fn worker_capacity(&self) -> u32 {
+        self.placement.settings().worker_capacity
+    }
+
     /// Rooms with participants on this coordinator.
     pub fn local_rooms(&self) -> Vec<String> {
         lock(&self.map).keys().cloned().collect()
