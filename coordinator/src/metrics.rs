@@ -77,6 +77,23 @@ pub struct NodeState {
 
 type WorkerGauge = Family<Worker, Gauge>;
 
+/// The registry operations `crate::registry::counted` counts failures of.
+pub const REGISTRY_OPS: &[&str] = &[
+    "nodes",
+    "place",
+    "set_router",
+    "router",
+    "release",
+    "remove_router",
+    "reserved",
+    "room",
+    "rooms",
+    "heartbeat",
+    "dead_coordinators",
+    "reap_coordinator",
+    "evict_node",
+];
+
 /// The coordinator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -243,7 +260,31 @@ impl Metrics {
             "CPU each worker thread used over the last report interval (1 = a core)",
             m.worker_cpu.clone(),
         );
+        // Series that exist from the start at 0, so that a rate() or an
+        // alert on them works before the first event.
+        for kind in ["existing", "first", "spill_same_node", "spill_other_node"] {
+            let _ = m.placements.get_or_create(&Kind { kind });
+        }
+        for kind in ["same_node", "cross_node"] {
+            let _ = m.pipes.get_or_create(&Kind { kind });
+        }
+        for reason in ["media_node_lost", "coordinator_restarting"] {
+            let _ = m.reconnects.get_or_create(&Reason { reason });
+        }
+        for direction in ["in", "out"] {
+            let _ = m.ws_messages.get_or_create(&Direction { direction });
+        }
+        for op in REGISTRY_OPS {
+            let _ = m.registry_errors.get_or_create(&Operation { op });
+        }
+        m.join_outcome_zero("admitted");
         Self { registry, ..m }
+    }
+
+    fn join_outcome_zero(&self, outcome: &str) {
+        let _ = self.joins.get_or_create(&Outcome {
+            outcome: outcome.to_string(),
+        });
     }
 
     /// Counts a join's outcome.

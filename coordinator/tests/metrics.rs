@@ -120,7 +120,7 @@ async fn metrics_of_both_services_follow_a_scripted_session() {
             "throng_placements_total",
             &[("kind", "spill_same_node")]
         ),
-        None
+        Some(0.0)
     );
     assert_eq!(
         v(&s, "throng_pipes_total", &[("kind", "cross_node")]),
@@ -239,6 +239,44 @@ async fn metrics_of_both_services_follow_a_scripted_session() {
         ),
         1.0
     );
+
+    // Every family the Grafana dashboard queries is one these services export.
+    let (_, coord_text) = http_get(coord.http, "/metrics", &admin_header()).await;
+    let (_, node_text) = http_get(n1.http, "/metrics", "").await;
+    let exported: std::collections::HashSet<&str> = coord_text
+        .lines()
+        .chain(node_text.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../helm/throng/dashboards/throng.json"),
+    )
+    .unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for (i, _) in dashboard.match_indices("throng_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name)
+            .to_string();
+        queried.insert(family);
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    // Failed node calls by (method, code) have no series before the first
+    // failure (the node's own counterpart is checked above).
+    let not_yet = ["throng_node_rpc_errors_total"];
+    for family in &queried {
+        assert!(
+            exported.contains(family.as_str()) || not_yet.contains(&family.as_str()),
+            "the dashboard queries {family}, which nothing exports"
+        );
+    }
     drop(a);
     drop(c);
 }

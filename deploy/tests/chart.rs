@@ -28,6 +28,7 @@ fn value_sets() -> Vec<(&'static str, Vec<PathBuf>)> {
             "ingress-tls-hpa",
             vec![ci.join("ingress-tls-hpa-values.yaml")],
         ),
+        ("monitoring", vec![ci.join("monitoring-values.yaml")]),
     ]
 }
 
@@ -108,6 +109,18 @@ fn the_schema_and_the_templates_refuse_bad_values_naming_them() {
             "/redis/external/url",
         ),
         ("logging.format=xml", "/logging/format"),
+        (
+            "metrics.serviceMonitor.interval=often",
+            "/metrics/serviceMonitor/interval",
+        ),
+        (
+            "tracing.otlpEndpoint=collector:4317",
+            "/tracing/otlpEndpoint",
+        ),
+        (
+            "metrics.coordinatorPort=8080",
+            "metrics.coordinatorPort must differ",
+        ),
         // What the schema cannot express, the templates refuse.
         ("mediaNode.rtcBasePort=65535", "needs ports beyond 65535"),
         ("mediaNode.grpcPort=40001", "falls in the RTC ports"),
@@ -403,4 +416,116 @@ fn the_chart_readme_documents_every_value() {
         .filter(|k| !readme.contains(&format!("| `{k}` |")))
         .collect();
     assert!(missing.is_empty(), "README value table lacks {missing:?}");
+}
+
+/// The port of a `host:port` variable.
+fn port_of(env: &BTreeMap<String, String>, var: &str) -> u64 {
+    env[var].rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// The container port named `name`.
+fn named_port(container: &Value, name: &str) -> u64 {
+    container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port {name}"))
+}
+
+#[test]
+fn monitors_scrape_the_ports_the_binaries_serve_metrics_on() {
+    let files = vec![chart().join("ci").join("monitoring-values.yaml")];
+    let objs = objects(&render(&files));
+    let coord = find(&objs, "Deployment", "-coordinator").unwrap();
+    let cc = container(coord);
+    let cenv = container_env(cc, &test_fields());
+    // ServiceMonitor -> Service port -> container port -> THRONG_METRICS_LISTEN.
+    let sm = find(&objs, "ServiceMonitor", "-coordinator").expect("coordinator ServiceMonitor");
+    assert_eq!(
+        sm["metadata"]["labels"]["release"].as_str(),
+        Some("kube-prometheus-stack")
+    );
+    let endpoint = &sm["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    assert_eq!(endpoint["interval"].as_str(), Some("15s"));
+    let svc = find(&objs, "Service", "-coordinator").unwrap();
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "the monitor selects the Service"
+        );
+    }
+    let port = svc["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoint["port"])
+        .expect("the monitor's port is the Service's");
+    assert_eq!(port["targetPort"].as_str(), Some("metrics"));
+    assert_eq!(
+        named_port(cc, "metrics"),
+        port_of(&cenv, "THRONG_METRICS_LISTEN")
+    );
+    assert_ne!(
+        port_of(&cenv, "THRONG_METRICS_LISTEN"),
+        port_of(&cenv, "THRONG_LISTEN")
+    );
+
+    // Media nodes: a headless Service over the DaemonSet's HTTP port.
+    let node = find(&objs, "DaemonSet", "-media-node").unwrap();
+    let nc = container(node);
+    let nenv = container_env(nc, &test_fields());
+    let nsm = find(&objs, "ServiceMonitor", "-media-node").expect("media-node ServiceMonitor");
+    let nsvc = find(&objs, "Service", "-media-node-metrics").expect("headless Service");
+    assert_eq!(nsvc["spec"]["clusterIP"].as_str(), Some("None"));
+    for (k, v) in nsm["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&nsvc["metadata"]["labels"][k], v);
+    }
+    for (k, v) in nsvc["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(
+            &node["spec"]["template"]["metadata"]["labels"][k], v,
+            "the Service selects the nodes"
+        );
+    }
+    let np = &nsvc["spec"]["ports"][0];
+    assert_eq!(np["name"], nsm["spec"]["endpoints"][0]["port"]);
+    assert_eq!(
+        np["targetPort"].as_u64(),
+        Some(port_of(&nenv, "THRONG_HTTP_LISTEN"))
+    );
+
+    // Traces: both get the collector's address.
+    for env in [&cenv, &nenv] {
+        assert_eq!(
+            env.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(String::as_str),
+            Some("http://otel-collector.observability:4317")
+        );
+    }
+
+    // The dashboard ConfigMap carries the repository's dashboard, as JSON.
+    let cm = find(&objs, "ConfigMap", "-dashboard").expect("dashboard ConfigMap");
+    assert_eq!(
+        cm["metadata"]["labels"]["grafana_dashboard"].as_str(),
+        Some("1")
+    );
+    let shipped: serde_json::Value =
+        serde_json::from_str(cm["data"]["throng.json"].as_str().unwrap()).unwrap();
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart().join("dashboards/throng.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shipped, file);
+    assert!(file["panels"].as_array().unwrap().len() >= 12);
+
+    // Off by default: no monitor, no dashboard, no OTLP endpoint.
+    let plain = objects(&render(&[]));
+    assert!(find(&plain, "ServiceMonitor", "").is_none());
+    assert!(find(&plain, "ConfigMap", "-dashboard").is_none());
+    let penv = container_env(
+        container(find(&plain, "Deployment", "-coordinator").unwrap()),
+        &test_fields(),
+    );
+    assert!(!penv.contains_key("OTEL_EXPORTER_OTLP_ENDPOINT"));
 }

@@ -197,6 +197,16 @@ impl Metrics {
             m.streams.clone(),
         );
         r.register("media_stats_sweeps", "Stats sweeps done", m.sweeps.clone());
+        // Every flow exists from the start at 0 (rates and alerts work before
+        // the first packet).
+        for direction in ["in", "out"] {
+            for kind in ["audio", "video"] {
+                let flow = Flow { direction, kind };
+                for family in [&m.packets, &m.bytes, &m.lost, &m.nacks, &m.plis] {
+                    let _ = family.get_or_create(&flow);
+                }
+            }
+        }
         Self { registry: r, ..m }
     }
 

@@ -97,7 +97,18 @@ capabilities:
 {{- if and .Values.coordinator.ingress.tls.enabled (not .Values.coordinator.ingress.tls.secretName) -}}
 {{- fail "coordinator.ingress.tls.enabled needs coordinator.ingress.tls.secretName" -}}
 {{- end -}}
+{{- if eq (int .Values.metrics.coordinatorPort) (int .Values.coordinator.port) -}}
+{{- fail "metrics.coordinatorPort must differ from coordinator.port" -}}
+{{- end -}}
 {{- if and .Values.coordinator.autoscaling.enabled (gt (int .Values.coordinator.autoscaling.minReplicas) (int .Values.coordinator.autoscaling.maxReplicas)) -}}
 {{- fail "coordinator.autoscaling.minReplicas exceeds maxReplicas" -}}
 {{- end -}}
+{{- end -}}
+
+{{/* OTLP span export of both services (nothing when tracing.otlpEndpoint is empty). */}}
+{{- define "throng.tracingEnv" -}}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
