@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod leave;
 pub mod measure;
+pub mod otlp;
 pub mod participant;
 pub mod rtc;
 pub mod scenario;

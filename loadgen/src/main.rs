@@ -32,6 +32,8 @@ const USAGE: &str = "usage:
       (2 nodes of 1 worker, THRONG_WORKER_CAPACITY = 26 x (senders + 1))
   loadgen leave-surge --node HOST:GRPC_PORT [--participants 500] [--consumers 10] [--json FILE]
       (a media node's own gRPC API: everyone leaves one router at once)
+  loadgen otlp-sink --listen HOST:PORT
+      (an OTLP/gRPC trace receiver counting spans, for benchmarks with export on)
 
 The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
 capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
@@ -404,6 +406,35 @@ async fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("{e}\n{USAGE}");
                 ExitCode::FAILURE
+            }
+        };
+    }
+    if raw.first().map(String::as_str) == Some("otlp-sink") {
+        let listen = match raw.get(1..) {
+            Some([flag, addr]) if flag == "--listen" => addr.parse::<std::net::SocketAddr>().ok(),
+            _ => None,
+        };
+        let Some(listen) = listen else {
+            eprintln!("otlp-sink needs --listen HOST:PORT\n{USAGE}");
+            return ExitCode::from(2);
+        };
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        return match loadgen::otlp::sink(listen, stop).await {
+            Ok((spans, exports)) => {
+                println!("otlp-sink: {spans} spans in {exports} exports");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otlp-sink: {e}");
+                ExitCode::from(2)
             }
         };
     }
