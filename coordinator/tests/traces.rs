@@ -90,7 +90,8 @@ fn spawn(bin: &std::path::Path, env: &[(&str, String)]) -> Proc {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
+        // Quiet logs: spans are exported whatever RUST_LOG says.
+        .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true);

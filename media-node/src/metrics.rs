@@ -252,6 +252,10 @@ impl Metrics {
     /// Reads the stats of every stream once.
     pub async fn sweep(&self, rooms: &Rooms) {
         let (producers, consumers) = rooms.streams();
+        // Objects that closed since the list was taken would only make the
+        // worker log a "not found" per request.
+        let producers: Vec<_> = producers.into_iter().filter(|p| !p.closed()).collect();
+        let consumers: Vec<_> = consumers.into_iter().filter(|c| !c.closed()).collect();
         let kind_of = |k: MediaKind| match k {
             MediaKind::Audio => "audio",
             MediaKind::Video => "video",

@@ -34,6 +34,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// What is exported as spans: Throng's own at `info`, the libraries' at
+/// `warn` (their spans would flood a trace).
+const SPAN_FILTER: &str = "warn,coordinator=info,media_node=info,throng_telemetry=info";
+
 /// Whether `env` asks for spans to be exported.
 pub fn export_enabled(env: &HashMap<String, String>) -> bool {
     let set = |k: &str| env.get(k).is_some_and(|v| !v.trim().is_empty());
@@ -105,9 +109,11 @@ pub fn init(
 ) -> Result<Tracing, TraceError> {
     let filter = filter(env)?;
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // RUST_LOG filters the logs only: spans are exported at `info` whatever
+    // the log level (an operator quietening the logs keeps the traces).
     let fmt = match format {
-        LogFormat::Text => fmt.boxed(),
-        LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_filter(filter).boxed(),
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = if export_enabled(env) {
@@ -128,14 +134,12 @@ pub fn init(
     } else {
         None
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("throng")));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
-        .init();
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("throng"))
+            .with_filter(EnvFilter::new(SPAN_FILTER))
+    });
+    tracing_subscriber::registry().with(fmt).with(otel).init();
     Ok(Tracing { provider })
 }
 
