@@ -19,9 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use throng_telemetry::metrics::{duration_buckets, RpcMetrics};
 
-use crate::cluster::Cluster;
-use crate::join::queue::JoinQueue;
-use crate::registry::WorkerRef;
+use throng_proto::report::NodeReport;
 
 /// One label: what happened.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,6 +74,9 @@ pub struct NodeState {
 }
 
 type WorkerGauge = Family<Worker, Gauge>;
+
+/// A node's report with the units reserved on each of its workers.
+pub type NodeReserved = (NodeReport, Vec<Option<u32>>);
 
 /// The registry operations `crate::registry::counted` counts failures of.
 pub const REGISTRY_OPS: &[&str] = &[
@@ -313,60 +314,60 @@ impl Metrics {
         self.registry_errors.get_or_create(&Operation { op }).inc();
     }
 
-    /// Reads the gauges of the cluster's state and encodes everything.
-    pub async fn render(&self, cluster: &Cluster, queue: &JoinQueue, rooms: usize) -> String {
-        self.queue_length.set(queue.len() as i64);
+    /// Sets the gauges of the cluster's state and encodes everything.
+    /// `cluster`: every node's report with the units reserved on each of its
+    /// workers (`None` where the registry did not answer); `None` when the
+    /// registry could not list the nodes (the gauges keep their last values).
+    /// A leaf: the caller (`crate::http`) reads the registry.
+    pub fn render(
+        &self,
+        cluster: Option<&[NodeReserved]>,
+        queue_length: usize,
+        rooms: usize,
+    ) -> String {
+        self.queue_length.set(queue_length as i64);
         self.rooms.set(rooms as i64);
-        let registry = cluster.registry();
-        match registry.nodes().await {
-            Ok(nodes) => {
-                for family in [
-                    &self.worker_consumers,
-                    &self.worker_producers,
-                    &self.worker_transports,
-                    &self.worker_routers,
-                    &self.worker_reserved,
-                    &self.worker_capacity,
-                ] {
-                    family.clear();
+        if let Some(nodes) = cluster {
+            for family in [
+                &self.worker_consumers,
+                &self.worker_producers,
+                &self.worker_transports,
+                &self.worker_routers,
+                &self.worker_reserved,
+                &self.worker_capacity,
+            ] {
+                family.clear();
+            }
+            self.worker_cpu.clear();
+            let (mut serving, mut draining, mut dead) = (0, 0, 0);
+            for (n, reserved) in nodes {
+                match (n.dead, n.draining) {
+                    (true, _) => dead += 1,
+                    (false, true) => draining += 1,
+                    (false, false) => serving += 1,
                 }
-                self.worker_cpu.clear();
-                let (mut serving, mut draining, mut dead) = (0, 0, 0);
-                for n in &nodes {
-                    match (n.dead, n.draining) {
-                        (true, _) => dead += 1,
-                        (false, true) => draining += 1,
-                        (false, false) => serving += 1,
+                for (i, w) in n.workers.iter().enumerate() {
+                    let labels = Worker {
+                        node: n.node_id.clone(),
+                        worker: w.index.to_string(),
+                    };
+                    let set = |f: &WorkerGauge, v: u32| {
+                        f.get_or_create(&labels).set(i64::from(v));
+                    };
+                    set(&self.worker_consumers, w.consumers);
+                    set(&self.worker_producers, w.producers);
+                    set(&self.worker_transports, w.transports);
+                    set(&self.worker_routers, w.routers);
+                    set(&self.worker_capacity, self.worker_capacity_units);
+                    self.worker_cpu.get_or_create(&labels).set(w.cpu_load);
+                    if let Some(Some(r)) = reserved.get(i) {
+                        set(&self.worker_reserved, *r);
                     }
-                    for w in &n.workers {
-                        let labels = Worker {
-                            node: n.node_id.clone(),
-                            worker: w.index.to_string(),
-                        };
-                        let set = |f: &WorkerGauge, v: u32| {
-                            f.get_or_create(&labels).set(i64::from(v));
-                        };
-                        set(&self.worker_consumers, w.consumers);
-                        set(&self.worker_producers, w.producers);
-                        set(&self.worker_transports, w.transports);
-                        set(&self.worker_routers, w.routers);
-                        set(&self.worker_capacity, self.worker_capacity_units);
-                        self.worker_cpu.get_or_create(&labels).set(w.cpu_load);
-                        let key = WorkerRef {
-                            node_id: n.node_id.clone(),
-                            worker: w.index,
-                        };
-                        match registry.reserved(&key).await {
-                            Ok(r) => set(&self.worker_reserved, r),
-                            Err(_) => self.registry_error("reserved"),
-                        }
-                    }
-                }
-                for (state, v) in [("serving", serving), ("draining", draining), ("dead", dead)] {
-                    self.nodes.get_or_create(&NodeState { state }).set(v);
                 }
             }
-            Err(_) => self.registry_error("nodes"),
+            for (state, v) in [("serving", serving), ("draining", draining), ("dead", dead)] {
+                self.nodes.get_or_create(&NodeState { state }).set(v);
+            }
         }
         throng_telemetry::metrics::encode(&self.registry)
     }

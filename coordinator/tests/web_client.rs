@@ -166,6 +166,10 @@ async fn run_scenario_with(
                     .args(&extra.load)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
+                    // Its own process group: stopping it stops the ffmpeg
+                    // sources it started too (a SIGKILL of loadgen alone
+                    // left them running).
+                    .process_group(0)
                     .kill_on_drop(true)
                     .spawn()
                     .expect("start loadgen");
@@ -175,7 +179,9 @@ async fn run_scenario_with(
             }
             if line == "stop-load" {
                 if let Some(mut child) = load.take() {
-                    let _ = child.start_kill();
+                    if let Some(pid) = child.id() {
+                        let _ = throng_ops::terminate_group(pid as i32);
+                    }
                     let _ = child.wait().await;
                 }
                 stdin.write_all(b"load-stopped\n").await.unwrap();

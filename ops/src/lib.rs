@@ -253,6 +253,25 @@ pub async fn probe(binary: &str, addr: SocketAddr, path: &str) -> std::process::
     }
 }
 
+/// Sends SIGTERM to every process of group `pgid` (a tool started with its
+/// own group, and the children it started: a load generator's ffmpeg).
+#[allow(unsafe_code)]
+pub fn terminate_group(pgid: i32) -> std::io::Result<()> {
+    if pgid <= 1 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a process group id",
+        ));
+    }
+    // SAFETY: kill(2) takes two integers and touches no memory of ours; a
+    // negative pid addresses exactly the process group `pgid`.
+    if unsafe { libc::kill(-pgid, libc::SIGTERM) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Sends SIGTERM to process `pid` (a stop hook starting a drain).
 #[allow(unsafe_code)]
 pub fn terminate(pid: i32) -> std::io::Result<()> {
