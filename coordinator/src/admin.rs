@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::api::{require_key, ApiError};
 use crate::cluster::Cluster;
 use crate::media::client::NodeClients;
-use crate::registry::WorkerRef;
+use crate::registry::nodes_with_reserved;
 use crate::room::Rooms;
 use crate::signaling::owners::RoomOwners;
 
@@ -54,17 +54,14 @@ pub async fn nodes(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     require_key(&headers, "x-admin-key", &state.admin_key)?;
-    let registry = state.cluster.registry();
-    let nodes = registry.nodes().await.map_err(registry_down)?;
+    let nodes = nodes_with_reserved(state.cluster.registry().as_ref())
+        .await
+        .map_err(registry_down)?;
     let mut out = Vec::new();
-    for n in nodes {
+    for (n, reserved) in nodes {
         let mut workers = Vec::new();
-        for w in &n.workers {
-            let key = WorkerRef {
-                node_id: n.node_id.clone(),
-                worker: w.index,
-            };
-            let reserved = registry.reserved(&key).await.unwrap_or(0);
+        for (w, reserved) in n.workers.iter().zip(reserved) {
+            let reserved = reserved.unwrap_or(0);
             workers.push(json!({
                 "index": w.index, "port": w.port, "reserved": reserved,
                 "routers": w.routers, "transports": w.transports, "producers": w.producers, "consumers": w.consumers,
@@ -210,16 +207,12 @@ pub async fn cluster_view(state: &AdminState) -> Value {
     let capacity = state.rooms.worker_capacity();
     let mut nodes = Vec::new();
     let mut error = None;
-    match registry.nodes().await {
+    match nodes_with_reserved(registry.as_ref()).await {
         Ok(list) => {
-            for n in list {
+            for (n, reserved) in list {
                 let mut workers = Vec::with_capacity(n.workers.len());
-                for w in &n.workers {
-                    let key = WorkerRef {
-                        node_id: n.node_id.clone(),
-                        worker: w.index,
-                    };
-                    let reserved = registry.reserved(&key).await.unwrap_or(0);
+                for (w, reserved) in n.workers.iter().zip(reserved) {
+                    let reserved = reserved.unwrap_or(0);
                     workers.push(json!({
                         "index": w.index, "reserved": reserved, "capacity": capacity,
                         "consumers": w.consumers, "producers": w.producers, "routers": w.routers,

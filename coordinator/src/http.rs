@@ -134,25 +134,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 /// The metrics in the Prometheus text format.
 pub async fn render_metrics(state: &AppState) -> Response {
     // Registry failures are counted by the registry's own wrapper.
-    let registry = state.cluster.registry();
-    let cluster = match registry.nodes().await {
-        Err(_) => None,
-        Ok(nodes) => {
-            let mut out = Vec::with_capacity(nodes.len());
-            for n in nodes {
-                let mut reserved = Vec::with_capacity(n.workers.len());
-                for w in &n.workers {
-                    let key = crate::registry::WorkerRef {
-                        node_id: n.node_id.clone(),
-                        worker: w.index,
-                    };
-                    reserved.push(registry.reserved(&key).await.ok());
-                }
-                out.push((n, reserved));
-            }
-            Some(out)
-        }
-    };
+    let cluster = crate::registry::nodes_with_reserved(state.cluster.registry().as_ref())
+        .await
+        .ok();
     let body = state.metrics.render(
         cluster.as_deref(),
         state.queue.len(),

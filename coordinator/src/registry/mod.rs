@@ -194,3 +194,25 @@ pub trait Registry: Send + Sync + 'static {
     /// Returns the (room, participant) pairs that were placed there.
     async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError>;
 }
+
+/// Every live node's report with the consumer units reserved on each of its
+/// workers (`None` where the registry did not answer for that worker): what
+/// the admin API, the live view and `/metrics` show.
+pub async fn nodes_with_reserved(
+    registry: &dyn Registry,
+) -> Result<Vec<(NodeReport, Vec<Option<u32>>)>, RegistryError> {
+    let nodes = registry.nodes().await?;
+    let mut out = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        let mut reserved = Vec::with_capacity(n.workers.len());
+        for w in &n.workers {
+            let key = WorkerRef {
+                node_id: n.node_id.clone(),
+                worker: w.index,
+            };
+            reserved.push(registry.reserved(&key).await.ok());
+        }
+        out.push((n, reserved));
+    }
+    Ok(out)
+}
