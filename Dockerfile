@@ -14,7 +14,7 @@
 # images without compiling the workspace a second time.
 
 ARG DEBIAN_IMAGE=debian:bookworm-slim
-ARG RUST_IMAGE=rust:1.88-bookworm
+ARG RUST_IMAGE=rust:1.95-bookworm
 ARG BINARIES=from-source
 ARG VERSION=0.1.0
 
@@ -24,7 +24,11 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libssl-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev pkg-config dpkg-dev \
       protobuf-compiler python3 python3-pip python3-venv nodejs npm ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup component add rustfmt
+# rustfmt: mediasoup-sys's build script formats the code it generates from the
+# worker's flatbuffers schemas with it, and the official image's toolchain is
+# the "minimal" profile, without it.
 WORKDIR /src
 COPY . .
 RUN scripts/prepare-mediasoup.sh \

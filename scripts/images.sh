@@ -12,6 +12,15 @@
 #     info stripped), staged in target/image-dist/ and taken with
 #     `--build-arg BINARIES=prebuilt`: the workspace is not compiled twice.
 #
+#   scripts/images.sh --from-source
+#     builds the images the way `docker compose build` does anywhere else: the
+#     Dockerfile's `build` stage compiles the worker and the release binaries
+#     inside the container (about 20 minutes on 2 cores, BENCHMARKS.md section
+#     6). Its base, the official rust image the Dockerfile names, is made here
+#     from deploy/rust-image/Dockerfile (the official recipe; rustup downloads
+#     the toolchain from static.rust-lang.org) when the engine does not have it.
+#     Not part of the test suite.
+#
 # Images persist in target/docker/data, so the second run only re-copies the
 # binaries. The compose test (deploy/tests) starts the same data root inside
 # its network namespace. Elsewhere, build from source with plain
@@ -29,10 +38,19 @@ export DOCKER_BUILDKIT=1
 
 log() { printf 'images: %s\n' "$*" >&2; }
 
-for f in coordinator media-node; do
-  [[ -x "$BIN/$f" ]] || { log "$BIN/$f is missing: run make build first"; exit 1; }
-done
-[[ -f "$ROOT/client-web/dist/index.html" ]] || { log "client-web/dist is missing: run make build first"; exit 1; }
+FROM_SOURCE=0
+case "${1:-}" in
+  "") ;;
+  --from-source) FROM_SOURCE=1 ;;
+  *) log "usage: scripts/images.sh [--from-source]"; exit 2 ;;
+esac
+
+if [[ $FROM_SOURCE -eq 0 ]]; then
+  for f in coordinator media-node; do
+    [[ -x "$BIN/$f" ]] || { log "$BIN/$f is missing: run make build first"; exit 1; }
+  done
+  [[ -f "$ROOT/client-web/dist/index.html" ]] || { log "client-web/dist is missing: run make build first"; exit 1; }
+fi
 
 mkdir -p "$DATA" "$EXEC"
 # One builder at a time on this data root.
@@ -85,18 +103,36 @@ CFG
   rm -rf "$ROOTFS"
 fi
 
-STAGE="$ROOT/target/image-dist"
-rm -rf "$STAGE"
-mkdir -p "$STAGE/bin"
-for f in coordinator media-node; do
-  objcopy --strip-debug "$BIN/$f" "$STAGE/bin/$f"
-done
-cp -r "$ROOT/client-web/dist" "$STAGE/web"
+BUILD_ARGS=(--build-arg VERSION="$TAG")
+if [[ $FROM_SOURCE -eq 1 ]]; then
+  RUST_IMAGE=$(sed -n 's/^ARG RUST_IMAGE=//p' "$ROOT/Dockerfile")
+  if ! "${DOCKER[@]}" image inspect "$RUST_IMAGE" >/dev/null 2>&1; then
+    CTX="$ROOT/target/docker/rust-image"
+    rm -rf "$CTX"
+    mkdir -p "$CTX/extra-ca"
+    cp "$ROOT/deploy/rust-image/Dockerfile" "$CTX/"
+    cp /usr/local/share/ca-certificates/*.crt "$CTX/extra-ca/" 2>/dev/null || true
+    start=$(date +%s)
+    "${DOCKER[@]}" build --progress=plain --network host -t "$RUST_IMAGE" "$CTX" >"$EXEC/rust-image.log" 2>&1 \
+      || { tail -30 "$EXEC/rust-image.log" >&2; exit 1; }
+    log "$RUST_IMAGE made from deploy/rust-image/Dockerfile in $(( $(date +%s) - start )) s"
+  fi
+else
+  STAGE="$ROOT/target/image-dist"
+  rm -rf "$STAGE"
+  mkdir -p "$STAGE/bin"
+  for f in coordinator media-node; do
+    objcopy --strip-debug "$BIN/$f" "$STAGE/bin/$f"
+  done
+  cp -r "$ROOT/client-web/dist" "$STAGE/web"
+  BUILD_ARGS+=(--build-arg BINARIES=prebuilt)
+fi
 
 for target in redis proxy coordinator media-node; do
   start=$(date +%s)
-  "${DOCKER[@]}" build --quiet --network host --build-arg BINARIES=prebuilt \
-    --build-arg VERSION="$TAG" --target "$target" -t "throng/$target:$TAG" "$ROOT" >/dev/null
+  "${DOCKER[@]}" build --progress=plain --network host "${BUILD_ARGS[@]}" \
+    --target "$target" -t "throng/$target:$TAG" "$ROOT" >"$EXEC/build-$target.log" 2>&1 \
+    || { tail -40 "$EXEC/build-$target.log" >&2; exit 1; }
   size=$("${DOCKER[@]}" image inspect -f '{{.Size}}' "throng/$target:$TAG")
   log "throng/$target:$TAG built in $(( $(date +%s) - start )) s, $(( size / 1000000 )) MB"
 done
