@@ -87,7 +87,10 @@ fn the_image_toolchain_is_the_workspace_rust_version_and_every_locked_crate_acce
     // Sources of every crate this machine's build downloaded (all but the
     // other platforms' ones, which no Linux image compiles).
     let sources = registry_sources();
-    assert!(!sources.is_empty(), "no cargo registry sources: the workspace is not built");
+    assert!(
+        !sources.is_empty(),
+        "no cargo registry sources: the workspace is not built"
+    );
     let locked = locked_registry_packages();
     let mut read = 0;
     let mut too_new = Vec::new();
@@ -120,9 +123,13 @@ fn the_image_toolchain_is_the_workspace_rust_version_and_every_locked_crate_acce
 
 #[test]
 fn rust_version_parsing_reads_the_package_table_only() {
-    let m = "[package]\nname = \"x\"\nrust-version = \"1.71\"\n[dependencies]\nrust-version = \"9\"\n";
+    let m =
+        "[package]\nname = \"x\"\nrust-version = \"1.71\"\n[dependencies]\nrust-version = \"9\"\n";
     assert_eq!(declared_rust_version(m).as_deref(), Some("1.71"));
-    assert_eq!(declared_rust_version("[dependencies]\nrust-version = \"1.2\"\n"), None);
+    assert_eq!(
+        declared_rust_version("[dependencies]\nrust-version = \"1.2\"\n"),
+        None
+    );
     assert!(minor_version("1.95") > minor_version("1.88.0"));
     assert!(minor_version("1.100") > minor_version("1.95"));
 }
