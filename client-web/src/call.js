@@ -13,12 +13,18 @@ import { Roster } from './roster.js';
 import { Subscriptions } from './subscriptions.js';
 
 const REJOIN_ATTEMPTS = 8;
+/** A join the server refuses for now (queue full) is retried this many times. */
+const BUSY_ATTEMPTS = 20;
+
+/** `ms` stretched by up to half again, so that refused clients do not return together. */
+const jittered = (ms) => Math.round(ms * (1 + Math.random() / 2));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Consumers are re-checked this often even when nothing happened. */
 const HOUSEKEEPING_MS = 5000;
 
 export class Call {
-  constructor({ wsUrl, room, token, displayName, media, tilesPerPage, micOn, onChange, onQueued }) {
-    Object.assign(this, { wsUrl, room, token, displayName, media, onChange, onQueued });
+  constructor({ wsUrl, room, token, displayName, media, tilesPerPage, micOn, onChange, onQueued, onBusy }) {
+    Object.assign(this, { wsUrl, room, token, displayName, media, onChange, onQueued, onBusy });
     this.sig = null;
     // The current session's { sig, device, sendTransport, recvTransport }:
     // the parts compare it to tell a stale session's work from the current's.
@@ -67,7 +73,25 @@ export class Call {
 
   /** Joins (waiting in the queue as long as needed) and starts sending. */
   async start() {
-    await this.connectSession();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.connectSession();
+        break;
+      } catch (e) {
+        // Refused for now (the queue is full): wait as told, then try again.
+        const wait = e instanceof SignalError ? e.retryAfterMs : undefined;
+        if (wait === undefined || this.left || attempt >= BUSY_ATTEMPTS) throw e;
+        this.sig?.close();
+        this.sig = null;
+        this.current = null;
+        const ms = jittered(wait);
+        this.busyRetries = attempt;
+        this.note(`busy: ${e.message}; retry in ${ms} ms`);
+        this.onBusy?.({ retryInMs: ms, attempt, reason: e.message });
+        await sleep(ms);
+        if (this.left) throw new Error(this.left);
+      }
+    }
     this.housekeeping = setInterval(() => this.subs.sync(), HOUSEKEEPING_MS);
   }
 
@@ -201,7 +225,8 @@ export class Call {
           this.finish(e.message);
           return;
         }
-        await new Promise((r) => setTimeout(r, delay));
+        // The server's hint when it gave one (queue full), else back off.
+        await sleep(e instanceof SignalError && e.retryAfterMs !== undefined ? jittered(e.retryAfterMs) : delay);
         delay = Math.min(delay * 2, 8000);
       }
     }

@@ -106,14 +106,23 @@ $('name').oninput = () => showPreview();
 async function tokenFor(room) {
   const fromLink = params.get('token');
   if (fromLink) return fromLink;
-  const res = await fetch('/api/join-token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ room }),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.error || `cannot get a token (${res.status})`);
-  return body.token;
+  for (let attempt = 1; ; attempt++) {
+    const res = await fetch('/api/join-token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ room }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (res.ok) return body.token;
+    // Too many requests from this address (a crowd behind one NAT): wait as told.
+    if (res.status === 429 && attempt < 10) {
+      const ms = Math.round((body.retryAfterMs ?? 1000) * (1 + Math.random() / 2));
+      $('queue-status').textContent = `Busy; trying again in ${Math.ceil(ms / 1000)} s…`;
+      await new Promise((r) => setTimeout(r, ms));
+      continue;
+    }
+    throw new Error(body.error || `cannot get a token (${res.status})`);
+  }
 }
 
 $('join-form').onsubmit = async (e) => {
@@ -160,6 +169,11 @@ async function startCall(room, name, token) {
       $('queue-progress').max = Math.max(q.position, Number($('queue-progress').max) || 1);
       $('queue-progress').value = $('queue-progress').max - q.position;
       $('queue').dataset.position = q.position;
+    },
+    onBusy: ({ retryInMs, attempt }) => {
+      $('queue-status').textContent =
+        `The event is at capacity right now. Trying again in ${Math.ceil(retryInMs / 1000)} s (attempt ${attempt + 1})…`;
+      $('queue').dataset.busy = String(attempt);
     },
   });
   window.throng.call = call;

@@ -3,9 +3,11 @@
 // an event for the app.
 
 export class SignalError extends Error {
-  constructor(code, message) {
+  /** `retryAfterMs`: the server refused for now (queue full, rate limited) and says when to retry. */
+  constructor(code, message, retryAfterMs) {
     super(message);
     this.code = code;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -63,7 +65,7 @@ export class Signalling {
     if (p && (msg.type === 'response' || msg.type === 'joined' || msg.type === 'error')) {
       this.pending.delete(msg.reqId);
       clearTimeout(p.timer);
-      if (msg.type === 'error') p.reject(new SignalError(msg.code, msg.message));
+      if (msg.type === 'error') p.reject(new SignalError(msg.code, msg.message, msg.retryAfterMs));
       else p.resolve(msg.type === 'joined' ? msg : msg.data);
       return;
     }

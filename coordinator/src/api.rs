@@ -16,7 +16,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Whether two keys are equal (every byte compared, whatever differs).
-fn same_key(given: &str, expected: &str) -> bool {
+pub fn same_key(given: &str, expected: &str) -> bool {
     // Length leaks nothing useful; compare every byte regardless.
     given.len() == expected.len()
         && given

@@ -51,6 +51,10 @@ pub struct AppState {
     pub open_join: bool,
     /// Tiles per page the web client shows.
     pub tiles_per_page: u32,
+    /// Requests per client IP (`/ws`, `/api/*`).
+    pub per_ip: Arc<crate::limits::IpLimiter>,
+    /// What sessions are held to.
+    pub session_limits: Arc<crate::signaling::SessionLimits>,
 }
 
 impl axum::extract::FromRef<AppState> for AdminState {
@@ -102,18 +106,55 @@ fn not_ready(why: String) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
 }
 
+/// The per-IP budget of `/ws` upgrades and `/api/*`: a request over it gets
+/// 429 with `Retry-After`, before any handler runs. A coordinator relaying a
+/// session to the room's owner is not counted again (it proves itself with the
+/// relay key; the session was counted where it arrived).
+async fn per_ip(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let relayed = request
+        .headers()
+        .get(crate::limits::RELAY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|k| crate::api::same_key(k, &state.session_limits.relay_key));
+    if !relayed {
+        let ip = state.per_ip.client_ip(peer, request.headers());
+        if let Err(after) = state.per_ip.check(ip) {
+            state.metrics.refused("ip_rate");
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, secs.to_string())],
+                Json(json!({
+                    "error": "too many requests from this address; retry later",
+                    "retryAfterMs": after.as_millis().max(1) as u64,
+                })),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// The coordinator's routes.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let limited = Router::new()
         .route("/ws", get(ws))
-        .route("/", get(index))
-        .route("/status", get(home))
         .route("/api/config", get(client_config))
         .route("/api/join-token", post(open_join_token))
+        .route("/api/token", post(mint_token))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), per_ip));
+    Router::new()
+        .merge(limited)
+        .route("/", get(index))
+        .route("/status", get(home))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/token", post(mint_token))
         .route("/admin", get(crate::admin::page))
         .route("/admin/live", get(crate::admin::live))
         .route("/admin/nodes", get(crate::admin::nodes))
@@ -169,6 +210,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         queue: state.queue.clone(),
         owners: state.owners.clone(),
         metrics: state.metrics.clone(),
+        limits: state.session_limits.clone(),
     };
     upgrade
         // A little above the protocol limit so that the session can answer

@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod join;
+pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod placement;
@@ -47,7 +48,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::auth::TokenKey;
 use crate::cluster::{Cluster, Polled};
 use crate::config::CoordinatorConfig;
 use crate::join::limiter::{Limiter, LocalLimiter, RedisLimiter};
@@ -151,12 +151,18 @@ pub async fn run_with(
     let metrics = Arc::new(metrics::Metrics::new(config.placement.worker_capacity));
     let registry: Arc<dyn Registry> =
         Arc::new(registry::counted::Counted::new(registry, metrics.clone()));
-    let queue = Arc::new(JoinQueue::new(
-        limiter,
-        config.join_concurrency as usize,
-        config.queue_timeout,
+    let queue = Arc::new(
+        JoinQueue::new(
+            limiter,
+            config.join_concurrency as usize,
+            config.queue_timeout,
+        )
+        .with_max_len(config.limits.queue_max as usize),
+    );
+    let clients = Arc::new(NodeClients::new(
+        metrics.clone(),
+        config.node_token.as_ref(),
     ));
-    let clients = Arc::new(NodeClients::new(metrics.clone()));
     let (to_rooms, cluster_events) = mpsc::unbounded_channel();
     let (cluster, node_events) = Cluster::new(
         config.coordinator_id.clone(),
@@ -205,7 +211,7 @@ pub async fn run_with(
         rooms: rooms.clone(),
         cluster: cluster.clone(),
         clients,
-        tokens: TokenKey::new(config.token_secret.as_bytes()),
+        tokens: config.token_key(),
         api_key: config.api_key.as_str().into(),
         admin_key: config.admin_key.as_str().into(),
         queue,
@@ -214,6 +220,15 @@ pub async fn run_with(
         web,
         open_join: config.open_join,
         tiles_per_page: config.placement.tiles_per_page,
+        per_ip: Arc::new(limits::IpLimiter::new(
+            config.limits.per_ip,
+            config.limits.trusted_proxies.clone(),
+        )),
+        session_limits: Arc::new(signaling::SessionLimits {
+            per_session: config.limits.per_session,
+            identities: limits::Identities::new(config.limits.sessions_per_identity),
+            relay_key: limits::relay_key(config.token_secret.as_bytes()),
+        }),
     };
     if let Some(listener) = metrics_listener {
         let metrics_addr = listener.local_addr().ok();
@@ -227,10 +242,13 @@ pub async fn run_with(
     }
     info!(%addr, redis = config.redis_url.is_some(), "coordinator ready");
     ready(addr);
-    let served = axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(CoordinatorError::Serve);
+    let served = axum::serve(
+        listener,
+        http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(CoordinatorError::Serve);
     // WebSocket sessions outlive the HTTP server's shutdown: hand the rooms
     // over (claims released first, so that returning clients are not proxied
     // back here), then drain the sessions.

@@ -54,10 +54,15 @@ fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     }
-    println!(
-        "{}",
-        coordinator::auth::TokenKey::new(secret).mint(&room, &identity, publish, ttl)
-    );
+    // The same key the coordinators sign with: its id and audience.
+    let mut key = coordinator::auth::TokenKey::new(secret);
+    if let Some(kid) = env.get(vars::TOKEN_KID).filter(|k| !k.is_empty()) {
+        key = key.with_kid(kid.clone());
+    }
+    if let Some(aud) = env.get(vars::TOKEN_AUDIENCE).filter(|a| !a.is_empty()) {
+        key = key.with_audience(aud.clone());
+    }
+    println!("{}", key.mint(&room, &identity, publish, ttl));
     ExitCode::SUCCESS
 }
 

@@ -95,6 +95,9 @@ pub const REGISTRY_OPS: &[&str] = &[
     "evict_node",
 ];
 
+/// The limits' refusal reasons (`crate::limits`).
+pub const REFUSALS: &[&str] = &["ip_rate", "session_rate", "queue_full", "identity_cap"];
+
 /// The coordinator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -120,6 +123,8 @@ pub struct Metrics {
     rooms: Gauge,
     /// Registry (Redis) calls that failed, by operation.
     pub registry_errors: Family<Operation, Counter>,
+    /// Requests, messages and joins refused by a limit, by which.
+    refusals: Family<Reason, Counter>,
     /// Node calls: duration and failures by method and code.
     pub node_rpc: RpcMetrics,
     nodes: Family<NodeState, Gauge>,
@@ -151,6 +156,7 @@ impl Metrics {
             participants: Gauge::default(),
             rooms: Gauge::default(),
             registry_errors: Family::default(),
+            refusals: Family::default(),
             node_rpc: RpcMetrics::register(&mut registry, "node_rpc", "calls to media nodes"),
             nodes: Family::default(),
             worker_consumers: Family::default(),
@@ -222,6 +228,12 @@ impl Metrics {
             m.registry_errors.clone(),
         );
         r.register(
+            "refusals",
+            "Refused by a limit before any work, by reason: ip_rate (HTTP 429), session_rate \
+             (a message over the session's budget), queue_full, identity_cap",
+            m.refusals.clone(),
+        );
+        r.register(
             "nodes",
             "Media nodes the registry lists, by state",
             m.nodes.clone(),
@@ -272,6 +284,9 @@ impl Metrics {
         for reason in ["media_node_lost", "coordinator_restarting"] {
             let _ = m.reconnects.get_or_create(&Reason { reason });
         }
+        for reason in REFUSALS {
+            let _ = m.refusals.get_or_create(&Reason { reason });
+        }
         for direction in ["in", "out"] {
             let _ = m.ws_messages.get_or_create(&Direction { direction });
         }
@@ -286,6 +301,11 @@ impl Metrics {
         let _ = self.joins.get_or_create(&Outcome {
             outcome: outcome.to_string(),
         });
+    }
+
+    /// Counts a refusal by a limit (one of [`REFUSALS`]).
+    pub fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&Reason { reason }).inc();
     }
 
     /// Counts a join's outcome.

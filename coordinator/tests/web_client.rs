@@ -87,6 +87,8 @@ struct Extra {
     /// The load generator's arguments: a `start-load` line starts it, a
     /// `stop-load` line stops it (its participants leave).
     load: Vec<String>,
+    /// A hook gate an `open-gate` line opens.
+    gate: Option<throng_hooks::GateHandle>,
 }
 
 fn loadgen_binary() -> PathBuf {
@@ -177,6 +179,13 @@ async fn run_scenario_with(
                 stdin.write_all(b"load-started\n").await.unwrap();
                 continue;
             }
+            if line == "open-gate" {
+                if let Some(gate) = &extra.gate {
+                    gate.open();
+                }
+                stdin.write_all(b"gate-opened\n").await.unwrap();
+                continue;
+            }
             if line == "stop-load" {
                 if let Some(mut child) = load.take() {
                     if let Some(pid) = child.id() {
@@ -262,6 +271,61 @@ async fn chromium_controls_wait_for_connected_toggles_leak_nothing_and_recording
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_waits_and_retries_by_itself_when_the_join_queue_is_full() {
+    use coordinator::room::HOOK_JOIN_AT_LOCK;
+    use throng_test_support::{Coordinator, Node};
+    let dist = client_web().join("dist");
+    let node = Node::start(Node::env("node-1", 1, None)).await;
+    let mut env = Coordinator::env(&[node.grpc.to_string()], 100_000, None);
+    env.insert(cvars::WEB_ROOT.into(), dist.display().to_string());
+    // One join placed at a time, one in line at most.
+    env.insert(cvars::JOIN_CONCURRENCY.into(), "1".into());
+    env.insert(cvars::QUEUE_MAX.into(), "1".into());
+    let hooks = coordinator::Hooks::enabled();
+    let coord = Coordinator::start_with(env, hooks.clone()).await;
+    coord.wait_for_nodes(1).await;
+    // Someone's join holds the only slot (at the room's lock), someone else
+    // fills the line: the browser finds it full.
+    let gate = hooks.pause_at(HOOK_JOIN_AT_LOCK);
+    let url = coord.ws_url();
+    let holders = tokio::spawn(async move {
+        let mut first = Client::connect_url(&url).await;
+        let mut second = Client::connect_url(&url).await;
+        let (a, b) = tokio::join!(
+            first.join("busy", "holder", false),
+            second.join("busy", "waiter", false)
+        );
+        (first, second, a, b)
+    });
+    assert!(gate.reached(1, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Cluster {
+        url: coord.ws_url(),
+        http: coord.http,
+        node_stops: Vec::new(),
+        coord_stop: None,
+    };
+    run_scenario_with(
+        "busy.mjs",
+        &format!("http://{}", coord.http),
+        "busy",
+        &["ada"],
+        Duration::from_secs(120),
+        &mut c,
+        Extra {
+            gate: Some(gate),
+            ..Extra::default()
+        },
+    )
+    .await;
+    let (_first, _second, a, b) = holders.await.unwrap();
+    assert_eq!(
+        (a["type"].as_str(), b["type"].as_str()),
+        (Some("joined"), Some("joined"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_rejoins_transparently_when_its_media_node_goes_away() {
     let redis = RedisServer::start();
     let (mut c, base) = web_cluster(&redis, 2, 1).await;
@@ -342,7 +406,11 @@ async fn chromium_admin_view_shows_every_worker_move_during_a_loadgen_surge() {
         &[],
         Duration::from_secs(240),
         &mut c,
-        Extra { settings, load },
+        Extra {
+            settings,
+            load,
+            gate: None,
+        },
     )
     .await;
 }

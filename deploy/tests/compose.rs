@@ -99,6 +99,10 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
         ("THRONG_TOKEN_SECRET", SECRET.into()),
         ("THRONG_API_KEY", API_KEY.into()),
         ("THRONG_ADMIN_KEY", ADMIN_KEY.into()),
+        (
+            "THRONG_NODE_TOKEN",
+            "compose-test-node-token-0123456789abcdef".into(),
+        ),
         // One participant fills a worker; node 1 has one worker, node 2 two:
         // the first participant lands on node 1, the second on node 2, and
         // when node 1 stops, node 2 has the room for the one who moves.

@@ -78,9 +78,14 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
     assert!(!ok, "compose accepted the file without secrets");
     // Compose names the first missing one it meets, in no fixed order.
     assert!(
-        ["THRONG_TOKEN_SECRET", "THRONG_API_KEY", "THRONG_ADMIN_KEY"]
-            .iter()
-            .any(|v| stderr.contains(&format!("required variable {v} is missing"))),
+        [
+            "THRONG_TOKEN_SECRET",
+            "THRONG_API_KEY",
+            "THRONG_ADMIN_KEY",
+            "THRONG_NODE_TOKEN"
+        ]
+        .iter()
+        .any(|v| stderr.contains(&format!("required variable {v} is missing"))),
         "{stderr}"
     );
 
@@ -89,6 +94,7 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
         ("THRONG_TOKEN_SECRET", secret.as_str()),
         ("THRONG_API_KEY", secret.as_str()),
         ("THRONG_ADMIN_KEY", secret.as_str()),
+        ("THRONG_NODE_TOKEN", "n".repeat(40).leak() as &str),
     ]);
     let (ok, json, stderr) = compose_config(&env);
     assert!(ok, "compose config: {stderr}");
@@ -149,6 +155,19 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
         assert_eq!(
             services["proxy"]["depends_on"][c]["condition"], "service_healthy",
             "the proxy waits for {c}"
+        );
+    }
+    // The nodes' gRPC is guarded: every node and coordinator has the token.
+    for name in [
+        "coordinator-1",
+        "coordinator-2",
+        "media-node-1",
+        "media-node-2",
+    ] {
+        assert_eq!(
+            services[name]["environment"]["THRONG_NODE_TOKEN"],
+            "n".repeat(40),
+            "{name}"
         );
     }
     // The two nodes' worker ports do not overlap.

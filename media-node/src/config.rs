@@ -39,6 +39,10 @@ pub struct NodeConfig {
     pub report_ttl: Duration,
     /// How often the workers' stats are read into the media metrics.
     pub stats_interval: Duration,
+    /// The token coordinators must send on every gRPC call. Required when
+    /// the gRPC address is not loopback; `None` (loopback only): any local
+    /// caller is served.
+    pub node_token: Option<throng_ops::Secret>,
 }
 
 /// A configuration that cannot be used; names the variable and the reason.
@@ -109,8 +113,11 @@ pub mod vars {
     /// Stats sweep interval in milliseconds.
     pub const STATS_INTERVAL_MS: &str = "THRONG_STATS_INTERVAL_MS";
 
+    /// Shared gRPC token.
+    pub const NODE_TOKEN: &str = throng_ops::NODE_TOKEN;
+
     /// Variables that may be given as `<VAR>_FILE` (a mounted secret).
-    pub const FROM_FILES: &[&str] = &[REDIS_URL];
+    pub const FROM_FILES: &[&str] = &[REDIS_URL, NODE_TOKEN];
 
     /// Every variable with what it does and its default, for `--help` and the
     /// docs (a test checks the README lists each one).
@@ -166,6 +173,10 @@ pub mod vars {
         (
             REPORT_TTL_MS,
             "a report older than this means the node is gone (default 3000)",
+        ),
+        (
+            NODE_TOKEN,
+            "token coordinators must send on every gRPC call, 32+ characters (required unless THRONG_GRPC_LISTEN is loopback)",
         ),
     ];
 }
@@ -356,7 +367,36 @@ impl NodeConfig {
             });
         }
 
+        let node_token = match env
+            .get(vars::NODE_TOKEN)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            Some(v) => Some(
+                throng_ops::Secret::parse(v, throng_ops::NODE_TOKEN_MIN).map_err(|reason| {
+                    ConfigError::Invalid {
+                        var: vars::NODE_TOKEN,
+                        value: "(hidden)".into(),
+                        reason,
+                    }
+                })?,
+            ),
+            None if !grpc_listen.ip().is_loopback() => {
+                return Err(ConfigError::Invalid {
+                    var: vars::NODE_TOKEN,
+                    value: String::new(),
+                    reason: format!(
+                        "required when {} ({grpc_listen}) is not a loopback address: \
+                         without it anyone who reaches the port could drive the node",
+                        vars::GRPC_LISTEN
+                    ),
+                })
+            }
+            None => None,
+        };
+
         Ok(Self {
+            node_token,
             stats_interval: Duration::from_millis(stats_interval_ms),
             node_id,
             workers,
@@ -430,6 +470,14 @@ impl NodeConfig {
                 vars::STATS_INTERVAL_MS,
                 self.stats_interval.as_millis().to_string(),
             ),
+            (
+                vars::NODE_TOKEN,
+                if self.node_token.is_some() {
+                    "(set)".into()
+                } else {
+                    "(none: loopback callers only)".into()
+                },
+            ),
         ])
     }
 }
@@ -463,6 +511,29 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_node_listening_beyond_loopback_needs_a_token() {
+        let mut e = env(&[
+            (vars::RTC_LISTEN_IP, "127.0.0.1"),
+            (vars::GRPC_LISTEN, "0.0.0.0:50051"),
+        ]);
+        match NodeConfig::from_env(&e) {
+            Err(ConfigError::Invalid { var, reason, .. }) => {
+                assert_eq!(var, vars::NODE_TOKEN);
+                assert!(reason.contains("loopback"), "{reason}");
+            }
+            other => panic!("expected a missing token, got {other:?}"),
+        }
+        e.insert(vars::NODE_TOKEN.into(), "t".repeat(32));
+        let c = NodeConfig::from_env(&e).unwrap();
+        assert!(c.node_token.is_some());
+        assert!(!c.describe().contains(&"t".repeat(32)));
+        assert!(!format!("{c:?}").contains(&"t".repeat(32)));
+        // Loopback without one: served to local callers.
+        let c = NodeConfig::from_env(&env(&[(vars::RTC_LISTEN_IP, "127.0.0.1")])).unwrap();
+        assert_eq!(c.node_token, None);
     }
 
     #[test]
@@ -501,6 +572,7 @@ mod tests {
             (vars::REPORT_TTL_MS, "500"),
             (vars::PIPE_ADDRESS, "0.0.0.0"),
             (vars::PIPE_ADDRESS, "not a host"),
+            (vars::NODE_TOKEN, "short"),
         ];
         for (var, value) in cases {
             let mut e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1")]);

@@ -214,7 +214,10 @@ pub async fn run_with(
                 metrics.rpc.clone(),
             ))
             .add_service(health_service)
-            .add_service(MediaNodeServer::new(service))
+            .add_service(MediaNodeServer::with_interceptor(
+                service,
+                rpc::authenticate(config.node_token.clone()),
+            ))
             .serve_with_incoming_shutdown(
                 // Small request/response frames: without TCP_NODELAY every call
                 // waits out Nagle against the peer's delayed ACK (~40 ms).

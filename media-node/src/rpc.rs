@@ -27,6 +27,31 @@ use crate::media::ingest::{wire, PlainSrtp};
 use crate::media::webrtc::StatsTarget;
 use crate::media::Rooms;
 
+/// The check every call passes before the service sees it: the shared node
+/// token as `authorization: Bearer <token>`, when the node has one. A call
+/// without it is `Unauthenticated`, and nothing runs for it.
+pub fn authenticate(
+    token: Option<throng_ops::Secret>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        let Some(token) = &token else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get(throng_ops::NODE_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if token.accepts_bearer(given) {
+            Ok(request)
+        } else {
+            Err(Status::unauthenticated(format!(
+                "this media node needs its token ({}) as `authorization: Bearer …`",
+                throng_ops::NODE_TOKEN
+            )))
+        }
+    }
+}
+
 /// The gRPC service.
 pub struct MediaService {
     rooms: Arc<Rooms>,

@@ -454,3 +454,79 @@ mod tests {
         assert!(check_redis_url("redis://host:notaport").is_err());
     }
 }
+
+/// The variable both binaries read the shared gRPC token from (also as
+/// `THRONG_NODE_TOKEN_FILE`): coordinators send it on every call to a media
+/// node, nodes refuse calls without it.
+pub const NODE_TOKEN: &str = "THRONG_NODE_TOKEN";
+
+/// Shortest accepted node token.
+pub const NODE_TOKEN_MIN: usize = 32;
+
+/// The gRPC metadata key the node token travels in.
+pub const NODE_TOKEN_HEADER: &str = "authorization";
+
+/// A secret from the environment: compared in constant time, never printed
+/// (`Debug` shows `(set)`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(set)")
+    }
+}
+
+impl Secret {
+    /// A secret of at least `min` characters, or why not.
+    pub fn parse(value: &str, min: usize) -> Result<Self, String> {
+        let v = value.trim();
+        if v.len() < min {
+            return Err(format!("must be at least {min} characters"));
+        }
+        if !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("printable ASCII without spaces".into());
+        }
+        Ok(Self(v.to_string()))
+    }
+
+    /// The secret itself (to send it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `given` is this secret (every byte compared, whatever differs).
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (given.as_bytes(), self.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// The metadata value a caller sends: `Bearer <token>`.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+
+    /// Whether an `authorization` value carries this secret as a bearer token.
+    pub fn accepts_bearer(&self, header: Option<&str>) -> bool {
+        header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| self.matches(t.trim()))
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_checked_in_full_and_never_printed() {
+        let s = Secret::parse(&"k".repeat(32), NODE_TOKEN_MIN).unwrap();
+        assert!(s.accepts_bearer(Some(&s.bearer())));
+        assert!(!s.accepts_bearer(Some(&format!("Bearer {}", "k".repeat(31)))));
+        assert!(!s.accepts_bearer(Some(&"k".repeat(32))), "no Bearer prefix");
+        assert!(!s.accepts_bearer(None));
+        assert!(!format!("{s:?}").contains("kkkk"));
+        assert!(Secret::parse("short", NODE_TOKEN_MIN).is_err());
+        assert!(Secret::parse(&format!("{} x", "k".repeat(32)), NODE_TOKEN_MIN).is_err());
+    }
+}

@@ -26,7 +26,22 @@ pub enum QueueError {
     /// Waited longer than the queue timeout.
     #[error("waited {0:?} without being admitted")]
     TimedOut(Duration),
+    /// The line is as long as this coordinator allows: refused at once, with
+    /// when a place is likely to be free.
+    #[error(
+        "{waiting} joins are waiting, the most this coordinator queues; retry in {retry_after:?}"
+    )]
+    Full {
+        /// Joins in line.
+        waiting: usize,
+        /// Suggested wait before trying again.
+        retry_after: Duration,
+    },
 }
+
+/// Bounds of the retry hint a refused join gets.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 struct Waiter {
     ticket: u64,
@@ -54,6 +69,19 @@ fn wake_head(state: &Mutex<State>) {
     }
 }
 
+/// Admissions per second over the last 5 s; before any, assume 50/s.
+fn admission_rate(s: &mut State) -> f64 {
+    let horizon = Instant::now() - Duration::from_secs(5);
+    while s.admitted.front().is_some_and(|t| *t < horizon) {
+        s.admitted.pop_front();
+    }
+    if s.admitted.len() >= 2 {
+        s.admitted.len() as f64 / 5.0
+    } else {
+        50.0
+    }
+}
+
 /// The line's state (a panic elsewhere while holding it leaves it usable).
 fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
@@ -68,6 +96,8 @@ pub struct JoinQueue {
     per_node: usize,
     /// Live, serving media nodes (kept current by the node watcher).
     nodes: AtomicUsize,
+    /// Longest line; a join beyond it is refused with [`QueueError::Full`].
+    max_len: usize,
 }
 
 /// A granted admission; dropping it frees the slot.
@@ -130,7 +160,14 @@ impl JoinQueue {
             timeout,
             per_node,
             nodes: AtomicUsize::new(1),
+            max_len: usize::MAX,
         }
+    }
+
+    /// At most `max_len` joins wait at once; more are refused at once.
+    pub fn with_max_len(mut self, max_len: usize) -> Self {
+        self.max_len = max_len.max(1);
+        self
     }
 
     /// After placement: one of the `per_node` slots of the chosen node, so
@@ -189,16 +226,7 @@ impl JoinQueue {
     fn position(&self, id: u64) -> Option<(u64, u64)> {
         let mut s = self.lock();
         let pos = s.waiting.binary_search_by_key(&id, |w| w.ticket).ok()? as u64 + 1;
-        let horizon = Instant::now() - Duration::from_secs(5);
-        while s.admitted.front().is_some_and(|t| *t < horizon) {
-            s.admitted.pop_front();
-        }
-        // Admissions per second over the last 5 s; before any, assume 50/s.
-        let rate = if s.admitted.len() >= 2 {
-            s.admitted.len() as f64 / 5.0
-        } else {
-            50.0
-        };
+        let rate = admission_rate(&mut s);
         Some((pos, (pos as f64 / rate * 1000.0) as u64))
     }
 
@@ -208,6 +236,17 @@ impl JoinQueue {
         let wake = Arc::new(Notify::new());
         let ticket = {
             let mut s = self.lock();
+            if s.waiting.len() >= self.max_len {
+                // A place frees when a tenth of the line has been admitted:
+                // retries spread over that time rather than all at once.
+                let waiting = s.waiting.len();
+                let tenth = (waiting / 10).max(1) as f64;
+                let after = Duration::from_secs_f64(tenth / admission_rate(&mut s));
+                return Err(QueueError::Full {
+                    waiting,
+                    retry_after: after.clamp(RETRY_MIN, RETRY_MAX),
+                });
+            }
             let id = s.next_ticket;
             s.next_ticket += 1;
             s.waiting.push_back(Waiter {
@@ -293,6 +332,52 @@ mod tests {
             .unwrap();
         assert_eq!(positions.lock().unwrap().first(), Some(&1));
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_join_beyond_the_longest_line_is_refused_at_once_with_a_retry_hint() {
+        let queue = Arc::new(
+            JoinQueue::new(Arc::new(LocalLimiter::new()), 0, Duration::from_secs(10))
+                .with_max_len(3),
+        );
+        let mut waiting = Vec::new();
+        for _ in 0..3 {
+            let q = queue.clone();
+            waiting.push(tokio::spawn(
+                async move { q.admit(|_, _| {}).await.map(|_| ()) },
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(queue.len(), 3);
+        let refused = tokio::time::timeout(Duration::from_millis(100), queue.admit(|_, _| {}))
+            .await
+            .expect("a full queue answers at once");
+        match refused {
+            Err(QueueError::Full {
+                waiting,
+                retry_after,
+            }) => {
+                assert_eq!(waiting, 3);
+                assert!(
+                    (RETRY_MIN..=RETRY_MAX).contains(&retry_after),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("expected Full, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(queue.len(), 3, "the refused join took no place");
+        // One leaves: there is room again.
+        waiting.pop().unwrap().abort();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let q = queue.clone();
+        let fourth = tokio::spawn(async move { q.admit(|_, _| {}).await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!fourth.is_finished(), "the fourth waits in line instead");
+        assert_eq!(queue.len(), 3);
+        fourth.abort();
+        for w in waiting {
+            w.abort();
+        }
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use serde_json::Value;
 use throng_proto::media as pb;
 use throng_proto::media::media_node_client::MediaNodeClient;
 use throng_telemetry::grpc::{Client as Traced, ClientLayer};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::metrics::Metrics;
@@ -135,8 +136,38 @@ pub enum ConsumerCall {
 }
 
 /// The channel to a node, with a span and timing per call (the trace
-/// context goes to the node in the call's headers).
-type NodeChannel = Traced<Channel>;
+/// context goes to the node in the call's headers) and the node token on
+/// every call.
+type NodeChannel = InterceptedService<Traced<Channel>, NodeAuth>;
+
+/// Puts the shared node token (`THRONG_NODE_TOKEN`) on every call.
+#[derive(Clone)]
+pub struct NodeAuth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl NodeAuth {
+    /// Sends `token` as `authorization: Bearer <token>`; `None` sends nothing.
+    pub fn new(token: Option<&throng_ops::Secret>) -> Self {
+        Self(token.map(|t| {
+            t.bearer()
+                .parse()
+                .expect("a node token is printable ASCII (checked by the config)")
+        }))
+    }
+}
+
+impl tonic::service::Interceptor for NodeAuth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request
+                .metadata_mut()
+                .insert(throng_ops::NODE_TOKEN_HEADER, v.clone());
+        }
+        Ok(request)
+    }
+}
 
 /// A typed client of one media node.
 #[derive(Clone)]
@@ -515,15 +546,17 @@ impl NodeClient {
 pub struct NodeClients {
     clients: Mutex<HashMap<String, (String, NodeClient)>>,
     layer: ClientLayer,
+    auth: NodeAuth,
     metrics: Arc<Metrics>,
 }
 
 impl NodeClients {
-    /// An empty pool; calls are timed into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// An empty pool; calls are timed into `metrics` and carry `token`.
+    pub fn new(metrics: Arc<Metrics>, token: Option<&throng_ops::Secret>) -> Self {
         Self {
             clients: Mutex::default(),
             layer: ClientLayer::new(metrics.node_rpc.clone()),
+            auth: NodeAuth::new(token),
             metrics,
         }
     }
@@ -553,7 +586,10 @@ impl NodeClients {
             .keep_alive_while_idle(true);
         let client = NodeClient {
             node: node_id.to_string(),
-            inner: MediaNodeClient::new(tower::Layer::layer(&self.layer, endpoint.connect_lazy())),
+            inner: MediaNodeClient::with_interceptor(
+                tower::Layer::layer(&self.layer, endpoint.connect_lazy()),
+                self.auth.clone(),
+            ),
         };
         clients.insert(node_id.to_string(), (address.to_string(), client.clone()));
         Ok(client)

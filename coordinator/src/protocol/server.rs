@@ -118,8 +118,13 @@ pub enum ErrorCode {
     NotFound,
     /// The room is full.
     RoomFull,
-    /// No capacity anywhere, or the queue timed out.
+    /// No capacity anywhere, the queue is full (`retryAfterMs` set) or timed out.
     Unavailable,
+    /// This session sent more messages than its budget (`retryAfterMs` set);
+    /// the message was not processed.
+    RateLimited,
+    /// This identity already has as many sessions as one coordinator allows.
+    TooManySessions,
     /// Media rejected the request (e.g. bad RTP parameters).
     Rejected,
     /// Something failed on our side.
@@ -178,6 +183,10 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// Human-readable reason.
         message: String,
+        /// For a refusal that is only for now (`unavailable` when the queue is
+        /// full, `rate_limited`): how long to wait before trying again.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Someone joined.
     #[serde(rename_all = "camelCase")]
@@ -265,6 +274,22 @@ impl ServerMessage {
             req_id,
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// An `error` refusing something for now, with when to try again.
+    pub fn retry_later(
+        req_id: Option<String>,
+        code: ErrorCode,
+        message: impl Into<String>,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        Self::Error {
+            req_id,
+            code,
+            message: message.into(),
+            retry_after_ms: Some(retry_after.as_millis().max(1) as u64),
         }
     }
 

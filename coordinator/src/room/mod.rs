@@ -50,6 +50,8 @@ pub struct RoomError {
     pub code: ErrorCode,
     /// Message for the client.
     pub message: String,
+    /// A refusal for now: when to try again (`retryAfterMs`).
+    pub retry_after: Option<Duration>,
 }
 
 impl RoomError {
@@ -58,6 +60,23 @@ impl RoomError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A refusal for now, with when to try again.
+    pub fn retry_later(code: ErrorCode, message: impl Into<String>, after: Duration) -> Self {
+        Self {
+            retry_after: Some(after),
+            ..Self::new(code, message)
+        }
+    }
+
+    /// The `error` message for the client.
+    pub fn into_message(self, req_id: Option<String>) -> ServerMessage {
+        match self.retry_after {
+            Some(after) => ServerMessage::retry_later(req_id, self.code, self.message, after),
+            None => ServerMessage::error(req_id, self.code, self.message),
         }
     }
 }

@@ -17,6 +17,8 @@ use tracing::{debug, info_span, Instrument};
 
 use super::SessionDeps;
 use crate::auth::TokenError;
+use crate::join::queue::QueueError;
+use crate::limits::IdentitySlot;
 use crate::media::client::ConsumerCall;
 use crate::protocol::{ClientMessage, Done, ErrorCode, Outbox, Reply, ServerMessage, MAX_REQ_ID};
 use crate::room::ops::ProducerOp;
@@ -110,6 +112,8 @@ async fn run(
     ended: mpsc::Sender<()>,
 ) {
     let mut joined: Option<(String, String)> = None;
+    // The identity's place among its sessions here, until the leave is done.
+    let mut identity: Option<IdentitySlot> = None;
     // The join's trace: every later request of the participant is a part of it.
     let mut join_trace: Option<trace::Context> = None;
     let metrics = deps.metrics.clone();
@@ -171,7 +175,8 @@ async fn run(
                     flags.joining.store(false, Ordering::SeqCst);
                     return;
                 }
-                Some(Ok((room, peer, msg))) => {
+                Some(Ok((room, peer, msg, slot))) => {
+                    identity = Some(slot);
                     span.record("outcome", "admitted");
                     metrics.join_outcome("admitted");
                     metrics
@@ -187,7 +192,7 @@ async fn run(
                     let outcome = code_name(e.code);
                     span.record("outcome", outcome.as_str());
                     metrics.join_outcome(&outcome);
-                    outbox.send(ServerMessage::error(req_id, e.code, e.message))
+                    outbox.send(e.into_message(req_id))
                 }
             }
             flags.joining.store(false, Ordering::SeqCst);
@@ -208,7 +213,7 @@ async fn run(
         };
         outbox.send(match reply {
             Ok(data) => ServerMessage::Response { req_id, data },
-            Err(e) => ServerMessage::error(req_id, e.code, e.message),
+            Err(e) => e.into_message(req_id),
         });
         if leave {
             let _ = ended.try_send(());
@@ -226,11 +231,12 @@ async fn run(
             .await;
         metrics.participants.dec();
     }
+    drop(identity);
 }
 
 /// An error code as the protocol spells it (`unavailable`), the outcome
 /// label of a refused join.
-fn code_name(code: ErrorCode) -> String {
+pub fn code_name(code: ErrorCode) -> String {
     serde_json::to_value(code)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -241,26 +247,25 @@ fn bad(code: ErrorCode, message: &str) -> RoomError {
     RoomError::new(code, message)
 }
 
-/// A join: token checked, queued, placed. Returns the room, the peer and the
-/// `joined` message.
-async fn join(
+/// The checks a join passes before anything is done for it (no Redis
+/// claim, no queue place, no node call): the names, the token, its room.
+pub fn authorize(
     deps: &SessionDeps,
-    outbox: &Outbox,
-    room: String,
-    display_name: String,
-    token: String,
-    req_id: Option<String>,
-) -> Result<(String, String, ServerMessage), RoomError> {
-    if !names::valid(&room, names::MAX_ID) || !names::valid(&display_name, names::MAX_DISPLAY_NAME)
-    {
+    room: &str,
+    display_name: &str,
+    token: &str,
+) -> Result<crate::auth::Claims, RoomError> {
+    if !names::valid(room, names::MAX_ID) || !names::valid(display_name, names::MAX_DISPLAY_NAME) {
         return Err(bad(
             ErrorCode::BadRequest,
             "room and displayName must be 1 to 128 / 64 printable characters",
         ));
     }
-    let claims = match deps.tokens.verify(&token) {
+    let claims = match deps.tokens.verify(token) {
         Ok(c) => c,
-        Err(TokenError::Expired) => return Err(bad(ErrorCode::Unauthorized, "token expired")),
+        Err(e @ (TokenError::Expired | TokenError::NotYetValid | TokenError::Audience)) => {
+            return Err(bad(ErrorCode::Unauthorized, &e.to_string()))
+        }
         Err(_) => return Err(bad(ErrorCode::Unauthorized, "invalid token")),
     };
     if claims.room != room {
@@ -269,6 +274,48 @@ async fn join(
             "the token is for another room",
         ));
     }
+    Ok(claims)
+}
+
+/// [`authorize`] on a client's raw `join` (the session asks before it claims
+/// the room in Redis or relays the join to the room's owner).
+pub fn authorize_text(deps: &SessionDeps, text: &str) -> Result<(), RoomError> {
+    match serde_json::from_str::<ClientMessage>(text) {
+        Ok(ClientMessage::Join {
+            room,
+            display_name,
+            token,
+            ..
+        }) => authorize(deps, &room, &display_name, &token).map(|_| ()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(bad(
+            ErrorCode::BadRequest,
+            &format!("cannot understand message: {e}"),
+        )),
+    }
+}
+
+/// A join: token checked, queued, placed. Returns the room, the peer, the
+/// `joined` message and the identity's session slot (held while joined).
+async fn join(
+    deps: &SessionDeps,
+    outbox: &Outbox,
+    room: String,
+    display_name: String,
+    token: String,
+    req_id: Option<String>,
+) -> Result<(String, String, ServerMessage, IdentitySlot), RoomError> {
+    let claims = authorize(deps, &room, &display_name, &token)?;
+    let Some(slot) = deps.limits.identities.enter(&claims.sub) else {
+        deps.metrics.refused("identity_cap");
+        return Err(bad(
+            ErrorCode::TooManySessions,
+            &format!(
+                "this identity already has {} sessions here; leave one first",
+                deps.limits.identities.cap()
+            ),
+        ));
+    };
     let peer = claims.sub;
     tracing::Span::current().record("participant", peer.as_str());
     let queued = outbox.clone();
@@ -283,7 +330,13 @@ async fn join(
         })
         .instrument(info_span!("queue.wait"))
         .await
-        .map_err(|e| RoomError::new(ErrorCode::Unavailable, e.to_string()))?;
+        .map_err(|e| match e {
+            QueueError::Full { retry_after, .. } => {
+                deps.metrics.refused("queue_full");
+                RoomError::retry_later(ErrorCode::Unavailable, e.to_string(), retry_after)
+            }
+            QueueError::TimedOut(_) => RoomError::new(ErrorCode::Unavailable, e.to_string()),
+        })?;
     deps.metrics
         .queue_wait_seconds
         .observe(waited.elapsed().as_secs_f64());
@@ -300,7 +353,7 @@ async fn join(
         router_rtp_capabilities: j.router_rtp_capabilities,
         peers: j.peers,
     };
-    Ok((room, peer, msg))
+    Ok((room, peer, msg, slot))
 }
 
 /// Any request but `join`, of a joined participant.

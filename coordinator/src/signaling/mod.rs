@@ -28,4 +28,17 @@ pub struct SessionDeps {
     pub owners: owners::RoomOwners,
     /// Counts sessions, messages and joins.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Per-session and per-identity limits, the relay key.
+    pub limits: Arc<SessionLimits>,
+}
+
+/// The limits a session is held to (`crate::limits`).
+pub struct SessionLimits {
+    /// Messages per session.
+    pub per_session: crate::limits::Rate,
+    /// Sessions per identity.
+    pub identities: crate::limits::Identities,
+    /// What this coordinator sends as [`crate::limits::RELAY_HEADER`] when it
+    /// relays a session to the room's owner.
+    pub relay_key: String,
 }

@@ -45,18 +45,26 @@ struct Head<'a> {
 /// Opens a session on the room's owner at `owner` (host:port), sends it the
 /// client's `join`, and relays the owner's messages into `outbox` until either
 /// side closes; `ended` hears when the owner's side does.
+/// `relay_key` tells the owner that the session was counted here (its
+/// per-IP budget is not spent again on the coordinator's address).
 pub async fn open(
     owner: &str,
     join_text: &str,
+    relay_key: &str,
     outbox: Outbox,
     ended: mpsc::Sender<()>,
 ) -> Result<Upstream, tokio_tungstenite::tungstenite::Error> {
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(
-        format!("ws://{owner}/ws"),
-        Some(client_ws_config()),
-        false,
-    )
-    .await?;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{owner}/ws").into_client_request()?;
+    request.headers_mut().insert(
+        crate::limits::RELAY_HEADER,
+        relay_key
+            .parse()
+            .expect("the relay key is hex, a valid header value"),
+    );
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(client_ws_config()), false)
+            .await?;
     let (mut sink, mut stream) = ws.split();
     sink.send(Up::Text(join_text.into())).await?;
     tokio::spawn(async move {

@@ -3,7 +3,11 @@
 //! batches; the read loop checks sizes and hands each message on, to this
 //! coordinator's [`handler`](super::handler) or, once the first `join` turned
 //! out to be for a room another coordinator hosts, to the
-//! [`proxy`](super::proxy) towards it. The session cannot tell which: both
+//! [`proxy`](super::proxy) towards it; a `join` is authorized first (token,
+//! names) so that a refused one costs no Redis claim. Every message spends
+//! from the session's budget (`crate::limits`): over it, the message is
+//! refused unprocessed with a retry hint, and a session far over it for long
+//! is closed. The session cannot tell which: both
 //! receive the client's text and answer through the outbox. When either half
 //! ends, the other is stopped and the participant leaves.
 
@@ -14,6 +18,7 @@ use tracing::warn;
 
 use super::owners::Owner;
 use super::{handler, proxy, SessionDeps};
+use crate::limits::Budget;
 use crate::protocol::{
     join_room, ErrorCode, Outbox, Outgoing, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
@@ -98,6 +103,10 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     let (ended_tx, mut ended) = mpsc::channel::<()>(1);
     let local = handler::spawn(deps.clone(), outbox.clone(), ended_tx.clone());
     let mut remote: Option<proxy::Upstream> = None;
+    // Every message spends from the budget; refusals spend from the strikes,
+    // and a session out of strikes is closed.
+    let mut budget = Budget::new(deps.limits.per_session);
+    let mut strikes = Budget::new(deps.limits.per_session);
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
@@ -123,6 +132,25 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
         };
+        if let Err(after) = budget.spend() {
+            metrics.refused("session_rate");
+            if strikes.spend().is_err() {
+                // Far over its budget for long: this is no browser.
+                outbox.send(ServerMessage::error(
+                    None,
+                    ErrorCode::RateLimited,
+                    "too many messages for too long; closing",
+                ));
+                break;
+            }
+            outbox.send(ServerMessage::retry_later(
+                handler::req_id_of(&text),
+                ErrorCode::RateLimited,
+                "too many messages; this one was not processed",
+                after,
+            ));
+            continue;
+        }
         if text.len() > MAX_MESSAGE_BYTES {
             outbox.send(ServerMessage::error(
                 None,
@@ -140,8 +168,21 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
         // The first join decides where this session's room is served.
         if !local.joined() {
             if let Some(room) = join_room(&text) {
+                // Refused before any work: no claim in Redis, no relay.
+                if let Err(e) = handler::authorize_text(&deps, &text) {
+                    metrics.join_outcome(&handler::code_name(e.code));
+                    outbox.send(e.into_message(handler::req_id_of(&text)));
+                    continue;
+                }
                 if let Owner::Remote(owner) = deps.owners.claim(&room).await {
-                    match proxy::open(&owner, text.as_str(), outbox.clone(), ended_tx.clone()).await
+                    match proxy::open(
+                        &owner,
+                        text.as_str(),
+                        &deps.limits.relay_key,
+                        outbox.clone(),
+                        ended_tx.clone(),
+                    )
+                    .await
                     {
                         Ok(up) => remote = Some(up),
                         Err(e) => {

@@ -50,6 +50,7 @@ redis-url
 {{/* Where secrets are mounted in the containers (read through THRONG_*_FILE). */}}
 {{- define "throng.secretsDir" -}}/run/secrets/throng{{- end -}}
 {{- define "throng.redisDir" -}}/run/secrets/throng-redis{{- end -}}
+{{- define "throng.nodeTokenDir" -}}/run/secrets/throng-node{{- end -}}
 
 {{/* A value from an existing Secret (kept across upgrades) or a new random one. */}}
 {{- define "throng.keep" -}}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use crate::limits::{Cidr, LimitSettings, Rate};
 use crate::placement::PlacementSettings;
 
 /// Everything a coordinator needs to start.
@@ -46,6 +47,16 @@ pub struct CoordinatorConfig {
     /// (for a Prometheus inside the cluster); `None`: `/metrics` only on
     /// `listen`, behind the admin key.
     pub metrics_listen: Option<SocketAddr>,
+    /// Request, message, session and queue limits.
+    pub limits: LimitSettings,
+    /// Sent on every call to a media node (`THRONG_NODE_TOKEN`, the nodes' own).
+    pub node_token: Option<throng_ops::Secret>,
+    /// Id of `token_secret` (tokens it signs carry it as `kid`).
+    pub token_kid: Option<String>,
+    /// Earlier secrets still accepted, by id.
+    pub token_keys: Vec<(String, String)>,
+    /// Audience tokens must name (`aud`).
+    pub token_audience: Option<String>,
 }
 
 /// A configuration that cannot be used.
@@ -58,116 +69,7 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// Variable names.
-pub mod vars {
-    /// Listen address.
-    pub const LISTEN: &str = "THRONG_LISTEN";
-    /// Address other coordinators reach this one at.
-    pub const ADVERTISE: &str = "THRONG_ADVERTISE";
-    /// Redis URL.
-    pub const REDIS_URL: &str = "THRONG_REDIS_URL";
-    /// Comma-separated media node gRPC addresses (no-Redis mode).
-    pub const MEDIA_NODES: &str = "THRONG_MEDIA_NODES";
-    /// Token secret.
-    pub const TOKEN_SECRET: &str = "THRONG_TOKEN_SECRET";
-    /// API key.
-    pub const API_KEY: &str = "THRONG_API_KEY";
-    /// Admin key.
-    pub const ADMIN_KEY: &str = "THRONG_ADMIN_KEY";
-    /// Worker consumer capacity.
-    pub const WORKER_CAPACITY: &str = "THRONG_WORKER_CAPACITY";
-    /// Tiles per page.
-    pub const TILES_PER_PAGE: &str = "THRONG_TILES_PER_PAGE";
-    /// Room cap.
-    pub const ROOM_CAP: &str = "THRONG_ROOM_CAP";
-    /// Joins placed at once per live media node, across the cluster.
-    pub const JOIN_CONCURRENCY: &str = "THRONG_JOIN_CONCURRENCY";
-    /// Coordinator id (defaults to a random one per start).
-    pub const COORDINATOR_ID: &str = "THRONG_COORDINATOR_ID";
-    /// Heartbeat TTL in milliseconds.
-    pub const COORDINATOR_TTL_MS: &str = "THRONG_COORDINATOR_TTL_MS";
-    /// Queue timeout in seconds.
-    pub const QUEUE_TIMEOUT_SECS: &str = "THRONG_QUEUE_TIMEOUT_SECS";
-    /// Directory of the built web client.
-    pub const WEB_ROOT: &str = "THRONG_WEB_ROOT";
-    /// `true` lets anyone mint a join token through `/api/join-token`.
-    pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
-    /// Drain grace in seconds.
-    pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
-    /// Internal metrics address.
-    pub const METRICS_LISTEN: &str = "THRONG_METRICS_LISTEN";
-
-    /// Variables that may be given as `<VAR>_FILE` (a mounted secret).
-    pub const FROM_FILES: &[&str] = &[TOKEN_SECRET, API_KEY, ADMIN_KEY, REDIS_URL];
-
-    /// Every variable with what it does and its default, for `--help` and the
-    /// docs (a test checks the README lists each one).
-    pub const ALL: &[(&str, &str)] = &[
-        (
-            LISTEN,
-            "HTTP + WebSocket listen address (default 127.0.0.1:8080)",
-        ),
-        (
-            ADVERTISE,
-            "host:port other coordinators proxy to (default: the bound address)",
-        ),
-        (
-            REDIS_URL,
-            "shared Redis, redis:// or redis+unix:// (unset: in-memory registry, one coordinator)",
-        ),
-        (
-            MEDIA_NODES,
-            "media nodes' gRPC host:port, comma-separated (required without Redis)",
-        ),
-        (
-            TOKEN_SECRET,
-            "secret join tokens are signed with, >= 32 characters (required)",
-        ),
-        (
-            API_KEY,
-            "key for POST /api/token, >= 32 characters (required)",
-        ),
-        (ADMIN_KEY, "key for /admin/*, >= 32 characters (required)"),
-        (WORKER_CAPACITY, "consumers one worker takes (default 1500)"),
-        (
-            TILES_PER_PAGE,
-            "video tiles a browser shows per page (default 12)",
-        ),
-        (ROOM_CAP, "participants per room (default 1000)"),
-        (
-            JOIN_CONCURRENCY,
-            "joins placed at once per live media node, cluster-wide (default 16)",
-        ),
-        (
-            QUEUE_TIMEOUT_SECS,
-            "longest a join waits in the queue (default 120)",
-        ),
-        (
-            COORDINATOR_ID,
-            "this coordinator's id in the registry (default: random per start)",
-        ),
-        (
-            COORDINATOR_TTL_MS,
-            "a coordinator silent this long is reaped (default 10000)",
-        ),
-        (
-            WEB_ROOT,
-            "directory of the built web client (default client-web/dist when present)",
-        ),
-        (
-            OPEN_JOIN,
-            "true: anyone may get a join token at /api/join-token (default false)",
-        ),
-        (
-            DRAIN_GRACE_SECS,
-            "on SIGTERM, how long participants get to move before sessions close (default 10)",
-        ),
-        (
-            METRICS_LISTEN,
-            "internal address serving /metrics without a key (default unset: /metrics on THRONG_LISTEN with the admin key)",
-        ),
-    ];
-}
+pub mod vars;
 
 /// Where the web client is when `THRONG_WEB_ROOT` is not set: next to the
 /// working directory (a checkout), else nowhere.
@@ -323,7 +225,109 @@ impl CoordinatorConfig {
                 reason: format!("must differ from {} ({listen})", vars::LISTEN),
             });
         }
+        let defaults = LimitSettings::default();
+        let trusted_proxies = match get(env, vars::TRUSTED_PROXIES) {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse::<Cidr>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| ConfigError {
+                    var: vars::TRUSTED_PROXIES,
+                    reason,
+                })?,
+        };
+        let limits = LimitSettings {
+            per_ip: Rate {
+                per_sec: number(env, vars::RATE_IP_PER_SEC, defaults.per_ip.per_sec, 0)?,
+                burst: number(env, vars::RATE_IP_BURST, defaults.per_ip.burst, 1)?,
+            },
+            per_session: Rate {
+                per_sec: number(
+                    env,
+                    vars::RATE_SESSION_PER_SEC,
+                    defaults.per_session.per_sec,
+                    0,
+                )?,
+                burst: number(env, vars::RATE_SESSION_BURST, defaults.per_session.burst, 1)?,
+            },
+            sessions_per_identity: number(
+                env,
+                vars::SESSIONS_PER_IDENTITY,
+                defaults.sessions_per_identity,
+                0,
+            )?,
+            queue_max: number(env, vars::QUEUE_MAX, defaults.queue_max, 1)?,
+            trusted_proxies,
+        };
+        let node_token = match get(env, vars::NODE_TOKEN) {
+            None => None,
+            Some(v) => Some(
+                throng_ops::Secret::parse(v, throng_ops::NODE_TOKEN_MIN).map_err(|reason| {
+                    ConfigError {
+                        var: vars::NODE_TOKEN,
+                        reason,
+                    }
+                })?,
+            ),
+        };
+        let key_id = |var: &'static str, id: &str| -> Result<String, ConfigError> {
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                Ok(id.to_string())
+            } else {
+                Err(ConfigError {
+                    var,
+                    reason: format!("key id {id:?}: 1 to 64 of [A-Za-z0-9._-]"),
+                })
+            }
+        };
+        let token_kid = get(env, vars::TOKEN_KID)
+            .map(|k| key_id(vars::TOKEN_KID, k))
+            .transpose()?;
+        let mut token_keys = Vec::new();
+        for entry in get(env, vars::TOKEN_KEYS)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let Some((kid, secret)) = entry.split_once(':') else {
+                return Err(ConfigError {
+                    var: vars::TOKEN_KEYS,
+                    reason: "kid:secret pairs, comma-separated".into(),
+                });
+            };
+            let kid = key_id(vars::TOKEN_KEYS, kid.trim())?;
+            if secret.trim().len() < 32 {
+                return Err(ConfigError {
+                    var: vars::TOKEN_KEYS,
+                    reason: format!("the secret of {kid:?} must be at least 32 characters"),
+                });
+            }
+            if token_kid.as_deref() == Some(kid.as_str())
+                || token_keys.iter().any(|(k, _)| *k == kid)
+            {
+                return Err(ConfigError {
+                    var: vars::TOKEN_KEYS,
+                    reason: format!("key id {kid:?} is given twice"),
+                });
+            }
+            token_keys.push((kid, secret.trim().to_string()));
+        }
+        let token_audience = get(env, vars::TOKEN_AUDIENCE).map(str::to_string);
         Ok(Self {
+            token_kid,
+            token_keys,
+            token_audience,
+            node_token,
+            limits,
             drain_grace,
             metrics_listen,
             web_root,
@@ -415,7 +419,87 @@ impl CoordinatorConfig {
                     |a| a.to_string(),
                 ),
             ),
+            (
+                vars::TOKEN_KID,
+                self.token_kid.clone().unwrap_or_else(|| "(none)".into()),
+            ),
+            (
+                vars::TOKEN_KEYS,
+                if self.token_keys.is_empty() {
+                    "(none)".into()
+                } else {
+                    // Ids only: the secrets stay hidden.
+                    self.token_keys
+                        .iter()
+                        .map(|(k, _)| format!("{k}:***"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            ),
+            (
+                vars::TOKEN_AUDIENCE,
+                self.token_audience
+                    .clone()
+                    .unwrap_or_else(|| "(none: aud not checked)".into()),
+            ),
+            (
+                vars::NODE_TOKEN,
+                if self.node_token.is_some() {
+                    "(set)".into()
+                } else {
+                    "(none)".into()
+                },
+            ),
+            (vars::QUEUE_MAX, self.limits.queue_max.to_string()),
+            (
+                vars::RATE_IP_PER_SEC,
+                self.limits.per_ip.per_sec.to_string(),
+            ),
+            (vars::RATE_IP_BURST, self.limits.per_ip.burst.to_string()),
+            (
+                vars::RATE_SESSION_PER_SEC,
+                self.limits.per_session.per_sec.to_string(),
+            ),
+            (
+                vars::RATE_SESSION_BURST,
+                self.limits.per_session.burst.to_string(),
+            ),
+            (
+                vars::SESSIONS_PER_IDENTITY,
+                self.limits.sessions_per_identity.to_string(),
+            ),
+            (
+                vars::TRUSTED_PROXIES,
+                if self.limits.trusted_proxies.is_empty() {
+                    "(none: the peer address is the client)".into()
+                } else {
+                    self.limits
+                        .trusted_proxies
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            ),
         ])
+    }
+}
+
+impl CoordinatorConfig {
+    /// The join-token key: the current secret (with its id), the earlier
+    /// ones still accepted, the audience.
+    pub fn token_key(&self) -> crate::auth::TokenKey {
+        let mut key = crate::auth::TokenKey::new(self.token_secret.as_bytes());
+        if let Some(kid) = &self.token_kid {
+            key = key.with_kid(kid.clone());
+        }
+        for (kid, secret) in &self.token_keys {
+            key = key.accepting(kid.clone(), secret.as_bytes());
+        }
+        if let Some(aud) = &self.token_audience {
+            key = key.with_audience(aud.clone());
+        }
+        key
     }
 }
 
@@ -425,73 +509,4 @@ fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        let secret = "s".repeat(32);
-        let mut e: HashMap<String, String> = [
-            (vars::TOKEN_SECRET, secret.as_str()),
-            (vars::API_KEY, secret.as_str()),
-            (vars::ADMIN_KEY, secret.as_str()),
-            (vars::REDIS_URL, "redis://127.0.0.1:6379"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        for (k, v) in pairs {
-            e.insert(k.to_string(), v.to_string());
-        }
-        e
-    }
-
-    #[test]
-    fn drain_grace_is_configurable() {
-        let c = CoordinatorConfig::from_env(&env(&[(vars::DRAIN_GRACE_SECS, "45")])).unwrap();
-        assert_eq!(c.drain_grace, std::time::Duration::from_secs(45));
-        let c = CoordinatorConfig::from_env(&env(&[])).unwrap();
-        assert_eq!(c.drain_grace, std::time::Duration::from_secs(10));
-    }
-
-    #[test]
-    fn bad_values_name_the_variable() {
-        for (var, value) in [
-            (vars::REDIS_URL, "rediss://redis.example:6380"),
-            (vars::REDIS_URL, "http://x"),
-            (vars::REDIS_URL, "redis://host:port"),
-            (vars::TOKEN_SECRET, "short"),
-            (vars::LISTEN, "nowhere"),
-            (vars::DRAIN_GRACE_SECS, "soon"),
-            (vars::ADVERTISE, ":80"),
-            (vars::OPEN_JOIN, "maybe"),
-        ] {
-            let err = CoordinatorConfig::from_env(&env(&[(var, value)])).unwrap_err();
-            assert_eq!(err.var, var, "{var}={value}: {err}");
-        }
-        let mut e = env(&[]);
-        e.remove(vars::ADMIN_KEY);
-        assert_eq!(
-            CoordinatorConfig::from_env(&e).unwrap_err().var,
-            vars::ADMIN_KEY
-        );
-    }
-
-    #[test]
-    fn described_settings_hide_secrets_and_passwords() {
-        let c = CoordinatorConfig::from_env(&env(&[(
-            vars::REDIS_URL,
-            "redis://default:hunter2hunter2@redis:6379/0",
-        )]))
-        .unwrap();
-        let text = c.describe();
-        assert!(!text.contains("hunter2"), "{text}");
-        assert!(!text.contains(&"s".repeat(32)), "{text}");
-        assert!(
-            text.contains("THRONG_REDIS_URL=redis://default:***@redis:6379/0"),
-            "{text}"
-        );
-        for (var, _) in vars::ALL {
-            assert!(text.contains(&format!("{var}=")), "{var} not described");
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,186 @@
+//! The coordinator's environment variables: their names, and for `--help`
+//! and the docs what each does and its default (a test checks that the README
+//! lists every one). Parsing is `super`'s.
+
+/// Listen address.
+pub const LISTEN: &str = "THRONG_LISTEN";
+/// Address other coordinators reach this one at.
+pub const ADVERTISE: &str = "THRONG_ADVERTISE";
+/// Redis URL.
+pub const REDIS_URL: &str = "THRONG_REDIS_URL";
+/// Comma-separated media node gRPC addresses (no-Redis mode).
+pub const MEDIA_NODES: &str = "THRONG_MEDIA_NODES";
+/// Token secret.
+pub const TOKEN_SECRET: &str = "THRONG_TOKEN_SECRET";
+/// API key.
+pub const API_KEY: &str = "THRONG_API_KEY";
+/// Admin key.
+pub const ADMIN_KEY: &str = "THRONG_ADMIN_KEY";
+/// Worker consumer capacity.
+pub const WORKER_CAPACITY: &str = "THRONG_WORKER_CAPACITY";
+/// Tiles per page.
+pub const TILES_PER_PAGE: &str = "THRONG_TILES_PER_PAGE";
+/// Room cap.
+pub const ROOM_CAP: &str = "THRONG_ROOM_CAP";
+/// Joins placed at once per live media node, across the cluster.
+pub const JOIN_CONCURRENCY: &str = "THRONG_JOIN_CONCURRENCY";
+/// Coordinator id (defaults to a random one per start).
+pub const COORDINATOR_ID: &str = "THRONG_COORDINATOR_ID";
+/// Heartbeat TTL in milliseconds.
+pub const COORDINATOR_TTL_MS: &str = "THRONG_COORDINATOR_TTL_MS";
+/// Queue timeout in seconds.
+pub const QUEUE_TIMEOUT_SECS: &str = "THRONG_QUEUE_TIMEOUT_SECS";
+/// Directory of the built web client.
+pub const WEB_ROOT: &str = "THRONG_WEB_ROOT";
+/// `true` lets anyone mint a join token through `/api/join-token`.
+pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
+/// Drain grace in seconds.
+pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
+/// Internal metrics address.
+pub const METRICS_LISTEN: &str = "THRONG_METRICS_LISTEN";
+
+/// Longest join queue on this coordinator.
+pub const QUEUE_MAX: &str = "THRONG_QUEUE_MAX";
+/// `/ws` upgrades and `/api/*` requests per client IP and second.
+pub const RATE_IP_PER_SEC: &str = "THRONG_RATE_IP_PER_SEC";
+/// ... at once.
+pub const RATE_IP_BURST: &str = "THRONG_RATE_IP_BURST";
+/// Messages per session and second.
+pub const RATE_SESSION_PER_SEC: &str = "THRONG_RATE_SESSION_PER_SEC";
+/// ... at once.
+pub const RATE_SESSION_BURST: &str = "THRONG_RATE_SESSION_BURST";
+/// Sessions per identity on one coordinator.
+pub const SESSIONS_PER_IDENTITY: &str = "THRONG_SESSIONS_PER_IDENTITY";
+/// Proxies whose X-Forwarded-For is believed.
+pub const TRUSTED_PROXIES: &str = "THRONG_TRUSTED_PROXIES";
+
+/// The media nodes' gRPC token.
+pub const NODE_TOKEN: &str = throng_ops::NODE_TOKEN;
+/// Id of the token secret.
+pub const TOKEN_KID: &str = "THRONG_TOKEN_KID";
+/// Earlier token secrets still accepted: `kid:secret,kid:secret`.
+pub const TOKEN_KEYS: &str = "THRONG_TOKEN_KEYS";
+/// Audience join tokens must name.
+pub const TOKEN_AUDIENCE: &str = "THRONG_TOKEN_AUDIENCE";
+
+/// Variables that may be given as `<VAR>_FILE` (a mounted secret).
+pub const FROM_FILES: &[&str] = &[
+    TOKEN_SECRET,
+    API_KEY,
+    ADMIN_KEY,
+    REDIS_URL,
+    NODE_TOKEN,
+    TOKEN_KEYS,
+];
+
+/// Every variable with what it does and its default, for `--help` and the
+/// docs (a test checks the README lists each one).
+pub const ALL: &[(&str, &str)] = &[
+    (
+        LISTEN,
+        "HTTP + WebSocket listen address (default 127.0.0.1:8080)",
+    ),
+    (
+        ADVERTISE,
+        "host:port other coordinators proxy to (default: the bound address)",
+    ),
+    (
+        REDIS_URL,
+        "shared Redis, redis:// or redis+unix:// (unset: in-memory registry, one coordinator)",
+    ),
+    (
+        MEDIA_NODES,
+        "media nodes' gRPC host:port, comma-separated (required without Redis)",
+    ),
+    (
+        TOKEN_SECRET,
+        "secret join tokens are signed with, >= 32 characters (required)",
+    ),
+    (
+        API_KEY,
+        "key for POST /api/token, >= 32 characters (required)",
+    ),
+    (ADMIN_KEY, "key for /admin/*, >= 32 characters (required)"),
+    (WORKER_CAPACITY, "consumers one worker takes (default 1500)"),
+    (
+        TILES_PER_PAGE,
+        "video tiles a browser shows per page (default 12)",
+    ),
+    (ROOM_CAP, "participants per room (default 1000)"),
+    (
+        JOIN_CONCURRENCY,
+        "joins placed at once per live media node, cluster-wide (default 16)",
+    ),
+    (
+        QUEUE_TIMEOUT_SECS,
+        "longest a join waits in the queue (default 120)",
+    ),
+    (
+        COORDINATOR_ID,
+        "this coordinator's id in the registry (default: random per start)",
+    ),
+    (
+        COORDINATOR_TTL_MS,
+        "a coordinator silent this long is reaped (default 10000)",
+    ),
+    (
+        WEB_ROOT,
+        "directory of the built web client (default client-web/dist when present)",
+    ),
+    (
+        OPEN_JOIN,
+        "true: anyone may get a join token at /api/join-token (default false)",
+    ),
+    (
+        DRAIN_GRACE_SECS,
+        "on SIGTERM, how long participants get to move before sessions close (default 10)",
+    ),
+    (
+        METRICS_LISTEN,
+        "internal address serving /metrics without a key (default unset: /metrics on THRONG_LISTEN with the admin key)",
+    ),
+    (
+        QUEUE_MAX,
+        "longest join queue on this coordinator; a join beyond it is refused with a retry hint (default 10000)",
+    ),
+    (
+        RATE_IP_PER_SEC,
+        "/ws upgrades and /api/* requests per client IP and second, 0 = no limit (default 200)",
+    ),
+    (
+        RATE_IP_BURST,
+        "... of which at once (default 2000)",
+    ),
+    (
+        RATE_SESSION_PER_SEC,
+        "messages one session may send per second, 0 = no limit (default 50)",
+    ),
+    (
+        RATE_SESSION_BURST,
+        "... of which at once (default 500)",
+    ),
+    (
+        SESSIONS_PER_IDENTITY,
+        "sessions one identity may have on this coordinator, 0 = no cap (default 10)",
+    ),
+    (
+        TOKEN_KID,
+        "id of THRONG_TOKEN_SECRET, put in the tokens it signs as kid (default none)",
+    ),
+    (
+        TOKEN_KEYS,
+        "earlier token secrets still accepted while their tokens are out, kid:secret,... (default none)",
+    ),
+    (
+        TOKEN_AUDIENCE,
+        "audience join tokens must name in aud; minted tokens carry it (default none: aud not checked)",
+    ),
+    (
+        NODE_TOKEN,
+        "token sent on every call to a media node, the nodes' THRONG_NODE_TOKEN (default none: nodes on loopback)",
+    ),
+    (
+        TRUSTED_PROXIES,
+        "load balancers whose X-Forwarded-For names the client, comma-separated addresses or CIDRs (default none)",
+    ),
+];
