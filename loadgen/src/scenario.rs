@@ -186,8 +186,8 @@ pub async fn rooms(
     })
 }
 
-/// Sums transports, producers and consumers over every node's workers
-/// (admin API `/admin/nodes`).
+/// Sums routers, transports, producers, consumers and the consumer units
+/// reserved by placement over every node's workers (admin API `/admin/nodes`).
 pub async fn node_counts(http: &str, admin_key: &str) -> Result<Value, String> {
     let (host, path) = (
         http.trim_start_matches("http://").trim_end_matches('/'),
@@ -195,7 +195,8 @@ pub async fn node_counts(http: &str, admin_key: &str) -> Result<Value, String> {
     );
     let body = http_get(host, path, admin_key).await?;
     let v: Value = serde_json::from_str(&body).map_err(|e| format!("{path}: {e}"))?;
-    let mut sum = json!({ "transports": 0, "producers": 0, "consumers": 0 });
+    let mut sum =
+        json!({ "routers": 0, "transports": 0, "producers": 0, "consumers": 0, "reserved": 0 });
     for n in v["nodes"]
         .as_array()
         .map(|a| a.as_slice())
@@ -206,7 +207,13 @@ pub async fn node_counts(http: &str, admin_key: &str) -> Result<Value, String> {
             .map(|a| a.as_slice())
             .unwrap_or_default()
         {
-            for k in ["transports", "producers", "consumers"] {
+            for k in [
+                "routers",
+                "transports",
+                "producers",
+                "consumers",
+                "reserved",
+            ] {
                 sum[k] = json!(sum[k].as_u64().unwrap_or(0) + w[k].as_u64().unwrap_or(0));
             }
         }
