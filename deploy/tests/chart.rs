@@ -103,6 +103,15 @@ fn the_schema_and_the_templates_refuse_bad_values_naming_them() {
         ("mediaNode.bogus=1", "bogus"),
         ("coordinator.replicas=0", "/coordinator/replicas"),
         ("secrets.adminKey=short", "/secrets/adminKey"),
+        ("secrets.nodeToken=short", "/secrets/nodeToken"),
+        (
+            "coordinator.limits.perIp.burst=0",
+            "/coordinator/limits/perIp/burst",
+        ),
+        (
+            "coordinator.limits.trustedProxies[0]=the-ingress",
+            "/coordinator/limits/trustedProxies/0",
+        ),
         ("redis.mode=cluster", "/redis/mode"),
         (
             "redis.external.url=rediss://redis.example:6380",
