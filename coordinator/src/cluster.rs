@@ -5,14 +5,18 @@
 //! coordinators that stopped beating.
 //!
 //! A node is lost in exactly one place, [`Cluster::lose`], whichever way its
-//! loss shows (its report expired or says dead, or its event stream reported
-//! a dead worker): its stream stops, its client is forgotten, its
+//! loss shows (its report says dead, its report expired while its event
+//! stream is down too, or its event stream reported a dead worker). A report
+//! missing while the node's stream is open is not a loss: Redis restarted
+//! empty, or the node cannot reach Redis for now; its participants' calls go
+//! on, and it takes no new placements until it reports again. Then its stream stops, its client is forgotten, its
 //! reservations are evicted from the registry, and the rooms hear of it as
 //! [`ClusterEvent::NodeLost`]. Everything the nodes report goes to the rooms
 //! on the same channel, in order per node. Calls: registry, media clients and
 //! events, the join queue (live-node count). Never calls the rooms.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,9 @@ use crate::registry::{Registry, RegistryError};
 
 /// How often node reports are read (and, without Redis, polled).
 pub const NODE_POLL: Duration = Duration::from_secs(1);
+/// How long a node whose event stream is open may go without a report in a
+/// registry that answers (it cannot reach Redis) before it is lost anyway.
+pub const REPORT_MISSING_LIMIT: Duration = Duration::from_secs(10);
 /// How long node reports are reused for placement: during a surge every
 /// join would otherwise read them again (capacity itself is never cached).
 const SNAPSHOT_TTL: Duration = Duration::from_millis(250);
@@ -50,6 +57,12 @@ pub struct Polled {
     pub addresses: Vec<String>,
 }
 
+/// The task following one node's events, and whether its stream is open.
+struct Follower {
+    task: AbortHandle,
+    connected: Arc<AtomicBool>,
+}
+
 struct Snapshot {
     at: Instant,
     nodes: Arc<Vec<NodeReport>>,
@@ -63,7 +76,7 @@ pub struct Cluster {
     queue: Arc<JoinQueue>,
     snapshot: Mutex<Option<Snapshot>>,
     /// Live nodes, each with the task following its events.
-    followed: Mutex<HashMap<String, AbortHandle>>,
+    followed: Mutex<HashMap<String, Follower>>,
     events_in: mpsc::UnboundedSender<(String, NodeEvent)>,
     rooms: mpsc::UnboundedSender<ClusterEvent>,
 }
@@ -140,6 +153,9 @@ impl Cluster {
     /// and loses the ones gone.
     pub async fn watch(self: Arc<Self>, polled: Option<Polled>) {
         let mut ticker = tokio::time::interval(NODE_POLL);
+        // Nodes whose report is missing while their stream is open, since when
+        // (counted only while the registry answers).
+        let mut missing: HashMap<String, Instant> = HashMap::new();
         loop {
             ticker.tick().await;
             if let Some(p) = &polled {
@@ -156,10 +172,35 @@ impl Cluster {
                 .map(|n| (n.node_id.as_str(), n))
                 .collect();
             let known: HashSet<String> = lock(&self.followed).keys().cloned().collect();
-            for lost in known.iter().filter(|k| !live.contains_key(k.as_str())) {
-                warn!(node = %lost, "media node lost (report expired or dead)");
-                self.lose(lost).await;
+            let reported_dead: HashSet<&str> = nodes
+                .iter()
+                .filter(|n| n.dead)
+                .map(|n| n.node_id.as_str())
+                .collect();
+            for gone in known.iter().filter(|k| !live.contains_key(k.as_str())) {
+                if reported_dead.contains(gone.as_str()) {
+                    warn!(node = %gone, "media node lost (it reported dead)");
+                } else if self.stream_open(gone)
+                    && missing
+                        .get(gone)
+                        .is_none_or(|since| since.elapsed() < REPORT_MISSING_LIMIT)
+                {
+                    // Redis lost its report (restarted empty, or the node
+                    // cannot reach it for now): the node itself still answers.
+                    if !missing.contains_key(gone) {
+                        warn!(node = %gone, "media node report missing but its stream is open: calls go on");
+                        missing.insert(gone.clone(), Instant::now());
+                    }
+                    continue;
+                } else if self.stream_open(gone) {
+                    warn!(node = %gone, "media node lost (no report for {REPORT_MISSING_LIMIT:?})");
+                } else {
+                    warn!(node = %gone, "media node lost (report expired, stream down)");
+                }
+                missing.remove(gone);
+                self.lose(gone).await;
             }
+            missing.retain(|n, _| !live.contains_key(n.as_str()));
             for (id, report) in live {
                 if !known.contains(id) {
                     self.follow(id, &report.grpc_address);
@@ -189,11 +230,23 @@ impl Cluster {
                 return;
             }
         };
-        let task = tokio::spawn(follow(client, self.events_in.clone()));
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(follow(client, self.events_in.clone(), connected.clone()));
         info!(node = %node_id, %address, "media node live");
-        if let Some(old) = lock(&self.followed).insert(node_id.to_string(), task.abort_handle()) {
-            old.abort();
+        let follower = Follower {
+            task: task.abort_handle(),
+            connected,
+        };
+        if let Some(old) = lock(&self.followed).insert(node_id.to_string(), follower) {
+            old.task.abort();
         }
+    }
+
+    /// Whether the node's event stream is open now.
+    fn stream_open(&self, node_id: &str) -> bool {
+        lock(&self.followed)
+            .get(node_id)
+            .is_some_and(|f| f.connected.load(Ordering::Relaxed))
     }
 
     /// Passes node events to the rooms, and a dead worker's node to [`Cluster::lose`].
@@ -221,7 +274,7 @@ impl Cluster {
         let Some(follower) = lock(&self.followed).remove(node_id) else {
             return;
         };
-        follower.abort();
+        follower.task.abort();
         self.clients.forget(node_id);
         match self.registry.evict_node(node_id).await {
             Ok(evicted) => info!(node = node_id, participants = evicted.len(), "node evicted"),
@@ -233,7 +286,7 @@ impl Cluster {
     /// Stops every event stream (the coordinator stops).
     pub fn stop(&self) {
         for (_, f) in lock(&self.followed).drain() {
-            f.abort();
+            f.task.abort();
         }
     }
 

@@ -206,6 +206,7 @@ pub async fn run_with(
     tasks.spawn(cluster.clone().heartbeat(config.coordinator_ttl));
     tasks.spawn(room::events::apply_all(rooms.clone(), cluster_events));
     tasks.spawn(owners.clone().refresh_loop(rooms.clone()));
+    tasks.spawn(rooms.clone().reassert_loop(cluster.registry().clone()));
 
     let state = http::AppState {
         rooms: rooms.clone(),

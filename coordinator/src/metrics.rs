@@ -93,6 +93,8 @@ pub const REGISTRY_OPS: &[&str] = &[
     "dead_coordinators",
     "reap_coordinator",
     "evict_node",
+    "epoch",
+    "restore",
 ];
 
 /// The limits' refusal reasons (`crate::limits`).

@@ -143,6 +143,42 @@ impl Placement {
         }
     }
 
+    /// The registry lost what it knew (Redis restarted empty): records again
+    /// a room's routers and its participants' reservations, as this
+    /// coordinator placed them. Returns the participants recorded.
+    pub async fn reassert(
+        &self,
+        room: &str,
+        routers: &[RouterRef],
+        peers: &[(String, RouterRef)],
+    ) -> Result<usize, RegistryError> {
+        for r in routers {
+            let worker = WorkerRef {
+                node_id: r.node_id.clone(),
+                worker: r.worker,
+            };
+            self.registry
+                .set_router(room, &worker, &r.router_id)
+                .await?;
+        }
+        let cost = self.settings.participant_cost();
+        let mut restored = 0;
+        for (peer, r) in peers {
+            let worker = WorkerRef {
+                node_id: r.node_id.clone(),
+                worker: r.worker,
+            };
+            if self
+                .registry
+                .restore(room, peer, &worker, cost, self.cluster.id())
+                .await?
+            {
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
     /// The settings.
     pub fn settings(&self) -> &PlacementSettings {
         &self.settings

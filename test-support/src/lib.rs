@@ -99,6 +99,24 @@ impl Redis {
     pub fn start() -> Self {
         let port = free_tcp_port();
         let dir = TempDir::new("redis");
+        let child = Self::spawn(port, &dir);
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Kills it (SIGKILL), waits `away`, and starts an empty one on the same
+    /// port, as a restart without persistence does.
+    pub fn restart(&mut self, away: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(away);
+        self.child = Self::spawn(self.port, &self._dir);
+    }
+
+    fn spawn(port: u16, dir: &TempDir) -> Child {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -124,11 +142,7 @@ impl Redis {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
+        child
     }
 
     /// Its URL.

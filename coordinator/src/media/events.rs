@@ -3,6 +3,8 @@
 //! Started and stopped by `crate::cluster` only; applied to rooms by
 //! `crate::room::events`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use throng_proto::media as pb;
@@ -100,12 +102,19 @@ impl NodeEvent {
 
 /// Reads `client`'s node's events into `out` for as long as the task runs,
 /// reconnecting (with backoff up to 5 s) after errors; ends when `out` closes.
-pub async fn follow(client: NodeClient, out: mpsc::UnboundedSender<(String, NodeEvent)>) {
+/// `connected` says whether a stream is open now: the node answers, whatever
+/// Redis says of it.
+pub async fn follow(
+    client: NodeClient,
+    out: mpsc::UnboundedSender<(String, NodeEvent)>,
+    connected: Arc<AtomicBool>,
+) {
     let node = client.node_id().to_string();
     let mut backoff = Duration::from_millis(200);
     loop {
         match client.events().await {
             Ok(mut stream) => {
+                connected.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(200);
                 while let Ok(Some(event)) = stream.message().await {
                     if let Some(event) = event.event.and_then(NodeEvent::from_pb) {
@@ -117,6 +126,7 @@ pub async fn follow(client: NodeClient, out: mpsc::UnboundedSender<(String, Node
             }
             Err(e) => debug!(node = %node, error = %e, "events stream not open"),
         }
+        connected.store(false, Ordering::Relaxed);
         if out.is_closed() {
             return;
         }

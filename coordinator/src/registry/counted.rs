@@ -107,4 +107,24 @@ impl Registry for Counted {
     async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError> {
         self.count("evict_node", self.inner.evict_node(node_id).await)
     }
+
+    async fn epoch(&self) -> Result<String, RegistryError> {
+        self.count("epoch", self.inner.epoch().await)
+    }
+
+    async fn restore(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        worker: &WorkerRef,
+        cost: u32,
+        owner: &str,
+    ) -> Result<bool, RegistryError> {
+        self.count(
+            "restore",
+            self.inner
+                .restore(room_id, participant_id, worker, cost, owner)
+                .await,
+        )
+    }
 }

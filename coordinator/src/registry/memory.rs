@@ -280,6 +280,32 @@ impl Registry for MemoryRegistry {
         Ok(evicted)
     }
 
+    async fn epoch(&self) -> Result<String, RegistryError> {
+        // Memory is lost only with the process, and the rooms with it.
+        Ok("memory".into())
+    }
+
+    async fn restore(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        worker: &WorkerRef,
+        cost: u32,
+        owner: &str,
+    ) -> Result<bool, RegistryError> {
+        let mut s = self.lock();
+        let room = s.rooms.entry(room_id.to_string()).or_default();
+        if room.participants.contains_key(participant_id) {
+            return Ok(false);
+        }
+        room.participants.insert(
+            participant_id.to_string(),
+            (worker.clone(), cost, owner.to_string()),
+        );
+        *s.reserved.entry(worker.clone()).or_insert(0) += cost;
+        Ok(true)
+    }
+
     async fn heartbeat(&self, _coordinator_id: &str, _ttl: Duration) -> Result<(), RegistryError> {
         // One coordinator per memory registry: it cannot outlive itself.
         Ok(())

@@ -193,6 +193,24 @@ pub trait Registry: Send + Sync + 'static {
     /// Releases every reservation and room placement on `node_id` (it died).
     /// Returns the (room, participant) pairs that were placed there.
     async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError>;
+
+    /// The store's generation: the same value for as long as the store keeps
+    /// its data; a new one after it lost it (Redis restarted empty). Creating
+    /// it is part of reading it.
+    async fn epoch(&self) -> Result<String, RegistryError>;
+
+    /// Records an existing placement again (the store lost it): `cost` on
+    /// `worker` for `participant_id` in `room_id`, made by `owner`. Nothing
+    /// changes if the participant is placed already; returns whether it was
+    /// recorded. Capacity is not checked: the participant is there.
+    async fn restore(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        worker: &WorkerRef,
+        cost: u32,
+        owner: &str,
+    ) -> Result<bool, RegistryError>;
 }
 
 /// Every live node's report with the consumer units reserved on each of its

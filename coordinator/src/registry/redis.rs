@@ -170,6 +170,24 @@ return placements
 
 /// Releases every placement made by a coordinator that died; returns
 /// `room\nparticipant\nworker` for each.
+/// A placement the store lost, recorded again (nothing if present).
+const RESTORE: &str = r#"
+local reserved_key, parts_key, rooms_key = KEYS[1], KEYS[2], KEYS[3]
+local pid, w, cost, owner, room = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+if redis.call('HEXISTS', parts_key, pid) == 1 then
+  return 0
+end
+redis.call('HINCRBY', reserved_key, w, cost)
+redis.call('HSET', parts_key, pid, w .. '|' .. cost .. '|' .. owner)
+redis.call('SADD', 'throng:coordinator-placements:' .. owner, room .. '\n' .. pid)
+redis.call('SADD', rooms_key, room)
+redis.call('SADD', 'throng:node-placements:' .. string.match(w, '^(.*)/%d+$'), room .. '\n' .. pid)
+return 1
+"#;
+
+/// The store's generation (see `Registry::epoch`).
+const EPOCH: &str = "throng:epoch";
+
 const REAP_COORDINATOR: &str = r#"
 local reserved_key, rooms_key = KEYS[1], KEYS[2]
 local owner = ARGV[1]
@@ -206,6 +224,7 @@ pub struct RedisRegistry {
     set_router: Script,
     evict: Script,
     reap: Script,
+    restore: Script,
 }
 
 impl RedisRegistry {
@@ -220,6 +239,7 @@ impl RedisRegistry {
             set_router: Script::new(SET_ROUTER),
             evict: Script::new(EVICT_NODE),
             reap: Script::new(REAP_COORDINATOR),
+            restore: Script::new(RESTORE),
         })
     }
 
@@ -432,6 +452,45 @@ impl Registry for RedisRegistry {
             .collect::<Result<Vec<_>, _>>()?;
         evicted.sort();
         Ok(evicted)
+    }
+
+    async fn epoch(&self) -> Result<String, RegistryError> {
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        let (epoch,): (String,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(EPOCH)
+            .arg(&fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(EPOCH)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(epoch)
+    }
+
+    async fn restore(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        w: &WorkerRef,
+        cost: u32,
+        owner: &str,
+    ) -> Result<bool, RegistryError> {
+        let done: i64 = self
+            .restore
+            .key(RESERVED)
+            .key(participants_key(room_id))
+            .key(ROOMS)
+            .arg(participant_id)
+            .arg(w.key())
+            .arg(cost)
+            .arg(owner)
+            .arg(room_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(done == 1)
     }
 
     async fn heartbeat(

@@ -30,7 +30,7 @@ use throng_hooks::Hooks;
 use tokio::sync::{Notify, OwnedMutexGuard};
 use tracing::warn;
 
-use crate::media::client::{NodeCallError, NodeClients};
+use crate::media::client::{NodeCallError, NodeClients, RouterRef};
 use crate::placement::{Placement, PlacementError};
 use crate::protocol::{ErrorCode, Outbox, ServerMessage};
 use crate::registry::RegistryError;
@@ -245,6 +245,57 @@ impl Rooms {
 
     fn index(&self) -> MutexGuard<'_, Index> {
         lock(&self.index)
+    }
+
+    /// Records again, in a registry that lost its data, every router and
+    /// reservation of the rooms hosted here. Each room's lock is held only to
+    /// read it. Returns the participants recorded.
+    pub async fn reassert(&self) -> usize {
+        let mut restored = 0;
+        for (room_id, cell) in self.all_rooms() {
+            let (routers, peers) = {
+                let room = cell.state.lock().await;
+                if room.closed {
+                    continue;
+                }
+                let routers: Vec<RouterRef> = room.routers().values().cloned().collect();
+                let peers: Vec<(String, RouterRef)> = room
+                    .peers()
+                    .map(|(id, p)| (id.clone(), room.router_of(p)))
+                    .collect();
+                (routers, peers)
+            };
+            match self.placement.reassert(&room_id, &routers, &peers).await {
+                Ok(n) => restored += n,
+                Err(e) => {
+                    warn!(room = %room_id, error = %e, "room not re-asserted; retried at the next check")
+                }
+            }
+        }
+        restored
+    }
+
+    /// Watches the registry's generation ([`crate::registry::Registry::epoch`])
+    /// every second: when it changes (Redis restarted empty), re-asserts the
+    /// rooms hosted here, so that capacity accounting is exact again and new
+    /// joins land on the rooms' routers. Runs until the task is aborted.
+    pub async fn reassert_loop(self: Arc<Self>, registry: Arc<dyn crate::registry::Registry>) {
+        let mut seen: Option<String> = None;
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            let Ok(epoch) = registry.epoch().await else {
+                continue;
+            };
+            if seen.as_ref().is_some_and(|s| *s != epoch) {
+                let restored = self.reassert().await;
+                tracing::info!(
+                    participants = restored,
+                    "registry lost its data: rooms re-asserted"
+                );
+            }
+            seen = Some(epoch);
+        }
     }
 
     /// Shutdown: every participant served here is told to reconnect (to

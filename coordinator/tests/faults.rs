@@ -1,0 +1,93 @@
+//! Faults that must interrupt no call, against a real redis-server, media
+//! node and coordinator on 127.0.0.1: Redis killed and restarted empty.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_tells_nobody_to_reconnect_and_the_room_carries_on() {
+    let mut redis = RedisServer::start();
+    let c = cluster_with(1, 1500, Some(&redis)).await;
+    let mut ann = Client::connect(&c).await;
+    assert_eq!(ann.join("steady", "ann", true).await["type"], "joined");
+    let producer = publish_audio(&mut ann, 5151).await;
+    let mut bob = Client::connect(&c).await;
+    assert_eq!(bob.join("steady", "bob", true).await["type"], "joined");
+    let r = bob
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(r["type"], "response", "{r}");
+
+    let reserved = |v: serde_json::Value| -> Vec<u64> {
+        v["nodes"][0]["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["reserved"].as_u64().unwrap())
+            .collect()
+    };
+    let before = reserved(admin(&c, "/admin/nodes").await);
+    assert!(before.iter().sum::<u64>() > 0, "{before:?}");
+    // Redis is killed, away for 3 s, and comes back empty.
+    let restarted = tokio::task::spawn_blocking(move || {
+        redis.restart(Duration::from_secs(3));
+        redis
+    });
+    let redis = restarted.await.unwrap();
+    // The node's report is missing until it writes the next one; the
+    // coordinator reads the nodes every second meanwhile.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Nobody was sent away.
+    for (who, client) in [("ann", &mut ann), ("bob", &mut bob)] {
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(
+            Duration::from_millis(200),
+            futures::StreamExt::next(&mut client.ws),
+        )
+        .await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                assert_ne!(v["type"], "reconnect", "{who} was told to reconnect: {v}");
+                assert_ne!(v["type"], "peerLeft", "{who} saw someone leave: {v}");
+            }
+        }
+    }
+    // Their sessions work: node calls through the coordinator still succeed.
+    let e = ann
+        .request(json!({"type": "pauseProducer", "producerId": producer}))
+        .await;
+    assert_eq!(e["type"], "response", "{e}");
+    let e = ann
+        .request(json!({"type": "resumeProducer", "producerId": producer}))
+        .await;
+    assert_eq!(e["type"], "response", "{e}");
+    // The node reports again and the coordinator has re-asserted its room:
+    // the reservations are what they were.
+    c.wait_for_nodes(1).await;
+    let mut after = Vec::new();
+    for _ in 0..50 {
+        after = reserved(admin(&c, "/admin/nodes").await);
+        if after == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after, before, "reservations after the restart");
+    // A newcomer joins the same room (on its router) and sees both.
+    let mut cy = Client::connect(&c).await;
+    let j = cy.join("steady", "cy", true).await;
+    assert_eq!(j["type"], "joined", "{j}");
+    let peers: Vec<&str> = j["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["peerId"].as_str())
+        .collect();
+    assert_eq!(peers, ["ann", "bob"]);
+    drop(redis);
+}
