@@ -344,3 +344,51 @@ async fn a_dead_coordinators_placements_are_reaped_and_no_one_elses() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_lost_placement_is_restored_once_and_the_epoch_is_stable() {
+    both(|r| async move {
+        let e1 = r.epoch().await.unwrap();
+        assert_eq!(r.epoch().await.unwrap(), e1, "the epoch is stable");
+        assert!(r
+            .restore("room", "p1", &w("a", 0), 26, "coordinator-1")
+            .await
+            .unwrap());
+        assert!(
+            !r.restore("room", "p1", &w("a", 0), 26, "coordinator-1")
+                .await
+                .unwrap(),
+            "restoring twice changes nothing"
+        );
+        assert_eq!(r.reserved(&w("a", 0)).await.unwrap(), 26);
+        assert_eq!(
+            r.room("room").await.unwrap().participant_ids,
+            vec!["p1".to_string()]
+        );
+        // A restored placement is released, reaped and evicted like any other.
+        let reaped = r.reap_coordinator("coordinator-1").await.unwrap();
+        assert_eq!(reaped.len(), 1);
+        assert_eq!(r.reserved(&w("a", 0)).await.unwrap(), 0);
+        r.restore("room", "p2", &w("b", 1), 26, "coordinator-2")
+            .await
+            .unwrap();
+        assert_eq!(
+            r.evict_node("b").await.unwrap(),
+            vec![("room".to_string(), "p2".to_string())]
+        );
+        assert_eq!(r.reserved(&w("b", 1)).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_redis_epoch_changes_when_redis_loses_its_data() {
+    let redis = RedisServer::start();
+    let r = RedisRegistry::connect(&redis.url()).await.unwrap();
+    let before = r.epoch().await.unwrap();
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let after = r.epoch().await.unwrap();
+    assert_ne!(before, after);
+    assert_eq!(r.epoch().await.unwrap(), after);
+}
