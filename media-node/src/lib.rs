@@ -41,6 +41,22 @@ use crate::node::{NodeIdentity, NodeState};
 use crate::rpc::MediaService;
 use crate::workers::{WorkerDied, WorkerPool, WorkerPoolError};
 
+/// Longest a stopping node waits for each of its last Redis writes (the
+/// draining report, the report's removal): a Redis that is away must not hold
+/// the stop up; the report then expires with its TTL.
+const REDIS_STOP_LIMIT: Duration = Duration::from_secs(2);
+
+/// The error of a bounded Redis write at stop, if it failed or timed out.
+fn stop_write_error(
+    r: Result<Result<(), crate::load::ReportError>, tokio::time::error::Elapsed>,
+) -> Option<String> {
+    match r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {REDIS_STOP_LIMIT:?}")),
+    }
+}
+
 /// Why the node stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -253,7 +269,10 @@ pub async fn run_with(
                 .set_not_serving::<MediaNodeServer<MediaService>>()
                 .await;
             if let Some(r) = &reporter {
-                if let Err(e) = r.write(&tracker.report(&rooms)).await {
+                // Bounded: a stop must not wait for a Redis that is away.
+                let written =
+                    tokio::time::timeout(REDIS_STOP_LIMIT, r.write(&tracker.report(&rooms))).await;
+                if let Some(e) = stop_write_error(written) {
                     warn!(error = %e, "draining report not written");
                 }
             }
@@ -271,7 +290,9 @@ pub async fn run_with(
     let result = match outcome {
         Ok(()) => {
             if let Some(r) = &reporter {
-                if let Err(e) = r.remove(&config.node_id).await {
+                let removed =
+                    tokio::time::timeout(REDIS_STOP_LIMIT, r.remove(&config.node_id)).await;
+                if let Some(e) = stop_write_error(removed) {
                     warn!(error = %e, "report not removed; it expires with its TTL");
                 }
             }

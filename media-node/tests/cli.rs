@@ -249,3 +249,27 @@ async fn json_logs_probe_and_readiness_that_follows_redis() {
     assert_eq!(probe("/healthz", probe_env).await, Some(0));
     child.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopping_while_redis_is_away_exits_promptly() {
+    // Its last Redis writes (draining report, removal) are bounded: a stop
+    // used to wait about 19 s for a Redis that was gone.
+    let redis = Redis::start();
+    let mut env = node_env("stop-without-redis", 1, Some(&redis));
+    env.insert("THRONG_DRAIN_GRACE_SECS".into(), "1".into());
+    let mut node = NodeProcess::spawn(env).await;
+    drop(redis);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    node.signal("TERM");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(15), node.child.wait())
+        .await
+        .expect("the node did not stop within 15 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}
