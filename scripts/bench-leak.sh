@@ -43,7 +43,7 @@ snapshot() {
 }
 churn() {
   $BIN/loadgen churn --url "ws://$LISTEN/ws" --token-secret "$SECRET" --admin-key "$THRONG_ADMIN_KEY" \
-    --cycles "$1" --participants "$2" 2>/dev/null
+    --cycles "$1" --participants "$2"
 }
 # Warm-up: allocators, connection pools and the worker's first router settle.
 churn 1 "$PER" >/dev/null || true
