@@ -18,38 +18,7 @@ use common::RedisServer;
 use coordinator::registry::memory::MemoryRegistry;
 use coordinator::registry::redis::RedisRegistry;
 use coordinator::registry::{Candidate, PlacementRequest, Registry, WorkerRef};
-
-/// Counts the cases a check ran and prints them with the time taken (the
-/// long run's figures).
-struct Cases(
-    &'static str,
-    std::sync::atomic::AtomicUsize,
-    std::time::Instant,
-);
-
-impl Cases {
-    fn new(name: &'static str) -> Self {
-        Self(
-            name,
-            std::sync::atomic::AtomicUsize::new(0),
-            std::time::Instant::now(),
-        )
-    }
-    fn one(&self) {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for Cases {
-    fn drop(&mut self) {
-        eprintln!(
-            "fuzz {}: {} cases in {:.1} s",
-            self.0,
-            self.1.load(std::sync::atomic::Ordering::Relaxed),
-            self.2.elapsed().as_secs_f64()
-        );
-    }
-}
+use throng_test_support::Cases;
 
 const CAPACITY: u32 = 120;
 const ROOM_CAP: u32 = 5;

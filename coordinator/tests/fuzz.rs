@@ -23,39 +23,8 @@ use coordinator::protocol::{join_room, ClientMessage};
 use coordinator::signaling::handler::req_id_of;
 use serde_json::{json, Value};
 use throng_proto::media as pb;
+use throng_test_support::Cases;
 use throng_test_support::{Coordinator, Node};
-
-/// Counts the cases a check ran and prints them with the time taken (the
-/// long run's figures).
-struct Cases(
-    &'static str,
-    std::sync::atomic::AtomicUsize,
-    std::time::Instant,
-);
-
-impl Cases {
-    fn new(name: &'static str) -> Self {
-        Self(
-            name,
-            std::sync::atomic::AtomicUsize::new(0),
-            std::time::Instant::now(),
-        )
-    }
-    fn one(&self) {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for Cases {
-    fn drop(&mut self) {
-        eprintln!(
-            "fuzz {}: {} cases in {:.1} s",
-            self.0,
-            self.1.load(std::sync::atomic::Ordering::Relaxed),
-            self.2.elapsed().as_secs_f64()
-        );
-    }
-}
 
 /// Message types of the protocol, and some that are not.
 const TYPES: &[&str] = &[

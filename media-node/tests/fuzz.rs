@@ -17,39 +17,8 @@ use std::time::Duration;
 use bolero::generator::TypeGenerator;
 use common::*;
 use throng_proto::media as pb;
+use throng_test_support::Cases;
 use tonic::Code;
-
-/// Counts the cases a check ran and prints them with the time taken (the
-/// long run's figures).
-struct Cases(
-    &'static str,
-    std::sync::atomic::AtomicUsize,
-    std::time::Instant,
-);
-
-impl Cases {
-    fn new(name: &'static str) -> Self {
-        Self(
-            name,
-            std::sync::atomic::AtomicUsize::new(0),
-            std::time::Instant::now(),
-        )
-    }
-    fn one(&self) {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for Cases {
-    fn drop(&mut self) {
-        eprintln!(
-            "fuzz {}: {} cases in {:.1} s",
-            self.0,
-            self.1.load(std::sync::atomic::Ordering::Relaxed),
-            self.2.elapsed().as_secs_f64()
-        );
-    }
-}
 
 /// A string field: random, a real id, or real JSON with a random part.
 #[derive(Debug, Clone, TypeGenerator)]

@@ -166,3 +166,30 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// Counts the cases a fuzz or property check ran and prints them, with the
+/// time taken, when dropped (the long runs' figures).
+pub struct Cases(&'static str, std::sync::atomic::AtomicUsize, Instant);
+
+impl Cases {
+    /// A counter for the check `name`.
+    pub fn new(name: &'static str) -> Self {
+        Self(name, std::sync::atomic::AtomicUsize::new(0), Instant::now())
+    }
+
+    /// One more case.
+    pub fn one(&self) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Cases {
+    fn drop(&mut self) {
+        eprintln!(
+            "fuzz {}: {} cases in {:.1} s",
+            self.0,
+            self.1.load(std::sync::atomic::Ordering::Relaxed),
+            self.2.elapsed().as_secs_f64()
+        );
+    }
+}
