@@ -17,13 +17,7 @@ impl IntoResponse for ApiError {
 
 /// Whether two keys are equal (every byte compared, whatever differs).
 pub fn same_key(given: &str, expected: &str) -> bool {
-    // Length leaks nothing useful; compare every byte regardless.
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    throng_ops::same_secret(given, expected)
 }
 
 /// Checks the admin key given as `x-admin-key` or as `Authorization: Bearer`

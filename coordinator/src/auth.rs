@@ -150,6 +150,28 @@ impl TokenKey {
         }
     }
 
+    /// The key a coordinator is configured with: the current `secret` (with
+    /// its id `kid`), the earlier secrets still `accepted` (id, secret), and
+    /// the required `audience`.
+    pub fn configured(
+        secret: &str,
+        kid: Option<&str>,
+        accepted: &[(String, String)],
+        audience: Option<&str>,
+    ) -> Self {
+        let mut key = Self::new(secret.as_bytes());
+        if let Some(kid) = kid {
+            key = key.with_kid(kid);
+        }
+        for (kid, secret) in accepted {
+            key = key.accepting(kid.clone(), secret.as_bytes());
+        }
+        if let Some(aud) = audience {
+            key = key.with_audience(aud);
+        }
+        key
+    }
+
     /// The current key has id `kid`: tokens it signs name it.
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
         self.current.kid = Some(kid.into());

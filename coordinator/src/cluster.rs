@@ -178,13 +178,13 @@ impl Cluster {
                 .map(|n| n.node_id.as_str())
                 .collect();
             for gone in known.iter().filter(|k| !live.contains_key(k.as_str())) {
+                let open = self.stream_open(gone);
+                let patient = missing
+                    .get(gone)
+                    .is_none_or(|since| since.elapsed() < REPORT_MISSING_LIMIT);
                 if reported_dead.contains(gone.as_str()) {
                     warn!(node = %gone, "media node lost (it reported dead)");
-                } else if self.stream_open(gone)
-                    && missing
-                        .get(gone)
-                        .is_none_or(|since| since.elapsed() < REPORT_MISSING_LIMIT)
-                {
+                } else if open && patient {
                     // Redis lost its report (restarted empty, or the node
                     // cannot reach it for now): the node itself still answers.
                     if !missing.contains_key(gone) {
@@ -192,7 +192,7 @@ impl Cluster {
                         missing.insert(gone.clone(), Instant::now());
                     }
                     continue;
-                } else if self.stream_open(gone) {
+                } else if open {
                     warn!(node = %gone, "media node lost (no report for {REPORT_MISSING_LIMIT:?})");
                 } else {
                     warn!(node = %gone, "media node lost (report expired, stream down)");

@@ -333,14 +333,10 @@ impl Identities {
     /// A place for one more session of `identity`, or `None` at the cap.
     pub fn enter(&self, identity: &str) -> Option<IdentitySlot> {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.entry(identity.to_string()).or_insert(0);
-        if self.cap > 0 && *n >= self.cap {
-            if *n == 0 {
-                c.remove(identity);
-            }
+        if self.cap > 0 && c.get(identity).is_some_and(|n| *n >= self.cap) {
             return None;
         }
-        *n += 1;
+        *c.entry(identity.to_string()).or_insert(0) += 1;
         Some(IdentitySlot {
             identities: self.clone(),
             identity: identity.to_string(),

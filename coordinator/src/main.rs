@@ -55,13 +55,13 @@ fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     // The same key the coordinators sign with: its id and audience.
-    let mut key = coordinator::auth::TokenKey::new(secret);
-    if let Some(kid) = env.get(vars::TOKEN_KID).filter(|k| !k.is_empty()) {
-        key = key.with_kid(kid.clone());
-    }
-    if let Some(aud) = env.get(vars::TOKEN_AUDIENCE).filter(|a| !a.is_empty()) {
-        key = key.with_audience(aud.clone());
-    }
+    let set = |var: &str| env.get(var).map(String::as_str).filter(|v| !v.is_empty());
+    let key = coordinator::auth::TokenKey::configured(
+        &secret,
+        set(vars::TOKEN_KID),
+        &[],
+        set(vars::TOKEN_AUDIENCE),
+    );
     println!("{}", key.mint(&room, &identity, publish, ttl));
     ExitCode::SUCCESS
 }

@@ -485,15 +485,7 @@ fn session_state_machine() {
                         .await
                         .unwrap()
                         .into_inner();
-                    let held: (u32, u32, u32, u32) =
-                        info.workers.iter().fold((0, 0, 0, 0), |a, w| {
-                            (
-                                a.0 + w.routers,
-                                a.1 + w.transports,
-                                a.2 + w.producers,
-                                a.3 + w.consumers,
-                            )
-                        });
+                    let held = throng_test_support::node_totals(&info);
                     let rooms = admin_get(coord_http, "/admin/rooms").await;
                     let hosted = rooms["rooms"].as_array().map_or(0, Vec::len);
                     if held == (0, 0, 0, 0) && hosted == 0 {

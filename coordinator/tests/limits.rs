@@ -38,6 +38,17 @@ async fn get(addr: std::net::SocketAddr, path: &str, extra: &str) -> (u16, Strin
     .await
 }
 
+/// A media node and a coordinator over it with `settings` (`THRONG_*`,
+/// value) and `hooks`, once the coordinator sees the node.
+async fn node_and_coordinator(settings: &[(&str, &str)], hooks: Hooks) -> (Node, Coordinator) {
+    let node = Node::start(Node::env("node-1", 1, None)).await;
+    let mut env = Coordinator::env(&[node.grpc.to_string()], 1500, None);
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let coord = Coordinator::start_with(env, hooks).await;
+    coord.wait_for_nodes(1).await;
+    (node, coord)
+}
+
 fn join_msg(room: &str, identity: &str) -> Value {
     let token = TokenKey::new(SECRET).mint(room, identity, true, 600);
     json!({"type": "join", "room": room, "displayName": identity, "token": token})
@@ -45,14 +56,13 @@ fn join_msg(room: &str, identity: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_beyond_the_longest_queue_is_refused_at_once_with_a_retry_hint() {
-    let node = Node::start(Node::env("node-1", 1, None)).await;
     let hooks = Hooks::enabled();
-    let mut env = Coordinator::env(&[node.grpc.to_string()], 1500, None);
     // One join placed at a time, one waiting at most.
-    env.insert("THRONG_JOIN_CONCURRENCY".into(), "1".into());
-    env.insert("THRONG_QUEUE_MAX".into(), "1".into());
-    let coord = Coordinator::start_with(env, hooks.clone()).await;
-    coord.wait_for_nodes(1).await;
+    let (_node, coord) = node_and_coordinator(
+        &[("THRONG_JOIN_CONCURRENCY", "1"), ("THRONG_QUEUE_MAX", "1")],
+        hooks.clone(),
+    )
+    .await;
     let url = coord.ws_url();
 
     // Ann's join is admitted and held at the room's lock: it keeps the slot.
@@ -108,13 +118,15 @@ async fn a_join_beyond_the_longest_queue_is_refused_at_once_with_a_retry_hint() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_requests_from_one_address_get_429_with_retry_after_and_probes_are_not_counted() {
-    let node = Node::start(Node::env("node-1", 1, None)).await;
-    let mut env = Coordinator::env(&[node.grpc.to_string()], 1500, None);
-    env.insert("THRONG_RATE_IP_PER_SEC".into(), "1".into());
-    env.insert("THRONG_RATE_IP_BURST".into(), "3".into());
-    env.insert("THRONG_TRUSTED_PROXIES".into(), "127.0.0.1".into());
-    let coord = Coordinator::start(env).await;
-    coord.wait_for_nodes(1).await;
+    let (_node, coord) = node_and_coordinator(
+        &[
+            ("THRONG_RATE_IP_PER_SEC", "1"),
+            ("THRONG_RATE_IP_BURST", "3"),
+            ("THRONG_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+        Hooks::none(),
+    )
+    .await;
 
     for _ in 0..3 {
         assert_eq!(get(coord.http, "/api/config", "").await.0, 200);
@@ -163,12 +175,14 @@ async fn too_many_requests_from_one_address_get_429_with_retry_after_and_probes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_over_its_message_budget_is_refused_then_closed_and_others_carry_on() {
-    let node = Node::start(Node::env("node-1", 1, None)).await;
-    let mut env = Coordinator::env(&[node.grpc.to_string()], 1500, None);
-    env.insert("THRONG_RATE_SESSION_PER_SEC".into(), "5".into());
-    env.insert("THRONG_RATE_SESSION_BURST".into(), "5".into());
-    let coord = Coordinator::start(env).await;
-    coord.wait_for_nodes(1).await;
+    let (_node, coord) = node_and_coordinator(
+        &[
+            ("THRONG_RATE_SESSION_PER_SEC", "5"),
+            ("THRONG_RATE_SESSION_BURST", "5"),
+        ],
+        Hooks::none(),
+    )
+    .await;
     let url = coord.ws_url();
 
     let mut calm = Client::connect_url(&url).await;
@@ -225,11 +239,8 @@ async fn a_session_over_its_message_budget_is_refused_then_closed_and_others_car
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_gets_at_most_its_cap_of_sessions_and_a_leave_frees_one() {
-    let node = Node::start(Node::env("node-1", 1, None)).await;
-    let mut env = Coordinator::env(&[node.grpc.to_string()], 1500, None);
-    env.insert("THRONG_SESSIONS_PER_IDENTITY".into(), "2".into());
-    let coord = Coordinator::start(env).await;
-    coord.wait_for_nodes(1).await;
+    let (_node, coord) =
+        node_and_coordinator(&[("THRONG_SESSIONS_PER_IDENTITY", "2")], Hooks::none()).await;
     let url = coord.ws_url();
 
     let mut a = Client::connect_url(&url).await;
@@ -316,11 +327,5 @@ async fn a_refused_join_writes_nothing_to_redis_and_a_relayed_session_is_counted
     drain().await;
     let j = second.join("hall", "second", true).await;
     assert_eq!(j["type"], "joined", "{j}");
-    let peers: Vec<&str> = j["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["peerId"].as_str())
-        .collect();
-    assert_eq!(peers, ["first"]);
+    assert_eq!(peer_ids(&j), ["first"]);
 }

@@ -72,13 +72,7 @@ async fn a_join_that_waited_while_its_room_closed_lands_in_a_new_room() {
     })
     .await;
     let j = cy.join("again", "cy", true).await;
-    let peers: Vec<&str> = j["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["peerId"].as_str())
-        .collect();
-    assert_eq!(peers, ["bob"], "{j}");
+    assert_eq!(peer_ids(&j), ["bob"], "{j}");
     let room = admin_get(coord.http, "/admin/rooms/again").await;
     assert_eq!(room["participants"], 2, "{room}");
     assert_eq!(room["routers"].as_array().map(Vec::len), Some(1), "{room}");

@@ -90,11 +90,12 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
     );
 
     let secret = "s".repeat(40);
+    let node_token = "n".repeat(40);
     let env = BTreeMap::from([
         ("THRONG_TOKEN_SECRET", secret.as_str()),
         ("THRONG_API_KEY", secret.as_str()),
         ("THRONG_ADMIN_KEY", secret.as_str()),
-        ("THRONG_NODE_TOKEN", "n".repeat(40).leak() as &str),
+        ("THRONG_NODE_TOKEN", node_token.as_str()),
     ]);
     let (ok, json, stderr) = compose_config(&env);
     assert!(ok, "compose config: {stderr}");
@@ -166,7 +167,7 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
     ] {
         assert_eq!(
             services[name]["environment"]["THRONG_NODE_TOKEN"],
-            "n".repeat(40),
+            node_token.as_str(),
             "{name}"
         );
     }

@@ -274,14 +274,7 @@ fn grpc_request_validation() {
                     .await
                     .unwrap()
                     .into_inner();
-                let held: (u32, u32, u32, u32) = info.workers.iter().fold((0, 0, 0, 0), |a, w| {
-                    (
-                        a.0 + w.routers,
-                        a.1 + w.transports,
-                        a.2 + w.producers,
-                        a.3 + w.consumers,
-                    )
-                });
+                let held = throng_test_support::node_totals(&info);
                 assert_eq!(held, (1, 0, 0, 0), "left behind after {calls:?}");
             })
         });

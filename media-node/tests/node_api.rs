@@ -82,14 +82,7 @@ async fn node_info(client: &mut Client) -> pb::NodeInfo {
 }
 
 fn totals(info: &pb::NodeInfo) -> (u32, u32, u32, u32) {
-    info.workers.iter().fold((0, 0, 0, 0), |(r, t, p, c), w| {
-        (
-            r + w.routers,
-            t + w.transports,
-            p + w.producers,
-            c + w.consumers,
-        )
-    })
+    throng_test_support::node_totals(info)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,14 +34,7 @@ async fn totals(client: &mut Client) -> (u32, u32, u32, u32) {
         .await
         .unwrap()
         .into_inner();
-    info.workers.iter().fold((0, 0, 0, 0), |(r, t, p, c), w| {
-        (
-            r + w.routers,
-            t + w.transports,
-            p + w.producers,
-            c + w.consumers,
-        )
-    })
+    throng_test_support::node_totals(&info)
 }
 
 /// Waits until the node's counts are `want` (close events run asynchronously).

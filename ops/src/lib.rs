@@ -466,6 +466,13 @@ pub const NODE_TOKEN_MIN: usize = 32;
 /// The gRPC metadata key the node token travels in.
 pub const NODE_TOKEN_HEADER: &str = "authorization";
 
+/// Whether two secrets are equal, every byte compared whatever differs (the
+/// length leaks nothing useful).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A secret from the environment: compared in constant time, never printed
 /// (`Debug` shows `(set)`).
 #[derive(Clone, PartialEq, Eq)]
@@ -495,10 +502,9 @@ impl Secret {
         &self.0
     }
 
-    /// Whether `given` is this secret (every byte compared, whatever differs).
+    /// Whether `given` is this secret ([`same_secret`]).
     pub fn matches(&self, given: &str) -> bool {
-        let (a, b) = (given.as_bytes(), self.0.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        same_secret(given, &self.0)
     }
 
     /// The metadata value a caller sends: `Bearer <token>`.

@@ -193,3 +193,15 @@ impl Drop for Cases {
         );
     }
 }
+
+/// Routers, transports, producers and consumers over every worker of a node.
+pub fn node_totals(info: &throng_proto::media::NodeInfo) -> (u32, u32, u32, u32) {
+    info.workers.iter().fold((0, 0, 0, 0), |(r, t, p, c), w| {
+        (
+            r + w.routers,
+            t + w.transports,
+            p + w.producers,
+            c + w.consumers,
+        )
+    })
+}

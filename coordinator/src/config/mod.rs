@@ -97,6 +97,23 @@ fn number(
     }
 }
 
+/// An id (a coordinator's, a token key's): 1 to 64 of `[A-Za-z0-9._-]`.
+fn identifier(var: &'static str, id: &str) -> Result<String, ConfigError> {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        Ok(id.to_string())
+    } else {
+        Err(ConfigError {
+            var,
+            reason: format!("{id:?}: 1 to 64 of [A-Za-z0-9._-]"),
+        })
+    }
+}
+
 fn secret(env: &HashMap<String, String>, var: &'static str) -> Result<String, ConfigError> {
     match get(env, var) {
         Some(v) if v.len() >= 32 => Ok(v.to_string()),
@@ -170,20 +187,7 @@ impl CoordinatorConfig {
             }
         }
         let coordinator_id = match get(env, vars::COORDINATOR_ID) {
-            Some(id)
-                if id.len() <= 64
-                    && id
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-            {
-                id.to_string()
-            }
-            Some(id) => {
-                return Err(ConfigError {
-                    var: vars::COORDINATOR_ID,
-                    reason: format!("{id:?}: 1 to 64 of [A-Za-z0-9._-]"),
-                })
-            }
+            Some(id) => identifier(vars::COORDINATOR_ID, id)?,
             None => format!("coordinator-{}", uuid::Uuid::new_v4().simple()),
         };
         let web_root = match get(env, vars::WEB_ROOT) {
@@ -273,23 +277,8 @@ impl CoordinatorConfig {
                 })?,
             ),
         };
-        let key_id = |var: &'static str, id: &str| -> Result<String, ConfigError> {
-            if !id.is_empty()
-                && id.len() <= 64
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                Ok(id.to_string())
-            } else {
-                Err(ConfigError {
-                    var,
-                    reason: format!("key id {id:?}: 1 to 64 of [A-Za-z0-9._-]"),
-                })
-            }
-        };
         let token_kid = get(env, vars::TOKEN_KID)
-            .map(|k| key_id(vars::TOKEN_KID, k))
+            .map(|k| identifier(vars::TOKEN_KID, k))
             .transpose()?;
         let mut token_keys = Vec::new();
         for entry in get(env, vars::TOKEN_KEYS)
@@ -304,7 +293,7 @@ impl CoordinatorConfig {
                     reason: "kid:secret pairs, comma-separated".into(),
                 });
             };
-            let kid = key_id(vars::TOKEN_KEYS, kid.trim())?;
+            let kid = identifier(vars::TOKEN_KEYS, kid.trim())?;
             if secret.trim().len() < 32 {
                 return Err(ConfigError {
                     var: vars::TOKEN_KEYS,
@@ -489,17 +478,12 @@ impl CoordinatorConfig {
     /// The join-token key: the current secret (with its id), the earlier
     /// ones still accepted, the audience.
     pub fn token_key(&self) -> crate::auth::TokenKey {
-        let mut key = crate::auth::TokenKey::new(self.token_secret.as_bytes());
-        if let Some(kid) = &self.token_kid {
-            key = key.with_kid(kid.clone());
-        }
-        for (kid, secret) in &self.token_keys {
-            key = key.accepting(kid.clone(), secret.as_bytes());
-        }
-        if let Some(aud) = &self.token_audience {
-            key = key.with_audience(aud.clone());
-        }
-        key
+        crate::auth::TokenKey::configured(
+            &self.token_secret,
+            self.token_kid.as_deref(),
+            &self.token_keys,
+            self.token_audience.as_deref(),
+        )
     }
 }
 

@@ -202,6 +202,14 @@ impl Client {
     }
 }
 
+/// The ids of the peers a `joined` message lists, in join order.
+pub fn peer_ids(joined: &Value) -> Vec<&str> {
+    joined["peers"]
+        .as_array()
+        .map(|peers| peers.iter().filter_map(|p| p["peerId"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 pub fn opus_rtp_parameters(ssrc: u32) -> Value {
     json!({
         "mid": "0",
