@@ -13,6 +13,12 @@ import { Roster } from './roster.js';
 import { Subscriptions } from './subscriptions.js';
 
 const REJOIN_ATTEMPTS = 8;
+/**
+ * A socket that closed is first taken up again (`resume`: same transports,
+ * producers and consumers, media never stops) this many times, 250 ms apart
+ * and doubling, before a full re-join.
+ */
+const RESUME_ATTEMPTS = 5;
 /** A join the server refuses for now (queue full) is retried this many times. */
 const BUSY_ATTEMPTS = 20;
 
@@ -99,10 +105,11 @@ export class Call {
     const sig = new Signalling(this.wsUrl, {
       onEvent: (m) => this.onEvent(sig, m),
       onClose: (byUs) => {
-        if (!byUs && this.sig === sig && !this.left) this.rejoin('connection to the server lost');
+        if (!byUs && this.sig === sig && !this.left) this.resume('connection to the server lost');
       },
     });
     this.sig = sig;
+    this.resumeToken = null;
     const current = { sig };
     this.current = current;
     this.roster.reset();
@@ -116,6 +123,7 @@ export class Call {
     this.note(`joined as ${joined.peerId} with ${joined.peers.map((p) => p.peerId).join(',')}`);
     this.peerId = joined.peerId;
     this.canPublish = joined.canPublish;
+    this.resumeToken = joined.resumeToken;
     // Before any await: events about the room follow `joined` at once.
     this.roster.joined(joined.peers);
     this.device = current.device = new Device();
@@ -135,13 +143,15 @@ export class Call {
     const t = direction === 'send'
       ? this.device.createSendTransport(params)
       : this.device.createRecvTransport(params);
-    const sig = this.sig;
+    // The session's socket at the time of the call: a resume replaces it
+    // (`current.sig`), a re-join replaces the whole session and its transports.
+    const current = this.current;
     t.on('connect', ({ dtlsParameters }, ok, fail) => {
-      sig.request('connectTransport', { transportId: t.id, dtlsParameters }).then(() => ok(), fail);
+      current.sig.request('connectTransport', { transportId: t.id, dtlsParameters }).then(() => ok(), fail);
     });
     if (direction === 'send') {
       t.on('produce', ({ kind, rtpParameters, appData }, ok, fail) => {
-        sig.request('produce', { transportId: t.id, kind, rtpParameters, source: appData.source })
+        current.sig.request('produce', { transportId: t.id, kind, rtpParameters, source: appData.source })
           .then(({ id }) => ok({ id }), fail);
       });
     }
@@ -158,7 +168,7 @@ export class Call {
   updateConn() {
     this.connection.update({
       left: !!this.left,
-      rejoining: !!this.rejoining,
+      rejoining: !!this.rejoining || !!this.resuming,
       joined: !!this.peerId,
       send: this.sendTransport,
     });
@@ -192,7 +202,112 @@ export class Call {
     }
   }
 
-  /** The server moved us or the socket dropped: join again on a new socket, same tracks. */
+  /**
+   * The socket dropped (network change, a coordinator that died): take the
+   * session up on a new socket, through whichever coordinator answers, while
+   * media keeps flowing on the same transports. Falls back to a full re-join
+   * when the server no longer holds the session or cannot be reached in time.
+   */
+  async resume(reason) {
+    this.note(`resume: ${reason}`);
+    if (this.resuming || this.rejoining || this.left) return;
+    const current = this.current;
+    if (!this.resumeToken || !current?.recvTransport) {
+      this.rejoin(reason);
+      return;
+    }
+    this.resuming = true;
+    this.updateConn();
+    this.changed();
+    const started = performance.now();
+    let delay = 250;
+    try {
+      for (let attempt = 1; attempt <= RESUME_ATTEMPTS && !this.left && this.current === current; attempt++) {
+        const sig = new Signalling(this.wsUrl, {
+          onEvent: (m) => this.onEvent(sig, m),
+          onClose: (byUs) => {
+            if (!byUs && this.sig === sig && !this.left) this.resume('connection to the server lost');
+          },
+        });
+        try {
+          await sig.open();
+          // Events after `resumed` are this session's: route them from now.
+          this.sig = sig;
+          current.sig = sig;
+          const r = await sig.request('resume', { room: this.room, resumeToken: this.resumeToken });
+          this.applyResumed(r, sig);
+          this.resumes = (this.resumes ?? 0) + 1;
+          this.lastResumeMs = Math.round(performance.now() - started);
+          this.note(`resumed in ${this.lastResumeMs} ms with ${r.peers.map((p) => p.peerId).join(',')}`);
+          return;
+        } catch (e) {
+          this.note(`resume attempt ${attempt} failed: ${e.code ?? ''} ${e.message}`);
+          if (this.sig === sig) this.sig = null;
+          sig.close();
+          // Refused for good (session no longer held, token refused): re-join.
+          if (e instanceof SignalError && !['unavailable', 'timeout', 'rate_limited'].includes(e.code)) break;
+          await sleep(e instanceof SignalError && e.retryAfterMs !== undefined ? e.retryAfterMs : delay);
+          delay = Math.min(delay * 2, 2000);
+        }
+      }
+    } finally {
+      this.resuming = false;
+      this.updateConn();
+      this.changed();
+    }
+    if (!this.left && this.current === current) this.rejoin(reason);
+  }
+
+  /** Lines the roster, consumers and producers up with a `resumed` message. */
+  applyResumed(r, sig) {
+    this.resumeToken = r.resumeToken;
+    this.canPublish = r.canPublish;
+    // The room as it is now: who left meanwhile leaves, who came arrives,
+    // producers closed meanwhile go.
+    const present = new Set(r.peers.map((p) => p.peerId));
+    for (const id of [...this.roster.peers.keys()]) {
+      if (!present.has(id)) {
+        this.roster.apply({ type: 'peerLeft', peerId: id });
+        this.subs.forget(id);
+      }
+    }
+    for (const p of r.peers) {
+      const known = this.roster.peers.get(p.peerId);
+      if (known) {
+        const live = new Set((p.producers ?? []).map((pr) => pr.producerId));
+        for (const pid of [...known.producers.keys()]) {
+          if (!live.has(pid)) this.roster.apply({ type: 'producerClosed', peerId: p.peerId, producerId: pid });
+        }
+      }
+      this.roster.add(p);
+    }
+    this.roster.goneEarly.clear();
+    // Our consumers: the server's list is the truth. One we hold that it
+    // does not was closed meanwhile; one it holds that we do not was made
+    // while its answer was lost.
+    const held = new Set(r.consumers.map((c) => c.consumerId));
+    const ours = new Set();
+    for (const peer of this.roster.peers.values()) {
+      for (const [pid, c] of [...peer.consumers]) {
+        if (held.has(c.consumer.id)) ours.add(c.consumer.id);
+        else {
+          peer.consumers.delete(pid);
+          c.consumer.close();
+        }
+      }
+    }
+    for (const c of r.consumers) {
+      if (!ours.has(c.consumerId)) sig.request('closeConsumer', { consumerId: c.consumerId }).catch(() => {});
+    }
+    const mine = new Set([this.publisher.micProducer?.id, this.publisher.camProducer?.id].filter(Boolean));
+    for (const p of r.producers) {
+      if (!mine.has(p.producerId)) sig.request('closeProducer', { producerId: p.producerId }).catch(() => {});
+    }
+    this.subs.sync();
+    this.publisher.reconcile();
+  }
+
+  /** The server moved us or the session is gone: join again on a new socket, same tracks. */
   async rejoin(reason) {
     this.note(`rejoin: ${reason}`);
     if (this.rejoining || this.left) return;

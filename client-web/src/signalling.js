@@ -1,5 +1,5 @@
 // The coordinator's WebSocket protocol (docs/signalling.md): requests carry a
-// reqId and are answered by `response`, `joined` or `error`; everything else is
+// reqId and are answered by `response`, `joined`, `resumed` or `error`; everything else is
 // an event for the app.
 
 export class SignalError extends Error {
@@ -62,11 +62,11 @@ export class Signalling {
 
   dispatch(msg) {
     const p = msg.reqId !== undefined ? this.pending.get(msg.reqId) : undefined;
-    if (p && (msg.type === 'response' || msg.type === 'joined' || msg.type === 'error')) {
+    if (p && ['response', 'joined', 'resumed', 'error'].includes(msg.type)) {
       this.pending.delete(msg.reqId);
       clearTimeout(p.timer);
       if (msg.type === 'error') p.reject(new SignalError(msg.code, msg.message, msg.retryAfterMs));
-      else p.resolve(msg.type === 'joined' ? msg : msg.data);
+      else p.resolve(msg.type === 'response' ? msg.data : msg);
       return;
     }
     if (msg.type === 'queued') {
@@ -78,7 +78,7 @@ export class Signalling {
     this.onEvent?.(msg);
   }
 
-  /** Sends a request; resolves with its `data` (or the `joined` message). */
+  /** Sends a request; resolves with its `data` (or the `joined` / `resumed` message). */
   request(type, fields = {}, { onQueued, timeoutMs = REQUEST_TIMEOUT_MS } = {}) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new SignalError('unavailable', 'not connected'));

@@ -61,6 +61,11 @@ pub struct Claims {
     /// Who the token is for (checked when the coordinator has an audience).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
+    /// Set in resume tokens only (the coordinator mints them, see
+    /// [`TokenKey::mint_resume`]): the session's resume nonce. A join refuses
+    /// a token that has it, a resume requires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rsm: Option<String>,
 }
 
 fn yes() -> bool {
@@ -219,6 +224,22 @@ impl TokenKey {
             publish,
             nbf: None,
             aud: self.audience.clone().map(Audience::One),
+            rsm: None,
+        })
+    }
+
+    /// A resume token: takes up the session of `identity` in `room` whose
+    /// resume nonce is `nonce`, for `ttl_secs` (signed like join tokens, so
+    /// that every coordinator of the cluster can check it).
+    pub fn mint_resume(&self, room: &str, identity: &str, nonce: &str, ttl_secs: u64) -> String {
+        self.sign(&Claims {
+            room: room.into(),
+            sub: identity.into(),
+            exp: now_secs() + ttl_secs,
+            publish: false,
+            nbf: None,
+            aud: self.audience.clone().map(Audience::One),
+            rsm: Some(nonce.into()),
         })
     }
 
@@ -316,6 +337,7 @@ mod tests {
             publish: true,
             nbf: None,
             aud: None,
+            rsm: None,
         };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).unwrap());
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
@@ -328,6 +350,7 @@ mod tests {
             publish: true,
             nbf: None,
             aud: None,
+            rsm: None,
         });
         assert_eq!(key.verify(&expired), Err(TokenError::Expired));
 
@@ -350,6 +373,7 @@ mod tests {
             publish: true,
             nbf,
             aud,
+            rsm: None,
         }
     }
 

@@ -229,6 +229,7 @@ pub async fn run_with(
             per_session: config.limits.per_session,
             identities: limits::Identities::new(config.limits.sessions_per_identity),
             relay_key: limits::relay_key(config.token_secret.as_bytes()),
+            resume_grace: config.resume_grace,
         }),
     };
     if let Some(listener) = metrics_listener {

@@ -100,6 +100,9 @@ pub const REGISTRY_OPS: &[&str] = &[
 /// The limits' refusal reasons (`crate::limits`).
 pub const REFUSALS: &[&str] = &["ip_rate", "session_rate", "queue_full", "identity_cap"];
 
+/// What becomes of a session kept for a resume.
+pub const RESUME_OUTCOMES: &[&str] = &["detached", "resumed", "expired", "refused"];
+
 /// The coordinator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -127,6 +130,8 @@ pub struct Metrics {
     pub registry_errors: Family<Operation, Counter>,
     /// Requests, messages and joins refused by a limit, by which.
     refusals: Family<Reason, Counter>,
+    /// Sessions kept for a resume and what became of them.
+    resumes: Family<Reason, Counter>,
     /// Node calls: duration and failures by method and code.
     pub node_rpc: RpcMetrics,
     nodes: Family<NodeState, Gauge>,
@@ -159,6 +164,7 @@ impl Metrics {
             rooms: Gauge::default(),
             registry_errors: Family::default(),
             refusals: Family::default(),
+            resumes: Family::default(),
             node_rpc: RpcMetrics::register(&mut registry, "node_rpc", "calls to media nodes"),
             nodes: Family::default(),
             worker_consumers: Family::default(),
@@ -236,6 +242,13 @@ impl Metrics {
             m.refusals.clone(),
         );
         r.register(
+            "session_resumes",
+            "Sessions whose socket closed without a leave, by outcome: detached (kept for a resume), \
+             resumed (taken up on a new socket), expired (not resumed within the grace: left), \
+             refused (a resume for a session no longer held; the client joins again)",
+            m.resumes.clone(),
+        );
+        r.register(
             "nodes",
             "Media nodes the registry lists, by state",
             m.nodes.clone(),
@@ -289,6 +302,9 @@ impl Metrics {
         for reason in REFUSALS {
             let _ = m.refusals.get_or_create(&Reason { reason });
         }
+        for reason in RESUME_OUTCOMES {
+            let _ = m.resumes.get_or_create(&Reason { reason });
+        }
         for direction in ["in", "out"] {
             let _ = m.ws_messages.get_or_create(&Direction { direction });
         }
@@ -322,6 +338,14 @@ impl Metrics {
     /// Counts one event of a `kind` family.
     pub fn count(family: &Family<Kind, Counter>, kind: &'static str) {
         family.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts what became of a session kept for a resume (one of
+    /// [`RESUME_OUTCOMES`]).
+    pub fn resume_outcome(&self, outcome: &'static str) {
+        self.resumes
+            .get_or_create(&Reason { reason: outcome })
+            .inc();
     }
 
     /// Counts participants told to reconnect.

@@ -324,10 +324,10 @@ async fn peers_joined_through_different_coordinators_see_and_receive_each_other(
     assert_eq!(c["type"], "response", "{c}");
 
     // Leaving through coordinator B is seen through coordinator A, whether
-    // by `leave` or by the browser simply going away.
+    // by `leave` or by the browser closing its socket (a tab closed).
     y.request(json!({"type": "leave"})).await;
     assert_eq!(x.wait(|m| m["type"] == "peerLeft").await["peerId"], "y");
-    drop(z);
+    let _ = z.ws.close(None).await;
     assert_eq!(x.wait(|m| m["type"] == "peerLeft").await["peerId"], "z");
     let room = admin(&coord_a, "/admin/rooms/global").await;
     assert_eq!(room["participantIds"], json!(["x"]), "{room}");

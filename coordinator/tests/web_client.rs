@@ -89,6 +89,8 @@ struct Extra {
     load: Vec<String>,
     /// A hook gate an `open-gate` line opens.
     gate: Option<throng_hooks::GateHandle>,
+    /// A process a `kill-coordinator` line SIGKILLs (answered `killed`).
+    kill: Option<u32>,
 }
 
 fn loadgen_binary() -> PathBuf {
@@ -177,6 +179,16 @@ async fn run_scenario_with(
                     .expect("start loadgen");
                 load = Some(child);
                 stdin.write_all(b"load-started\n").await.unwrap();
+                continue;
+            }
+            if line == "kill-coordinator" {
+                if let Some(pid) = extra.kill {
+                    // SIGKILL: no drain, no goodbye on any socket.
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+                stdin.write_all(b"killed\n").await.unwrap();
                 continue;
             }
             if line == "open-gate" {
@@ -369,7 +381,15 @@ async fn chromium_admin_view_shows_every_worker_move_during_a_loadgen_surge() {
     // Four participants (26 units each) per worker, 13 people in three rooms
     // (ten joins and a sender per room):
     // each room fills a worker, the largest spills to the fourth.
-    let (http, coord_stop) = start_coordinator(&addrs, 104, Some(&redis)).await;
+    // The load generator is killed at the end: its participants vanish
+    // without a close, and are kept for a resume this long.
+    let (http, coord_stop) = start_coordinator_with(
+        &addrs,
+        104,
+        Some(&redis),
+        &[(cvars::RESUME_GRACE_SECS, "2".into())],
+    )
+    .await;
     let mut c = Cluster {
         url: format!("ws://{http}/ws"),
         http,
@@ -409,10 +429,117 @@ async fn chromium_admin_view_shows_every_worker_move_during_a_loadgen_surge() {
         Extra {
             settings,
             load,
-            gate: None,
+            ..Extra::default()
         },
     )
     .await;
+}
+
+/// A load balancer in front of two coordinators, as an operator's would
+/// be: each connection goes to `first` while it accepts connections, else to
+/// `second`. Runs until the test ends.
+async fn load_balancer(first: std::net::SocketAddr, second: std::net::SocketAddr) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let up = match tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect(first),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => Ok(s),
+                    _ => tokio::net::TcpStream::connect(second).await,
+                };
+                if let Ok(mut up) = up {
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A coordinator SIGKILLed under two browsers whose sessions it relayed to
+/// the room's owner: their sockets drop, they resume through the load
+/// balancer at the other coordinator with the same transports, producers
+/// and consumers, and their video never stops decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_its_media_when_its_coordinator_is_killed() {
+    let redis = RedisServer::start();
+    let (mut c, owner_base) = web_cluster(&redis, 1, 1).await;
+    let dist = client_web().join("dist");
+    // The second coordinator, a process of its own (to be SIGKILLed).
+    let port = throng_test_support::free_tcp_port();
+    let nodes = admin(&c, "/admin/nodes").await;
+    let grpc = nodes["nodes"][0]["grpcAddress"]
+        .as_str()
+        .expect("the node's gRPC address")
+        .to_string();
+    let mut env = throng_test_support::Coordinator::env(&[grpc], 100_000, Some(&redis.url()));
+    env.insert(cvars::LISTEN.into(), format!("127.0.0.1:{port}"));
+    env.insert(cvars::WEB_ROOT.into(), dist.display().to_string());
+    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the second coordinator");
+    let doomed_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(doomed_addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    throng_test_support::wait_for_nodes(doomed_addr, 1).await;
+    // The room is hosted by the in-process coordinator: someone joined there first.
+    let mut anchor = Client::connect(&c).await;
+    assert_eq!(
+        anchor.join("survive", "anchor", false).await["type"],
+        "joined"
+    );
+    let lb = load_balancer(doomed_addr, c.http).await;
+    let mut settings = serde_json::Map::new();
+    settings.insert("ownerUrl".into(), json!(owner_base));
+    run_scenario_with(
+        "coordinator-crash.mjs",
+        &lb,
+        "survive",
+        &["ada", "grace"],
+        Duration::from_secs(150),
+        &mut c,
+        Extra {
+            settings,
+            kill: doomed.id(),
+            ..Extra::default()
+        },
+    )
+    .await;
+    let status = doomed.wait().await.unwrap();
+    assert!(
+        !status.success(),
+        "the second coordinator was killed: {status}"
+    );
+    // The anchor saw the two arrive once each and nobody leave.
+    let mut seen = std::mem::take(&mut anchor.backlog);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures::StreamExt::next(&mut anchor.ws),
+    )
+    .await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            seen.push(serde_json::from_str(&t).unwrap());
+        }
+    }
+    let count = |t: &str| seen.iter().filter(|m| m["type"] == t).count();
+    assert_eq!((count("peerJoined"), count("peerLeft")), (2, 2), "{seen:?}");
 }
 
 /// The client's pure layout rules (paging, pins, grid shape, simulcast layer

@@ -43,6 +43,9 @@ pub struct CoordinatorConfig {
     /// How long a stopping coordinator waits for its participants to leave
     /// (they re-join elsewhere) before it closes their sessions.
     pub drain_grace: std::time::Duration,
+    /// How long a participant whose socket closed without a leave keeps its
+    /// place and media for a `resume`; zero: it leaves at once.
+    pub resume_grace: std::time::Duration,
     /// A second, internal address serving only `/metrics`, without a key
     /// (for a Prometheus inside the cluster); `None`: `/metrics` only on
     /// `listen`, behind the admin key.
@@ -216,6 +219,8 @@ impl CoordinatorConfig {
         };
         let drain_grace =
             std::time::Duration::from_secs(u64::from(number(env, vars::DRAIN_GRACE_SECS, 10, 0)?));
+        let resume_grace =
+            std::time::Duration::from_secs(u64::from(number(env, vars::RESUME_GRACE_SECS, 30, 0)?));
         let metrics_listen = match get(env, vars::METRICS_LISTEN) {
             None => None,
             Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError {
@@ -318,6 +323,7 @@ impl CoordinatorConfig {
             node_token,
             limits,
             drain_grace,
+            resume_grace,
             metrics_listen,
             web_root,
             open_join,
@@ -400,6 +406,10 @@ impl CoordinatorConfig {
             (
                 vars::DRAIN_GRACE_SECS,
                 self.drain_grace.as_secs().to_string(),
+            ),
+            (
+                vars::RESUME_GRACE_SECS,
+                self.resume_grace.as_secs().to_string(),
             ),
             (
                 vars::METRICS_LISTEN,

@@ -36,6 +36,8 @@ pub const WEB_ROOT: &str = "THRONG_WEB_ROOT";
 pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
 /// Drain grace in seconds.
 pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
+/// How long a session whose socket closed without a leave is kept for a resume.
+pub const RESUME_GRACE_SECS: &str = "THRONG_RESUME_GRACE_SECS";
 /// Internal metrics address.
 pub const METRICS_LISTEN: &str = "THRONG_METRICS_LISTEN";
 
@@ -134,6 +136,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         DRAIN_GRACE_SECS,
         "on SIGTERM, how long participants get to move before sessions close (default 10)",
+    ),
+    (
+        RESUME_GRACE_SECS,
+        "how long a participant whose socket closed without a leave keeps its place and media for a resume (reconnect, or another coordinator), 0 = leave at once (default 30)",
     ),
     (
         METRICS_LISTEN,

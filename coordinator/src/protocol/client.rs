@@ -22,6 +22,18 @@ pub enum ClientMessage {
         /// Join token (HS256 JWT).
         token: String,
     },
+    /// Take up a session whose socket closed without a `leave` (network
+    /// change, a coordinator that died): same peer, transports, producers and
+    /// consumers. Answered by `resumed` (or an error: then join again).
+    #[serde(rename_all = "camelCase")]
+    Resume {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// The room (must match the token's).
+        room: String,
+        /// The `resumeToken` of the `joined` or last `resumed`.
+        resume_token: String,
+    },
     /// A WebRTC transport.
     #[serde(rename_all = "camelCase")]
     CreateTransport {
@@ -146,6 +158,7 @@ impl ClientMessage {
     pub fn req_id(&self) -> Option<&str> {
         match self {
             Self::Join { req_id, .. }
+            | Self::Resume { req_id, .. }
             | Self::CreateTransport { req_id, .. }
             | Self::ConnectTransport { req_id, .. }
             | Self::Produce { req_id, .. }
@@ -166,6 +179,7 @@ impl ClientMessage {
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Join { .. } => "join",
+            Self::Resume { .. } => "resume",
             Self::CreateTransport { .. } => "createTransport",
             Self::ConnectTransport { .. } => "connectTransport",
             Self::Produce { .. } => "produce",
@@ -183,8 +197,8 @@ impl ClientMessage {
     }
 }
 
-/// The room of a `join`, read without parsing the rest of the message (the
-/// signalling edge routes a join before anything else reads it).
+/// The room of a `join` or `resume`, read without parsing the rest of the
+/// message (the signalling edge routes it before anything else reads it).
 pub fn join_room(text: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Peek {
@@ -193,7 +207,9 @@ pub fn join_room(text: &str) -> Option<String> {
         room: Option<String>,
     }
     let peek: Peek = serde_json::from_str(text).ok()?;
-    (peek.kind == "join").then_some(peek.room).flatten()
+    (peek.kind == "join" || peek.kind == "resume")
+        .then_some(peek.room)
+        .flatten()
 }
 
 #[cfg(test)]
@@ -239,6 +255,10 @@ mod tests {
             Some("a\"b")
         );
         assert_eq!(join_room(r#"{"type":"leave"}"#), None);
+        assert_eq!(
+            join_room(r#"{"type":"resume","room":"r","resumeToken":"t"}"#).as_deref(),
+            Some("r")
+        );
         assert_eq!(join_room("{not json"), None);
     }
 }

@@ -134,6 +134,18 @@ pub enum ErrorCode {
     Replaced,
 }
 
+/// One of a resumed participant's consumers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumedConsumer {
+    /// Consumer.
+    pub consumer_id: String,
+    /// What it consumes.
+    pub producer_id: String,
+    /// Paused by the client.
+    pub paused: bool,
+}
+
 /// Server -> client.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -165,6 +177,32 @@ pub enum ServerMessage {
         router_rtp_capabilities: Value,
         /// Peers already in the room, in join order.
         peers: Vec<PeerInfo>,
+        /// Takes this session up again on a new socket (`resume`) while the
+        /// server keeps it, after the socket closed without a `leave`.
+        resume_token: String,
+    },
+    /// A session taken up again (`resume`): the room as it is now, and what
+    /// the server still holds of this participant. Events from here on are
+    /// relative to it.
+    #[serde(rename_all = "camelCase")]
+    Resumed {
+        /// Reply to the `resume`.
+        req_id: Option<String>,
+        /// This participant's id.
+        peer_id: String,
+        /// May send media.
+        can_publish: bool,
+        /// The others in the room, in join order.
+        peers: Vec<PeerInfo>,
+        /// Its producers (the client closes those it does not know).
+        producers: Vec<ProducerInfo>,
+        /// Its consumers (the client closes those it does not know, and
+        /// forgets those not listed).
+        consumers: Vec<ResumedConsumer>,
+        /// Its transports, send and receive.
+        transports: Vec<String>,
+        /// For the next `resume`.
+        resume_token: String,
     },
     /// Reply to a request.
     #[serde(rename_all = "camelCase")]
@@ -317,6 +355,7 @@ impl ServerMessage {
             Self::Welcome { .. } => "welcome",
             Self::Queued { .. } => "queued",
             Self::Joined { .. } => "joined",
+            Self::Resumed { .. } => "resumed",
             Self::Response { .. } => "response",
             Self::Error { .. } => "error",
             Self::PeerJoined { .. } => "peerJoined",

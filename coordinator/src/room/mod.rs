@@ -151,6 +151,10 @@ pub struct Rooms {
     /// Notified whenever a room leaves the map (drain waits on it).
     room_gone: Notify,
     hooks: Hooks,
+    /// Set by [`Rooms::drain`]: sessions that end leave at once (no resume).
+    draining: std::sync::atomic::AtomicBool,
+    /// Numbers each detachment (`ops::Rooms::detach`).
+    detachments: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -167,6 +171,8 @@ impl Rooms {
             index: Mutex::default(),
             room_gone: Notify::new(),
             hooks,
+            draining: Default::default(),
+            detachments: Default::default(),
         })
     }
 
@@ -303,6 +309,21 @@ impl Rooms {
     /// leave, releasing reservations and media objects. Waits until the rooms
     /// are empty or `grace` passed.
     pub async fn drain(&self, grace: Duration) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Detached peers are not coming back here: they leave now.
+        for (room_id, cell) in self.all_rooms() {
+            let detached: Vec<String> = {
+                let room = cell.state.lock().await;
+                room.peers()
+                    .filter(|(_, p)| p.detached.is_some())
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            };
+            for peer in detached {
+                self.leave_detached(&room_id, &peer, None).await;
+            }
+        }
         for (_, cell) in self.all_rooms() {
             let room = cell.state.lock().await;
             self.clients

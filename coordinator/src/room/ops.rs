@@ -23,6 +23,8 @@ pub struct Joined {
     pub router_rtp_capabilities: Value,
     /// Peers already there, in join order.
     pub peers: Vec<PeerInfo>,
+    /// What the peer's resume token must name.
+    pub resume_nonce: String,
 }
 
 /// Operations on a producer.
@@ -120,6 +122,7 @@ impl Rooms {
         Ok(Joined {
             router_rtp_capabilities: router.caps,
             peers,
+            resume_nonce: room.peer(peer_id).expect("added").resume_nonce.clone(),
         })
     }
 
@@ -409,6 +412,122 @@ impl Rooms {
         self.finish_peer(room_id, peer_id, gone).await;
         info!(room = room_id, peer = peer_id, "left");
         self.close_if_empty(room_id).await;
+    }
+
+    /// The session of `peer_id` ended without a leave (its socket closed).
+    /// The peer stays, its transports, producers and consumers untouched on
+    /// the node, for `grace`: a `resume` in that time takes it up again
+    /// ([`Rooms::resume`]); after it, the peer leaves as with `leave`.
+    /// Returns false, having done nothing, when the session should leave now
+    /// instead (no grace configured, the coordinator draining) or is no
+    /// longer the peer's (resumed or replaced elsewhere).
+    pub async fn detach(
+        self: &std::sync::Arc<Self>,
+        room_id: &str,
+        peer_id: &str,
+        outbox: &Outbox,
+        grace: std::time::Duration,
+    ) -> bool {
+        if grace.is_zero() || self.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let mark = self
+            .detachments
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let Some(mut room) = self.existing_room(room_id).await else {
+                return false;
+            };
+            if !room.detach(peer_id, outbox, mark) {
+                return false;
+            }
+        }
+        info!(
+            room = room_id,
+            peer = peer_id,
+            grace_ms = grace.as_millis() as u64,
+            "session detached; kept for a resume"
+        );
+        let (rooms, room_id, peer_id) = (self.clone(), room_id.to_string(), peer_id.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if rooms.leave_detached(&room_id, &peer_id, Some(mark)).await {
+                info!(room = %room_id, peer = %peer_id, "not resumed within the grace: left");
+            }
+        });
+        true
+    }
+
+    /// Removes a peer still detached as `mark` (any detached peer with
+    /// `None`), as a leave does; true if it was.
+    pub(super) async fn leave_detached(
+        &self,
+        room_id: &str,
+        peer_id: &str,
+        mark: Option<u64>,
+    ) -> bool {
+        let gone = {
+            let Some(mut room) = self.existing_room(room_id).await else {
+                return false;
+            };
+            let still = match mark {
+                Some(mark) => room.detached_as(peer_id, mark),
+                None => room.peer(peer_id).is_ok_and(|p| p.detached.is_some()),
+            };
+            if !still {
+                return false;
+            }
+            room.remove_peer(peer_id).expect("checked")
+        };
+        self.clients.metrics().resume_outcome("expired");
+        self.finish_peer(room_id, peer_id, gone).await;
+        self.close_if_empty(room_id).await;
+        true
+    }
+
+    /// Takes up a detached (or still attached) peer's session on `outbox`
+    /// if `nonce` is its resume nonce: the `resumed` message (with
+    /// `resume_token`) is queued under the room's lock, so that every room
+    /// event after it is relative to the state it lists.
+    pub async fn resume(
+        &self,
+        room_id: &str,
+        peer_id: &str,
+        nonce: &str,
+        outbox: &Outbox,
+        req_id: Option<String>,
+        resume_token: String,
+    ) -> Res<()> {
+        let not_held = || {
+            RoomError::new(
+                ErrorCode::NotFound,
+                "this session is no longer held; join again",
+            )
+        };
+        let room = self.existing_room(room_id).await.ok_or_else(not_held)?;
+        let mut room = room;
+        let r = room.reattach(peer_id, nonce, outbox)?;
+        {
+            let mut index = self.index();
+            for t in &r.transports {
+                if let Some(entry) = index.transports.get_mut(t) {
+                    entry.2 = outbox.clone();
+                }
+            }
+        }
+        outbox.send(ServerMessage::Resumed {
+            req_id,
+            peer_id: peer_id.to_string(),
+            can_publish: r.can_publish,
+            peers: r.peers,
+            producers: r.producers,
+            consumers: r.consumers,
+            transports: r.transports,
+            resume_token,
+        });
+        drop(room);
+        info!(room = room_id, peer = peer_id, "session resumed");
+        Ok(())
     }
 
     /// After a peer left the room's state: forget its objects, close them on

@@ -49,6 +49,14 @@ pub struct Peer {
     pub(super) producers: HashSet<String>,
     pub(super) consumers: HashMap<String, ConsumerRec>,
     pub(super) seq: u64,
+    /// What its resume token names (`auth::Claims::rsm`): only a token
+    /// issued to this peer's join resumes it.
+    pub resume_nonce: String,
+    /// Its session ended without a leave: kept (media untouched) until it
+    /// resumes or the grace ends. The number tells one detachment from the
+    /// next, so that an old grace timer does not remove a peer that resumed
+    /// and detached again.
+    pub detached: Option<u64>,
 }
 
 impl Peer {

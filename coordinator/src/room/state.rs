@@ -13,11 +13,26 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::media::client::RouterRef;
 use crate::media::pipes::RoomPipes;
 use crate::protocol::{
-    Direction, ErrorCode, MediaKind, Outbox, PeerInfo, ProducerInfo, ServerMessage,
+    Direction, ErrorCode, MediaKind, Outbox, PeerInfo, ProducerInfo, ResumedConsumer, ServerMessage,
 };
 
 pub use super::peer::{ConsumerRec, Peer, PeerGone, ProducerGone, ProducerRec};
 use super::RoomError;
+
+/// What a resumed peer is told of the room and of itself.
+#[derive(Debug)]
+pub struct Reattached {
+    /// May send media.
+    pub can_publish: bool,
+    /// The others, in join order.
+    pub peers: Vec<PeerInfo>,
+    /// Its producers.
+    pub producers: Vec<ProducerInfo>,
+    /// Its consumers.
+    pub consumers: Vec<ResumedConsumer>,
+    /// Its transports.
+    pub transports: Vec<String>,
+}
 
 /// A room.
 #[derive(Default)]
@@ -128,6 +143,96 @@ impl RoomState {
             .collect()
     }
 
+    /// The peer's session ended without a leave: the peer stays, its media
+    /// untouched, as detachment `mark` (false: `outbox` is no longer its
+    /// session's, e.g. it resumed or was replaced meanwhile).
+    pub fn detach(&mut self, peer_id: &str, outbox: &Outbox, mark: u64) -> bool {
+        match self.peer_mut_of_session(peer_id, outbox) {
+            Some(peer) => {
+                peer.detached = Some(mark);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the peer is still detached as `mark` (not resumed since).
+    pub fn detached_as(&self, peer_id: &str, mark: u64) -> bool {
+        self.peers
+            .get(peer_id)
+            .is_some_and(|p| p.detached == Some(mark))
+    }
+
+    /// Takes up the peer's session on `outbox`, if `nonce` is its resume
+    /// nonce. A session it still had (a socket the server has not yet seen
+    /// close) is told it was replaced. Returns what the client needs to line
+    /// its view up with the room, and its transports (for the owner index).
+    pub fn reattach(
+        &mut self,
+        peer_id: &str,
+        nonce: &str,
+        outbox: &Outbox,
+    ) -> Result<Reattached, RoomError> {
+        let gone = || {
+            err(
+                ErrorCode::NotFound,
+                "this session is no longer held; join again",
+            )
+        };
+        let peer = self.peers.get_mut(peer_id).ok_or_else(gone)?;
+        if !throng_ops::same_secret(nonce, &peer.resume_nonce) {
+            return Err(gone());
+        }
+        if peer.detached.is_none() && !peer.outbox.same(outbox) {
+            peer.outbox.send(ServerMessage::error(
+                None,
+                ErrorCode::Replaced,
+                "this session was resumed on another connection",
+            ));
+        }
+        peer.outbox = outbox.clone();
+        peer.detached = None;
+        let peer = &self.peers[peer_id];
+        let mut producers: Vec<ProducerInfo> = peer
+            .producers
+            .iter()
+            .filter_map(|id| self.producers.get(id).map(|r| (id, r)))
+            .map(|(id, r)| ProducerInfo {
+                producer_id: id.clone(),
+                kind: r.kind,
+                source: r.source.clone(),
+                paused: r.paused,
+            })
+            .collect();
+        producers.sort_by(|a, b| a.producer_id.cmp(&b.producer_id));
+        let mut consumers: Vec<ResumedConsumer> = peer
+            .consumers
+            .iter()
+            .map(|(id, c)| ResumedConsumer {
+                consumer_id: id.clone(),
+                producer_id: c.producer_id.clone(),
+                paused: c.paused,
+            })
+            .collect();
+        consumers.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
+        Ok(Reattached {
+            can_publish: peer.can_publish,
+            peers: self
+                .order
+                .values()
+                .filter(|id| id.as_str() != peer_id)
+                .map(|id| self.peer_info(id, &self.peers[id]))
+                .collect(),
+            producers,
+            consumers,
+            transports: [&peer.send_transport, &peer.recv_transport]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// Adds a router the room was placed on.
     pub fn add_router(&mut self, router: RouterRef) {
         self.routers.insert(router.router_id.clone(), router);
@@ -157,6 +262,8 @@ impl RoomState {
                 producers: HashSet::new(),
                 consumers: HashMap::new(),
                 seq,
+                resume_nonce: uuid::Uuid::new_v4().simple().to_string(),
+                detached: None,
             },
         );
         let peer = self.peer_info(peer_id, &self.peers[peer_id]);

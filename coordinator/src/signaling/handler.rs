@@ -15,8 +15,8 @@ use throng_telemetry::trace;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info_span, Instrument};
 
+use super::authorize::{authorize, authorize_resume, bad};
 use super::SessionDeps;
-use crate::auth::TokenError;
 use crate::join::queue::QueueError;
 use crate::limits::IdentitySlot;
 use crate::media::client::ConsumerCall;
@@ -27,12 +27,18 @@ use crate::room::RoomError;
 /// How long a closing session waits for its handler to leave the room.
 const CLOSE_LIMIT: Duration = Duration::from_secs(15);
 
+/// How long a resume token is valid (each `resumed` carries a new one).
+const RESUME_TOKEN_TTL_SECS: u64 = 24 * 3600;
+
 #[derive(Default)]
 struct Flags {
     /// A join is being handled (queued or placed).
     joining: AtomicBool,
     /// The session joined a room here.
     joined: AtomicBool,
+    /// The socket ended without a close frame (set before the handler is
+    /// told to stop): the participant is kept for a resume.
+    abrupt: AtomicBool,
 }
 
 /// The session's side of its handler.
@@ -86,8 +92,11 @@ impl Handle {
     }
 
     /// The session ended: a queued join is cancelled, a joined participant
-    /// leaves. Bounded: a stuck node call does not keep the session forever.
-    pub async fn close(self) {
+    /// leaves, or, when its socket ended `abrupt`ly (no close frame), is kept
+    /// for a resume. Bounded: a stuck node call does not keep the session
+    /// forever.
+    pub async fn close(self, abrupt: bool) {
+        self.flags.abrupt.store(abrupt, Ordering::SeqCst);
         let _ = self.cancel.send(true);
         drop(self.tx);
         if tokio::time::timeout(CLOSE_LIMIT, self.task).await.is_err() {
@@ -116,6 +125,8 @@ async fn run(
     let mut identity: Option<IdentitySlot> = None;
     // The join's trace: every later request of the participant is a part of it.
     let mut join_trace: Option<trace::Context> = None;
+    // The participant asked to leave (rather than its socket closing).
+    let mut left = false;
     let metrics = deps.metrics.clone();
     while let Some(text) = rx.recv().await {
         let msg: ClientMessage = match serde_json::from_str(&text) {
@@ -136,6 +147,40 @@ async fn run(
                 ErrorCode::BadRequest,
                 format!("reqId is limited to {MAX_REQ_ID} characters"),
             ));
+            continue;
+        }
+        if let ClientMessage::Resume {
+            room, resume_token, ..
+        } = msg
+        {
+            if joined.is_some() {
+                outbox.send(ServerMessage::error(
+                    req_id,
+                    ErrorCode::OutOfOrder,
+                    "already joined",
+                ));
+                continue;
+            }
+            let span = info_span!("resume", room = %room, participant = tracing::field::Empty);
+            match resume(&deps, &outbox, &room, &resume_token, req_id.clone())
+                .instrument(span.clone())
+                .await
+            {
+                Ok((peer, slot)) => {
+                    identity = Some(slot);
+                    metrics.resume_outcome("resumed");
+                    metrics.participants.inc();
+                    join_trace = Some(trace::context_of(&span));
+                    joined = Some((room, peer));
+                    flags.joined.store(true, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    if e.code == ErrorCode::NotFound {
+                        metrics.resume_outcome("refused");
+                    }
+                    outbox.send(e.into_message(req_id));
+                }
+            }
             continue;
         }
         if let ClientMessage::Join {
@@ -216,11 +261,25 @@ async fn run(
             Err(e) => e.into_message(req_id),
         });
         if leave {
+            left = true;
             let _ = ended.try_send(());
             break;
         }
     }
     if let Some((room, peer)) = joined {
+        metrics.participants.dec();
+        // A socket that stopped without a leave or a close: the participant
+        // keeps its place and media for a resume, on this socket's successor.
+        if !left
+            && flags.abrupt.load(Ordering::SeqCst)
+            && deps
+                .rooms
+                .detach(&room, &peer, &outbox, deps.limits.resume_grace)
+                .await
+        {
+            metrics.resume_outcome("detached");
+            return;
+        }
         let span = info_span!("leave", room = %room);
         if let Some(cx) = join_trace {
             trace::set_parent(&span, cx);
@@ -229,7 +288,6 @@ async fn run(
             .leave(&room, &peer, &outbox)
             .instrument(span)
             .await;
-        metrics.participants.dec();
     }
     drop(identity);
 }
@@ -243,56 +301,35 @@ pub fn code_name(code: ErrorCode) -> String {
         .unwrap_or_else(|| "error".into())
 }
 
-fn bad(code: ErrorCode, message: &str) -> RoomError {
-    RoomError::new(code, message)
-}
-
-/// The checks a join passes before anything is done for it (no Redis
-/// claim, no queue place, no node call): the names, the token, its room.
-pub fn authorize(
+/// A resume: token checked, the identity's session slot taken, the peer's
+/// session taken up on `outbox` (which gets `resumed`). Returns the peer
+/// and the slot.
+async fn resume(
     deps: &SessionDeps,
+    outbox: &Outbox,
     room: &str,
-    display_name: &str,
-    token: &str,
-) -> Result<crate::auth::Claims, RoomError> {
-    if !names::valid(room, names::MAX_ID) || !names::valid(display_name, names::MAX_DISPLAY_NAME) {
+    resume_token: &str,
+    req_id: Option<String>,
+) -> Result<(String, IdentitySlot), RoomError> {
+    let (peer, nonce) = authorize_resume(deps, room, resume_token)?;
+    tracing::Span::current().record("participant", peer.as_str());
+    let Some(slot) = deps.limits.identities.enter(&peer) else {
+        deps.metrics.refused("identity_cap");
         return Err(bad(
-            ErrorCode::BadRequest,
-            "room and displayName must be 1 to 128 / 64 printable characters",
+            ErrorCode::TooManySessions,
+            &format!(
+                "this identity already has {} sessions here; leave one first",
+                deps.limits.identities.cap()
+            ),
         ));
-    }
-    let claims = match deps.tokens.verify(token) {
-        Ok(c) => c,
-        Err(e @ (TokenError::Expired | TokenError::NotYetValid | TokenError::Audience)) => {
-            return Err(bad(ErrorCode::Unauthorized, &e.to_string()))
-        }
-        Err(_) => return Err(bad(ErrorCode::Unauthorized, "invalid token")),
     };
-    if claims.room != room {
-        return Err(bad(
-            ErrorCode::Unauthorized,
-            "the token is for another room",
-        ));
-    }
-    Ok(claims)
-}
-
-/// [`authorize`] on a client's raw `join` (the session asks before it claims
-/// the room in Redis or relays the join to the room's owner).
-pub fn authorize_text(deps: &SessionDeps, text: &str) -> Result<(), RoomError> {
-    match serde_json::from_str::<ClientMessage>(text) {
-        Ok(ClientMessage::Join {
-            room,
-            display_name,
-            token,
-            ..
-        }) => authorize(deps, &room, &display_name, &token).map(|_| ()),
-        Ok(_) => Ok(()),
-        Err(e) => Err(bad(
-            ErrorCode::BadRequest,
-            &format!("cannot understand message: {e}"),
-        )),
-    }
+    let token = deps
+        .tokens
+        .mint_resume(room, &peer, &nonce, RESUME_TOKEN_TTL_SECS);
+    deps.rooms
+        .resume(room, &peer, &nonce, outbox, req_id, token)
+        .await?;
+    Ok((peer, slot))
 }
 
 /// A join: token checked, queued, placed. Returns the room, the peer, the
@@ -352,6 +389,9 @@ async fn join(
         can_publish: claims.publish,
         router_rtp_capabilities: j.router_rtp_capabilities,
         peers: j.peers,
+        resume_token: deps
+            .tokens
+            .mint_resume(&room, &peer, &j.resume_nonce, RESUME_TOKEN_TTL_SECS),
     };
     Ok((room, peer, msg, slot))
 }
@@ -367,7 +407,9 @@ async fn request(
     let rooms = &deps.rooms;
     let done = Reply::Done(Done {});
     Ok(match msg {
-        ClientMessage::Join { .. } => unreachable!("handled by the caller"),
+        ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
+            unreachable!("handled by the caller")
+        }
         ClientMessage::CreateTransport { direction, .. } => Reply::Transport(
             rooms
                 .create_transport(room, peer, outbox, direction)

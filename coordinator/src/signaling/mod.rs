@@ -1,9 +1,10 @@
 //! Join path, first hop: browser signalling over WebSocket at `/ws`.
-//! [`session`] serves one socket (the only code touching it) and hands each
-//! message to [`handler`] (rooms hosted here) or [`proxy`] (rooms hosted by
+//! [`session`] serves one socket (the only code touching it), checks a first
+//! `join` or `resume` with [`authorize`] and hands each message to [`handler`] (rooms hosted here) or [`proxy`] (rooms hosted by
 //! another coordinator, as [`owners`] says). The wire types are
 //! `crate::protocol`.
 
+pub mod authorize;
 pub mod handler;
 pub mod owners;
 pub mod proxy;
@@ -41,4 +42,6 @@ pub struct SessionLimits {
     /// What this coordinator sends as [`crate::limits::RELAY_HEADER`] when it
     /// relays a session to the room's owner.
     pub relay_key: String,
+    /// How long a session that ended without a leave is kept for a resume.
+    pub resume_grace: std::time::Duration,
 }

@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::Message as Up;
 
 use crate::protocol::{client_ws_config, is_event_type, Outbox};
 
-/// The upstream half of a proxied session.
+/// The upstream half of a proxied session, and the task relaying the
+/// owner's messages back.
 pub struct Upstream(
     futures::stream::SplitSink<
         tokio_tungstenite::WebSocketStream<
@@ -20,6 +21,7 @@ pub struct Upstream(
         >,
         Up,
     >,
+    tokio::task::AbortHandle,
 );
 
 impl Upstream {
@@ -31,6 +33,13 @@ impl Upstream {
     /// Closes the owner's socket (the participant leaves there).
     pub async fn close(mut self) {
         let _ = self.0.close().await;
+    }
+
+    /// Drops the owner's socket without a close frame, as the client's own
+    /// socket ended: the owner keeps the participant for a resume. Both
+    /// halves go (the reader's too), so the connection closes at once.
+    pub fn abandon(self) {
+        self.1.abort();
     }
 }
 
@@ -67,7 +76,7 @@ pub async fn open(
             .await?;
     let (mut sink, mut stream) = ws.split();
     sink.send(Up::Text(join_text.into())).await?;
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
             let Up::Text(text) = msg else { continue };
             let Ok(head) = serde_json::from_str::<Head<'_>>(&text) else {
@@ -86,5 +95,5 @@ pub async fn open(
         }
         let _ = ended.send(()).await;
     });
-    Ok(Upstream(sink))
+    Ok(Upstream(sink, reader.abort_handle()))
 }

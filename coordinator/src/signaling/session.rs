@@ -9,7 +9,9 @@
 //! refused unprocessed with a retry hint, and a session far over it for long
 //! is closed. The session cannot tell which: both
 //! receive the client's text and answer through the outbox. When either half
-//! ends, the other is stopped and the participant leaves.
+//! ends, the other is stopped and the participant leaves; when the socket
+//! stopped without a close frame, the participant is kept for a `resume`
+//! instead (`handler`), and a relay abandons the owner's socket the same way.
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -17,7 +19,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::owners::Owner;
-use super::{handler, proxy, SessionDeps};
+use super::{authorize, handler, proxy, SessionDeps};
 use crate::limits::Budget;
 use crate::protocol::{
     join_room, ErrorCode, Outbox, Outgoing, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
@@ -107,11 +109,17 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     // and a session out of strikes is closed.
     let mut budget = Budget::new(deps.limits.per_session);
     let mut strikes = Budget::new(deps.limits.per_session);
+    // How the session ends: a client that closed its socket (a close frame)
+    // or was closed by us has left; one whose socket just stopped (no close
+    // frame: a network change, a coordinator on the way that died) may
+    // resume, and its participant is kept for that (`handler`).
+    let mut abrupt = false;
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
             _ = &mut writer => {
                 writer_done = true;
+                abrupt = true;
                 break;
             }
             _ = ended.recv() => break,
@@ -130,7 +138,11 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                 continue;
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+            Some(Ok(Message::Close(_))) => break,
+            Some(Err(_)) | None => {
+                abrupt = true;
+                break;
+            }
         };
         if let Err(after) = budget.spend() {
             metrics.refused("session_rate");
@@ -169,7 +181,7 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
         if !local.joined() {
             if let Some(room) = join_room(&text) {
                 // Refused before any work: no claim in Redis, no relay.
-                if let Err(e) = handler::authorize_text(&deps, &text) {
+                if let Err(e) = authorize::authorize_text(&deps, &text) {
                     metrics.join_outcome(&handler::code_name(e.code));
                     outbox.send(e.into_message(handler::req_id_of(&text)));
                     continue;
@@ -200,11 +212,17 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
         }
         local.deliver(text.to_string());
     }
-    // A join still queued is cancelled; a joined participant leaves.
-    local.close().await;
-    // A proxied session: closing the owner's socket makes the participant leave there.
+    // A join still queued is cancelled; a joined participant leaves, or is
+    // kept for a resume when the socket just stopped.
+    local.close(abrupt).await;
+    // A proxied session: closing the owner's socket makes the participant
+    // leave there; abandoning it (no close frame) keeps it for a resume.
     if let Some(up) = remote.take() {
-        up.close().await;
+        if abrupt {
+            up.abandon();
+        } else {
+            up.close().await;
+        }
     }
     drop(outbox);
     if !writer_done {

@@ -1,0 +1,280 @@
+//! Session resume: a participant whose socket closes without a `leave` keeps
+//! its place, transports, producers and consumers for the grace
+//! (`THRONG_RESUME_GRACE_SECS`), and takes them up again with its resume
+//! token on a new socket, through the same or another coordinator. Real
+//! coordinators, media node and redis-server on 127.0.0.1.
+//!
+//! The browser side (a coordinator SIGKILLed under two Chromium
+//! participants, media checked) is `web_client.rs`
+//! `chromium_keeps_its_media_when_its_coordinator_is_killed`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use coordinator::auth::TokenKey;
+use coordinator::config::vars as cvars;
+use serde_json::{json, Value};
+
+/// Reads what arrives within `for_ms` (nothing is lost: it is all returned).
+async fn drain(client: &mut Client, for_ms: u64) -> Vec<Value> {
+    let mut seen = std::mem::take(&mut client.backlog);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(
+        Duration::from_millis(for_ms),
+        futures::StreamExt::next(&mut client.ws),
+    )
+    .await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            seen.push(serde_json::from_str(&t).unwrap());
+        }
+    }
+    seen
+}
+
+/// A socket dropped without a close frame, as a network change or a killed
+/// coordinator on the way does.
+fn cut(client: Client) {
+    drop(client);
+}
+
+async fn resume(client: &mut Client, room: &str, token: &str) -> Value {
+    client
+        .request(json!({"type": "resume", "room": room, "resumeToken": token}))
+        .await
+}
+
+/// Ann publishes audio; Bob receives it on a connected receive transport.
+/// Returns (ann, bob, bob's joined message, ann's producer, bob's transport, bob's consumer).
+async fn two_in_a_room(c: &Cluster, room: &str) -> (Client, Client, Value, String, String, String) {
+    let mut ann = Client::connect(c).await;
+    assert_eq!(ann.join(room, "ann", true).await["type"], "joined");
+    let producer = publish_audio(&mut ann, 7171).await;
+    let mut bob = Client::connect(c).await;
+    let joined = bob.join(room, "bob", true).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert!(
+        joined["resumeToken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{joined}"
+    );
+    let t = bob
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(t["type"], "response", "{t}");
+    let transport = t["data"]["id"].as_str().unwrap().to_string();
+    let caps = joined["routerRtpCapabilities"].clone();
+    let consumed = bob
+        .request(json!({"type": "consume", "producerId": producer, "rtpCapabilities": caps}))
+        .await;
+    assert_eq!(consumed["type"], "response", "{consumed}");
+    let consumer = consumed["data"]["id"].as_str().unwrap().to_string();
+    (ann, bob, joined, producer, transport, consumer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_resumes_with_the_same_transport_consumer_and_nobody_sees_it_leave() {
+    let c = cluster(1, 1500).await;
+    let (mut ann, bob, joined, producer, transport, consumer) = two_in_a_room(&c, "steady").await;
+    let token = joined["resumeToken"].as_str().unwrap().to_string();
+    // Ann saw Bob arrive (once).
+    ann.wait(|m| m["type"] == "peerJoined").await;
+    cut(bob);
+    // While Bob is away, Ann mutes: Bob missed that event.
+    let r = ann
+        .request(json!({"type": "pauseProducer", "producerId": producer}))
+        .await;
+    assert_eq!(r["type"], "response", "{r}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut bob = Client::connect(&c).await;
+    let r = resume(&mut bob, "steady", &token).await;
+    assert_eq!(r["type"], "resumed", "{r}");
+    assert_eq!(r["peerId"], "bob");
+    assert_eq!(r["transports"], json!([transport]));
+    assert_eq!(r["consumers"][0]["consumerId"], json!(consumer));
+    assert_eq!(r["consumers"][0]["producerId"], json!(producer));
+    // The room as it is now, with what Bob missed.
+    assert_eq!(r["peers"][0]["peerId"], "ann");
+    assert_eq!(r["peers"][0]["producers"][0]["paused"], true, "{r}");
+    let next = r["resumeToken"].as_str().unwrap().to_string();
+    assert!(!next.is_empty());
+    // Bob's session works on the same objects.
+    let p = bob
+        .request(json!({"type": "pauseConsumer", "consumerId": consumer}))
+        .await;
+    assert_eq!(p["type"], "response", "{p}");
+    // The node still has the very same transport and consumer.
+    let room = admin(&c, "/admin/rooms/steady").await;
+    let bob_peer = room["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peerId"] == "bob")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        bob_peer["consumers"][0]["consumerId"],
+        json!(consumer),
+        "{room}"
+    );
+    // Ann never saw Bob leave or arrive.
+    for m in drain(&mut ann, 300).await {
+        assert!(
+            m["type"] != "peerLeft" && m["type"] != "peerJoined",
+            "Ann saw {m}"
+        );
+    }
+    // Node events about Bob's transport reach his new socket: Ann leaving
+    // closes his consumer.
+    let left = ann.request(json!({"type": "leave"})).await;
+    assert_eq!(left["type"], "response");
+    let gone = bob.wait(|m| m["type"] == "peerLeft").await;
+    assert_eq!(gone["peerId"], "ann");
+    // The next resume works with the newer token.
+    cut(bob);
+    let mut bob = Client::connect(&c).await;
+    let r = resume(&mut bob, "steady", &next).await;
+    assert_eq!(r["type"], "resumed", "{r}");
+    assert_eq!(r["peers"], json!([]), "{r}");
+    assert_eq!(r["consumers"], json!([]), "{r}");
+    let left = bob.request(json!({"type": "leave"})).await;
+    assert_eq!(left["type"], "response");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_and_a_session_not_resumed_within_the_grace_leaves() {
+    let node =
+        throng_test_support::Node::start(throng_test_support::Node::env("node-1", 1, None)).await;
+    let (http, _stop) = start_coordinator_with(
+        &[node.grpc.to_string()],
+        1500,
+        None,
+        &[(cvars::RESUME_GRACE_SECS, "2".into())],
+    )
+    .await;
+    let c = Cluster {
+        url: format!("ws://{http}/ws"),
+        http,
+        node_stops: Vec::new(),
+        coord_stop: None,
+    };
+    c.wait_for_nodes(1).await;
+    let (mut ann, bob, joined, _producer, _transport, _consumer) = two_in_a_room(&c, "grace").await;
+    let token = joined["resumeToken"].as_str().unwrap().to_string();
+    let key = TokenKey::new(SECRET);
+
+    // A resume token is no join token, and a join token no resume token.
+    let mut eve = Client::connect(&c).await;
+    let r = eve
+        .request(json!({"type": "join", "room": "grace", "displayName": "Eve", "token": token}))
+        .await;
+    assert_eq!(r["code"], "unauthorized", "{r}");
+    let join_token = key.mint("grace", "bob", true, 60);
+    let r = resume(&mut eve, "grace", &join_token).await;
+    assert_eq!(r["code"], "unauthorized", "{r}");
+    // A resume token of another room, and one naming another session.
+    let r = resume(&mut eve, "other", &token).await;
+    assert_eq!(r["code"], "unauthorized", "{r}");
+    let forged = key.mint_resume("grace", "bob", "not-the-nonce", 60);
+    let r = resume(&mut eve, "grace", &forged).await;
+    assert_eq!(r["code"], "not_found", "{r}");
+    // Bob is still attached: nobody was replaced by the failed attempts.
+    // Now his socket drops and he does not come back within the grace.
+    cut(bob);
+    let gone = ann.wait(|m| m["type"] == "peerLeft").await;
+    assert_eq!(gone["peerId"], "bob");
+    let mut bob = Client::connect(&c).await;
+    let r = resume(&mut bob, "grace", &token).await;
+    assert_eq!(r["code"], "not_found", "{r}");
+    // His objects are gone from the node; a fresh join works.
+    let room = admin(&c, "/admin/rooms/grace").await;
+    let ids: Vec<&str> = room["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["peerId"].as_str())
+        .collect();
+    assert_eq!(ids, ["ann"], "{room}");
+    let j = bob.join("grace", "bob", true).await;
+    assert_eq!(j["type"], "joined", "{j}");
+    let metrics = throng_test_support::metrics::http_get(
+        c.http,
+        "/metrics",
+        &format!("x-admin-key: {ADMIN_KEY}\r\n"),
+    )
+    .await
+    .1;
+    for line in [
+        "throng_session_resumes_total{reason=\"detached\"} 1",
+        "throng_session_resumes_total{reason=\"expired\"} 1",
+        "throng_session_resumes_total{reason=\"refused\"} 2",
+        "throng_session_resumes_total{reason=\"resumed\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_proxied_through_another_coordinator_resumes_through_a_third_path() {
+    // Two coordinators on one Redis. The room is hosted by the first (Ann
+    // joined there); Bob's session reaches it through the second. Bob's
+    // socket drops (as when the second coordinator dies) and he resumes
+    // directly at the owner: same transport and consumer.
+    let redis = RedisServer::start();
+    let (node, _node_stop) = start_node("node-1", 1, Some(&redis)).await;
+    let nodes = [node.to_string()];
+    let owner = Cluster::coordinator(&nodes, 1500, &redis).await;
+    let relay = Cluster::coordinator(&nodes, 1500, &redis).await;
+    let mut ann = Client::connect(&owner).await;
+    assert_eq!(ann.join("relayed", "ann", true).await["type"], "joined");
+    let producer = publish_audio(&mut ann, 8181).await;
+    let mut bob = Client::connect(&relay).await;
+    let joined = bob.join("relayed", "bob", true).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let token = joined["resumeToken"].as_str().unwrap().to_string();
+    let t = bob
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    let transport = t["data"]["id"].as_str().unwrap().to_string();
+    let consumed = bob
+        .request(json!({"type": "consume", "producerId": producer, "rtpCapabilities": joined["routerRtpCapabilities"]}))
+        .await;
+    assert_eq!(consumed["type"], "response", "{consumed}");
+    let consumer = consumed["data"]["id"].as_str().unwrap().to_string();
+    ann.wait(|m| m["type"] == "peerJoined").await;
+    // The owner serves Bob (relayed).
+    assert_eq!(
+        peer_ids(&admin(&owner, "/admin/rooms/relayed").await),
+        ["ann", "bob"]
+    );
+    cut(bob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bob = Client::connect(&owner).await;
+    let r = resume(&mut bob, "relayed", &token).await;
+    assert_eq!(r["type"], "resumed", "{r}");
+    assert_eq!(r["transports"], json!([transport]));
+    assert_eq!(r["consumers"][0]["consumerId"], json!(consumer));
+    // And again through the relay (proxied to the owner).
+    let next = r["resumeToken"].as_str().unwrap().to_string();
+    cut(bob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bob = Client::connect(&relay).await;
+    let r = resume(&mut bob, "relayed", &next).await;
+    assert_eq!(r["type"], "resumed", "{r}");
+    assert_eq!(r["consumers"][0]["consumerId"], json!(consumer));
+    for m in drain(&mut ann, 300).await {
+        assert!(m["type"] != "peerLeft", "Ann saw {m}");
+    }
+    // A socket closed with a close frame (a tab closed) is a leave, at once.
+    let _ = bob.ws.close(None).await;
+    let gone = tokio::time::timeout(
+        Duration::from_secs(3),
+        ann.wait(|m| m["type"] == "peerLeft"),
+    )
+    .await
+    .expect("a clean close is a leave, without the grace");
+    assert_eq!(gone["peerId"], "bob");
+}
