@@ -230,13 +230,21 @@ impl TokenKey {
 
     /// A resume token: takes up the session of `identity` in `room` whose
     /// resume nonce is `nonce`, for `ttl_secs` (signed like join tokens, so
-    /// that every coordinator of the cluster can check it).
-    pub fn mint_resume(&self, room: &str, identity: &str, nonce: &str, ttl_secs: u64) -> String {
+    /// that every coordinator of the cluster can check it); `publish` is what
+    /// the join granted.
+    pub fn mint_resume(
+        &self,
+        room: &str,
+        identity: &str,
+        publish: bool,
+        nonce: &str,
+        ttl_secs: u64,
+    ) -> String {
         self.sign(&Claims {
             room: room.into(),
             sub: identity.into(),
             exp: now_secs() + ttl_secs,
-            publish: false,
+            publish,
             nbf: None,
             aud: self.audience.clone().map(Audience::One),
             rsm: Some(nonce.into()),

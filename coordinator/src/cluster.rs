@@ -291,9 +291,14 @@ impl Cluster {
     }
 
     /// Keeps this coordinator registered and reaps coordinators that died
-    /// (their heartbeat expired), until the task is aborted.
-    pub async fn heartbeat(self: Arc<Self>, ttl: Duration) {
+    /// (their heartbeat expired) once `resume_grace` has passed since: their
+    /// participants had that long to resume through another coordinator,
+    /// which adopted their placements (`crate::room::takeover`); what is
+    /// left is closed. Runs until the task is aborted.
+    pub async fn heartbeat(self: Arc<Self>, ttl: Duration, resume_grace: Duration) {
         let mut ticker = tokio::time::interval(ttl / 4);
+        // Dead coordinators not reaped yet, since when they are known dead.
+        let mut dead_since: HashMap<String, Instant> = HashMap::new();
         loop {
             ticker.tick().await;
             if let Err(e) = self.registry.heartbeat(&self.id, ttl).await {
@@ -303,9 +308,15 @@ impl Cluster {
             let Ok(dead) = self.registry.dead_coordinators().await else {
                 continue;
             };
+            dead_since.retain(|id, _| dead.contains(id));
             for id in dead.iter().filter(|id| **id != self.id) {
-                warn!(coordinator = %id, "coordinator stopped beating");
-                self.reap(id).await;
+                let since = *dead_since.entry(id.clone()).or_insert_with(|| {
+                    warn!(coordinator = %id, "coordinator stopped beating; reaped after the resume grace");
+                    Instant::now()
+                });
+                if since.elapsed() >= resume_grace {
+                    self.reap(id).await;
+                }
             }
         }
     }

@@ -203,7 +203,11 @@ pub async fn run_with(
     let mut tasks = JoinSet::new();
     tasks.spawn(cluster.clone().watch(polled));
     tasks.spawn(cluster.clone().dispatch(node_events));
-    tasks.spawn(cluster.clone().heartbeat(config.coordinator_ttl));
+    tasks.spawn(
+        cluster
+            .clone()
+            .heartbeat(config.coordinator_ttl, config.resume_grace),
+    );
     tasks.spawn(room::events::apply_all(rooms.clone(), cluster_events));
     tasks.spawn(owners.clone().refresh_loop(rooms.clone()));
     tasks.spawn(rooms.clone().reassert_loop(cluster.registry().clone()));

@@ -95,6 +95,7 @@ pub const REGISTRY_OPS: &[&str] = &[
     "evict_node",
     "epoch",
     "restore",
+    "adopt",
 ];
 
 /// The limits' refusal reasons (`crate::limits`).

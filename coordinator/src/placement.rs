@@ -28,6 +28,9 @@ use crate::registry::{
     Candidate, PlacementRefused, PlacementRequest, Registry, RegistryError, WorkerRef,
 };
 
+/// How long a placement waits for a live node when the registry lists none.
+const NODES_WAIT: Duration = Duration::from_secs(3);
+
 /// Placement settings.
 #[derive(Debug, Clone)]
 pub struct PlacementSettings {
@@ -179,6 +182,62 @@ impl Placement {
         Ok(restored)
     }
 
+    /// What every live node holds of `room` (a coordinator taking the room
+    /// over rebuilds it from this), each router with its reference.
+    pub async fn describe_room(
+        &self,
+        room: &str,
+    ) -> Result<Vec<(RouterRef, throng_proto::media::RouterDescription)>, PlacementError> {
+        let nodes = self.cluster.live_nodes().await?;
+        let mut out = Vec::new();
+        for node in nodes.iter().filter(|n| !n.dead) {
+            let client = self.clients.client(&node.node_id, &node.grpc_address)?;
+            for d in client.describe_room(room).await? {
+                let Some(info) = d.router.clone() else {
+                    continue;
+                };
+                let caps = serde_json::from_str(&info.rtp_capabilities_json).map_err(|_| {
+                    NodeCallError::BadReply {
+                        node: node.node_id.clone(),
+                        field: "rtp_capabilities_json",
+                    }
+                })?;
+                let router = RouterRef {
+                    router_id: info.router_id,
+                    node_id: node.node_id.clone(),
+                    worker: info.worker_index,
+                    address: node.grpc_address.clone(),
+                    caps,
+                };
+                out.push((router, d));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes over the placements of a room's participants whose coordinator
+    /// died: each becomes this coordinator's (or is recorded again, if the
+    /// registry lost it), so that reaping the dead one leaves them alone.
+    pub async fn adopt(
+        &self,
+        room: &str,
+        peers: &[(String, RouterRef)],
+    ) -> Result<(), RegistryError> {
+        let cost = self.settings.participant_cost();
+        for (peer, r) in peers {
+            if !self.registry.adopt(room, peer, self.cluster.id()).await? {
+                let worker = WorkerRef {
+                    node_id: r.node_id.clone(),
+                    worker: r.worker,
+                };
+                self.registry
+                    .restore(room, peer, &worker, cost, self.cluster.id())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The settings.
     pub fn settings(&self) -> &PlacementSettings {
         &self.settings
@@ -210,7 +269,16 @@ impl Placement {
         participant: &str,
         known: &HashMap<String, RouterRef>,
     ) -> Result<Seat, PlacementError> {
-        let nodes = self.cluster.live_nodes().await?;
+        let mut nodes = self.cluster.live_nodes().await?;
+        // No worker to place on at all: the cluster is starting, or Redis
+        // restarted empty and the nodes have not reported again yet. Their
+        // reports come within a second or two: wait for them rather than
+        // refuse the joins that queued meanwhile.
+        let waited = Instant::now();
+        while self.candidates(&nodes).is_empty() && waited.elapsed() < NODES_WAIT {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            nodes = self.cluster.live_nodes().await?;
+        }
         let span = info_span!(
             "placement.reserve",
             room,

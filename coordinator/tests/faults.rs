@@ -85,3 +85,65 @@ async fn a_redis_restart_tells_nobody_to_reconnect_and_the_room_carries_on() {
     assert_eq!(peer_ids(&j), ["ann", "bob"]);
     drop(redis);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_made_while_redis_is_away_wait_in_line_and_are_admitted_when_it_returns() {
+    let mut redis = RedisServer::start();
+    let c = cluster_with(1, 1500, Some(&redis)).await;
+    // Redis is killed and comes back empty 4 s later.
+    let restarted = tokio::task::spawn_blocking(move || {
+        redis.restart(Duration::from_secs(4));
+        (redis, std::time::Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Five people join while it is away (two rooms).
+    let mut joiners = Vec::new();
+    for i in 0..5 {
+        let mut client = Client::connect(&c).await;
+        let room = format!("outage-{}", i % 2);
+        let token =
+            coordinator::auth::TokenKey::new(SECRET).mint(&room, &format!("p{i}"), true, 600);
+        client
+            .send_raw(
+                json!({"type": "join", "reqId": "j", "room": room, "displayName": format!("p{i}"), "token": token})
+                    .to_string(),
+            )
+            .await;
+        joiners.push(client);
+    }
+    // Each is told its place in line, again and again, and nothing else.
+    for (i, client) in joiners.iter_mut().enumerate() {
+        let mut queued = 0;
+        for _ in 0..2 {
+            let m = client.recv().await;
+            assert_eq!(m["type"], "queued", "joiner {i} got {m}");
+            assert!(m["position"].as_u64().is_some_and(|p| p >= 1), "{m}");
+            queued += 1;
+        }
+        assert_eq!(queued, 2);
+    }
+    let (redis, back) = restarted.await.unwrap();
+    // Once Redis is back (and the node reported again), all are admitted.
+    let mut waits = Vec::new();
+    for (i, client) in joiners.iter_mut().enumerate() {
+        let m = client.wait(|m| m["reqId"] == "j").await;
+        assert_eq!(m["type"], "joined", "joiner {i}: {m}");
+        waits.push(back.elapsed());
+    }
+    let last = waits.iter().max().unwrap();
+    eprintln!("figure: 5 joins queued during a 4 s Redis outage, all admitted {last:?} after Redis returned (empty)");
+    assert!(
+        *last < Duration::from_secs(5),
+        "admitted {last:?} after Redis returned"
+    );
+    // Their placements are recorded: the reserved units add up.
+    let nodes = admin(&c, "/admin/nodes").await;
+    let reserved: u64 = nodes["nodes"][0]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["reserved"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reserved, 5 * 26, "{nodes}");
+    drop(redis);
+}

@@ -346,6 +346,41 @@ async fn a_dead_coordinators_placements_are_reaped_and_no_one_elses() {
 }
 
 #[tokio::test]
+async fn an_adopted_placement_survives_the_reaping_of_its_dead_owner() {
+    both(|r| async move {
+        let cands = candidates(&[("a", 0)], 1000);
+        for pid in ["p1", "p2"] {
+            let mut theirs = req("room", pid, 26, 10, &cands);
+            theirs.owner = "coordinator-dead".into();
+            r.place(&theirs).await.unwrap().unwrap();
+        }
+        // Another coordinator takes the room over: p1 resumed there.
+        assert!(r.adopt("room", "p1", "coordinator-2").await.unwrap());
+        assert!(
+            r.adopt("room", "p1", "coordinator-2").await.unwrap(),
+            "twice is harmless"
+        );
+        assert!(!r.adopt("room", "nobody", "coordinator-2").await.unwrap());
+        assert!(!r.adopt("elsewhere", "p1", "coordinator-2").await.unwrap());
+        // Reaping the dead owner releases p2 only.
+        let reaped = r.reap_coordinator("coordinator-dead").await.unwrap();
+        assert_eq!(
+            reaped,
+            vec![("room".to_string(), "p2".to_string(), w("a", 0))]
+        );
+        assert_eq!(r.reserved(&w("a", 0)).await.unwrap(), 26);
+        // p1 is the adopter's now: reaping the adopter releases it.
+        let reaped = r.reap_coordinator("coordinator-2").await.unwrap();
+        assert_eq!(
+            reaped,
+            vec![("room".to_string(), "p1".to_string(), w("a", 0))]
+        );
+        assert_eq!(r.reserved(&w("a", 0)).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_lost_placement_is_restored_once_and_the_epoch_is_stable() {
     both(|r| async move {
         let e1 = r.epoch().await.unwrap();

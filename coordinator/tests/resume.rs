@@ -46,10 +46,16 @@ async fn resume(client: &mut Client, room: &str, token: &str) -> Value {
 }
 
 /// Ann publishes audio; Bob receives it on a connected receive transport.
-/// Returns (ann, bob, bob's joined message, ann's producer, bob's transport, bob's consumer).
-async fn two_in_a_room(c: &Cluster, room: &str) -> (Client, Client, Value, String, String, String) {
+/// Returns (ann, bob, bob's joined message, ann's producer, bob's transport,
+/// bob's consumer, ann's resume token).
+async fn two_in_a_room(
+    c: &Cluster,
+    room: &str,
+) -> (Client, Client, Value, String, String, String, String) {
     let mut ann = Client::connect(c).await;
-    assert_eq!(ann.join(room, "ann", true).await["type"], "joined");
+    let ann_joined = ann.join(room, "ann", true).await;
+    assert_eq!(ann_joined["type"], "joined");
+    let ann_token = ann_joined["resumeToken"].as_str().unwrap().to_string();
     let producer = publish_audio(&mut ann, 7171).await;
     let mut bob = Client::connect(c).await;
     let joined = bob.join(room, "bob", true).await;
@@ -71,13 +77,14 @@ async fn two_in_a_room(c: &Cluster, room: &str) -> (Client, Client, Value, Strin
         .await;
     assert_eq!(consumed["type"], "response", "{consumed}");
     let consumer = consumed["data"]["id"].as_str().unwrap().to_string();
-    (ann, bob, joined, producer, transport, consumer)
+    (ann, bob, joined, producer, transport, consumer, ann_token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_socket_resumes_with_the_same_transport_consumer_and_nobody_sees_it_leave() {
     let c = cluster(1, 1500).await;
-    let (mut ann, bob, joined, producer, transport, consumer) = two_in_a_room(&c, "steady").await;
+    let (mut ann, bob, joined, producer, transport, consumer, _) =
+        two_in_a_room(&c, "steady").await;
     let token = joined["resumeToken"].as_str().unwrap().to_string();
     // Ann saw Bob arrive (once).
     ann.wait(|m| m["type"] == "peerJoined").await;
@@ -162,7 +169,8 @@ async fn tokens_are_checked_and_a_session_not_resumed_within_the_grace_leaves() 
         coord_stop: None,
     };
     c.wait_for_nodes(1).await;
-    let (mut ann, bob, joined, _producer, _transport, _consumer) = two_in_a_room(&c, "grace").await;
+    let (mut ann, bob, joined, _producer, _transport, _consumer, _) =
+        two_in_a_room(&c, "grace").await;
     let token = joined["resumeToken"].as_str().unwrap().to_string();
     let key = TokenKey::new(SECRET);
 
@@ -178,7 +186,7 @@ async fn tokens_are_checked_and_a_session_not_resumed_within_the_grace_leaves() 
     // A resume token of another room, and one naming another session.
     let r = resume(&mut eve, "other", &token).await;
     assert_eq!(r["code"], "unauthorized", "{r}");
-    let forged = key.mint_resume("grace", "bob", "not-the-nonce", 60);
+    let forged = key.mint_resume("grace", "bob", true, "not-the-nonce", 60);
     let r = resume(&mut eve, "grace", &forged).await;
     assert_eq!(r["code"], "not_found", "{r}");
     // Bob is still attached: nobody was replaced by the failed attempts.
@@ -277,4 +285,168 @@ async fn a_session_proxied_through_another_coordinator_resumes_through_a_third_p
     .await
     .expect("a clean close is a leave, without the grace");
     assert_eq!(gone["peerId"], "bob");
+}
+
+/// A coordinator process on `port` over `nodes` and Redis, with a short
+/// heartbeat and resume grace.
+fn coordinator_process(port: u16, nodes: &[String], redis: &RedisServer) -> tokio::process::Child {
+    let mut env = throng_test_support::Coordinator::env(nodes, 1500, Some(&redis.url()));
+    env.insert(cvars::LISTEN.into(), format!("127.0.0.1:{port}"));
+    env.insert(cvars::COORDINATOR_TTL_MS.into(), "2000".into());
+    env.insert(cvars::RESUME_GRACE_SECS.into(), "4".into());
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a coordinator process")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_outlives_its_coordinator_killed_and_is_taken_over_where_they_resume() {
+    let redis = RedisServer::start();
+    let (node, _node_stop) = start_node("node-1", 1, Some(&redis)).await;
+    let nodes = [node.to_string()];
+    // The owner: a process of its own, to be SIGKILLed.
+    let port = throng_test_support::free_tcp_port();
+    let mut doomed = coordinator_process(port, &nodes, &redis);
+    let doomed_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(doomed_addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    throng_test_support::wait_for_nodes(doomed_addr, 1).await;
+    let owner = Cluster {
+        url: format!("ws://{doomed_addr}/ws"),
+        http: doomed_addr,
+        node_stops: Vec::new(),
+        coord_stop: None,
+    };
+    // The survivor, in this process, with the same short timings.
+    let (http, _stop) = start_coordinator_with(
+        &nodes,
+        1500,
+        Some(&redis),
+        &[
+            (cvars::COORDINATOR_TTL_MS, "2000".into()),
+            (cvars::RESUME_GRACE_SECS, "4".into()),
+        ],
+    )
+    .await;
+    let survivor = Cluster {
+        url: format!("ws://{http}/ws"),
+        http,
+        node_stops: Vec::new(),
+        coord_stop: None,
+    };
+    survivor.wait_for_nodes(1).await;
+
+    // Ann publishes, Bob receives her; Cy has a transport but will not come back.
+    let (ann, bob, joined, producer, transport, consumer, ann_token) =
+        two_in_a_room(&owner, "orphan").await;
+    let bob_token = joined["resumeToken"].as_str().unwrap().to_string();
+    let mut cy = Client::connect(&owner).await;
+    assert_eq!(cy.join("orphan", "cy", true).await["type"], "joined");
+    let t = cy
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(t["type"], "response", "{t}");
+    let mut grpc = throng_test_support::connect_node(node).await;
+    let totals = |info: throng_proto::media::NodeInfo| throng_test_support::node_totals(&info);
+    let before = totals(
+        grpc.get_node_info(throng_proto::media::GetNodeInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    // SIGKILL: no drain, no goodbye.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &doomed.id().unwrap().to_string()])
+        .status();
+    let _ = doomed.wait().await;
+    drop((ann, bob, cy));
+
+    // Bob resumes through the survivor: it takes the room over.
+    let started = std::time::Instant::now();
+    let mut bob = Client::connect(&survivor).await;
+    let r = resume(&mut bob, "orphan", &bob_token).await;
+    let took = started.elapsed();
+    assert_eq!(r["type"], "resumed", "{r}");
+    eprintln!(
+        "figure: resume after the room's coordinator was SIGKILLed, through another: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(r["transports"], json!([transport]));
+    assert_eq!(r["consumers"][0]["consumerId"], json!(consumer));
+    assert_eq!(r["consumers"][0]["producerId"], json!(producer));
+    let others: Vec<&str> = r["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["peerId"].as_str())
+        .collect();
+    assert_eq!(others, ["ann", "cy"], "{r}");
+    assert_eq!(r["peers"][0]["displayName"], "ann");
+    assert_eq!(r["peers"][0]["producers"][0]["producerId"], json!(producer));
+    assert_eq!(r["peers"][0]["producers"][0]["source"], "mic");
+    // Bob's session works on the rebuilt room.
+    let p = bob
+        .request(json!({"type": "pauseConsumer", "consumerId": consumer}))
+        .await;
+    assert_eq!(p["type"], "response", "{p}");
+    // Ann resumes too (the room is hosted here now): her producer is hers.
+    let mut ann = Client::connect(&survivor).await;
+    let r = resume(&mut ann, "orphan", &ann_token).await;
+    assert_eq!(r["type"], "resumed", "{r}");
+    assert_eq!(r["producers"][0]["producerId"], json!(producer), "{r}");
+    let m = ann
+        .request(json!({"type": "pauseProducer", "producerId": producer}))
+        .await;
+    assert_eq!(m["type"], "response", "{m}");
+    let paused = bob.wait(|m| m["type"] == "producerPaused").await;
+    assert_eq!(paused["peerId"], "ann");
+
+    // Cy never comes back: after the grace she leaves, and only her objects go.
+    let gone = tokio::time::timeout(
+        Duration::from_secs(10),
+        bob.wait(|m| m["type"] == "peerLeft"),
+    )
+    .await
+    .expect("cy leaves after the grace");
+    assert_eq!(gone["peerId"], "cy");
+    // The dead coordinator is reaped meanwhile: Ann's and Bob's placements
+    // were adopted, so nothing of theirs is closed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = totals(
+        grpc.get_node_info(throng_proto::media::GetNodeInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(
+        (after.0, after.1 + 1, after.2, after.3),
+        before,
+        "only Cy's transport went (routers, transports, producers, consumers)"
+    );
+    let nodes_view = admin(&survivor, "/admin/nodes").await;
+    let reserved: u64 = nodes_view["nodes"][0]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["reserved"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        reserved,
+        2 * 26,
+        "Ann's and Bob's reservations: {nodes_view}"
+    );
+    let room = admin(&survivor, "/admin/rooms/orphan").await;
+    assert_eq!(peer_ids(&room), ["ann", "bob"], "{room}");
+    let _ = grpc;
 }

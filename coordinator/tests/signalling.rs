@@ -370,7 +370,25 @@ async fn a_killed_coordinators_participants_are_reaped_by_the_others() {
     use tokio::io::AsyncBufReadExt;
     let redis = RedisServer::start();
     let (n1, _s1) = start_node("node-1", 1, Some(&redis)).await;
-    let survivor = Cluster::coordinator(&[n1.to_string()], 1500, &redis).await;
+    // The survivor reaps a dead coordinator once its participants have had
+    // the resume grace to come back through it (they do not, here).
+    let (http, _stop) = start_coordinator_with(
+        &[n1.to_string()],
+        1500,
+        Some(&redis),
+        &[(
+            coordinator::config::vars::RESUME_GRACE_SECS,
+            "2".to_string(),
+        )],
+    )
+    .await;
+    let survivor = Cluster {
+        url: format!("ws://{http}/ws"),
+        http,
+        node_stops: Vec::new(),
+        coord_stop: None,
+    };
+    survivor.wait_for_nodes(1).await;
 
     let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
         .env_clear()

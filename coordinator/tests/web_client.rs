@@ -468,8 +468,23 @@ async fn load_balancer(first: std::net::SocketAddr, second: std::net::SocketAddr
 /// and consumers, and their video never stops decoding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_keeps_its_media_when_its_coordinator_is_killed() {
+    coordinator_killed_under_two_browsers(false).await;
+}
+
+/// The same when the killed coordinator hosted the room itself: the other
+/// coordinator takes the room over and rebuilds it from the media node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_keeps_its_media_when_the_rooms_own_coordinator_is_killed() {
+    coordinator_killed_under_two_browsers(true).await;
+}
+
+/// Two coordinators on one Redis behind a load balancer that prefers the
+/// second (a process, SIGKILLed by the scenario's `kill-coordinator`); the
+/// room is first joined through the first (`owner_killed` false: it hosts
+/// the room, the second relays) or through the second (it hosts the room).
+async fn coordinator_killed_under_two_browsers(owner_killed: bool) {
     let redis = RedisServer::start();
-    let (mut c, owner_base) = web_cluster(&redis, 1, 1).await;
+    let (mut c, survivor_base) = web_cluster(&redis, 1, 1).await;
     let dist = client_web().join("dist");
     // The second coordinator, a process of its own (to be SIGKILLed).
     let port = throng_test_support::free_tcp_port();
@@ -498,15 +513,34 @@ async fn chromium_keeps_its_media_when_its_coordinator_is_killed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     throng_test_support::wait_for_nodes(doomed_addr, 1).await;
-    // The room is hosted by the in-process coordinator: someone joined there first.
-    let mut anchor = Client::connect(&c).await;
+    // The room's host is whichever coordinator someone joined first.
+    let anchor_url = if owner_killed {
+        format!("ws://{doomed_addr}/ws")
+    } else {
+        c.url.clone()
+    };
+    let mut anchor = Client::connect_url(&anchor_url).await;
     assert_eq!(
         anchor.join("survive", "anchor", false).await["type"],
         "joined"
     );
     let lb = load_balancer(doomed_addr, c.http).await;
     let mut settings = serde_json::Map::new();
-    settings.insert("ownerUrl".into(), json!(owner_base));
+    let before = if owner_killed {
+        format!("http://{doomed_addr}")
+    } else {
+        survivor_base.clone()
+    };
+    settings.insert("ownerBefore".into(), json!(before));
+    settings.insert("ownerAfter".into(), json!(survivor_base));
+    // A taken-over room is rebuilt from the node: the anchor, who never made
+    // a transport, has nothing there (and its socket died anyway).
+    let hosted_after = if owner_killed {
+        "ada,grace"
+    } else {
+        "ada,anchor,grace"
+    };
+    settings.insert("hostedAfter".into(), json!(hosted_after));
     run_scenario_with(
         "coordinator-crash.mjs",
         &lb,
@@ -526,7 +560,11 @@ async fn chromium_keeps_its_media_when_its_coordinator_is_killed() {
         !status.success(),
         "the second coordinator was killed: {status}"
     );
-    // The anchor saw the two arrive once each and nobody leave.
+    if owner_killed {
+        // The anchor's socket died with its coordinator.
+        return;
+    }
+    // The anchor saw the two arrive once each and leave once each, at the end.
     let mut seen = std::mem::take(&mut anchor.backlog);
     while let Ok(Some(Ok(m))) = tokio::time::timeout(
         Duration::from_millis(300),

@@ -118,6 +118,7 @@ pub async fn leave_surge(args: &LeaveArgs) -> Result<LeaveReport, String> {
                             router_id: router.clone(),
                             participant_id: participant.clone(),
                             producing,
+                            ..Default::default()
                         })
                         .await
                         .map_err(|e| e.to_string())?;

@@ -104,7 +104,14 @@ impl RedisReporter {
     /// Connects (with automatic reconnection) to `url`.
     pub async fn connect(url: &str, ttl: Duration) -> Result<Self, ReportError> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
+        // Fail fast and reconnect at the next report while Redis is away,
+        // rather than through the client's default backoff of seconds: the
+        // first report after Redis returns is what lets joins in again.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self { conn, ttl })
     }
 

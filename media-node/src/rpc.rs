@@ -107,6 +107,15 @@ fn name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, MediaError> 
     }
 }
 
+/// An optional label: empty, or a valid name of at most `max` characters.
+fn label(field: &'static str, value: &str, max: usize) -> Result<(), MediaError> {
+    if value.is_empty() || names::valid(value, max) {
+        Ok(())
+    } else {
+        Err(MediaError::invalid(field, names::RULE))
+    }
+}
+
 fn kind(value: i32) -> Result<MediaKind, MediaError> {
     match pb::MediaKind::try_from(value) {
         Ok(pb::MediaKind::Audio) => Ok(MediaKind::Audio),
@@ -199,9 +208,10 @@ impl MediaNode for MediaService {
         let r = req.into_inner();
         let router_id = id("router_id", &r.router_id)?;
         let participant = name("participant_id", &r.participant_id)?;
+        label("display_name", &r.display_name, names::MAX_DISPLAY_NAME)?;
         let t = self
             .rooms
-            .create_webrtc_transport(router_id, participant, r.producing)
+            .create_webrtc_transport(router_id, participant, r.producing, &r.display_name)
             .await?;
         ok(pb::WebRtcTransportInfo {
             transport_id: t.id().to_string(),
@@ -247,9 +257,10 @@ impl MediaNode for MediaService {
         let kind = kind(r.kind)?;
         let rtp = json("rtp_parameters_json", &r.rtp_parameters_json)?;
         let transport_id = id("transport_id", &r.transport_id)?;
+        label("source", &r.source, names::MAX_SOURCE)?;
         let producer = self
             .rooms
-            .produce(transport_id, kind, rtp, r.paused)
+            .produce(transport_id, kind, rtp, r.paused, &r.source)
             .await?;
         ok(pb::ProduceResponse {
             producer_id: producer.to_string(),
@@ -323,6 +334,54 @@ impl MediaNode for MediaService {
         let participant = name("participant_id", &r.participant_id)?;
         self.rooms.close_participant(participant);
         ok(pb::Empty {})
+    }
+
+    async fn describe_room(
+        &self,
+        req: Request<pb::DescribeRoomRequest>,
+    ) -> Res<pb::RoomDescription> {
+        let r = req.into_inner();
+        let room = name("room_id", &r.room_id)?;
+        let routers = self
+            .rooms
+            .describe_room(room)
+            .into_iter()
+            .map(|d| pb::RouterDescription {
+                router: Some(router_info(&d.router, d.worker)),
+                transports: d
+                    .transports
+                    .into_iter()
+                    .map(|t| pb::TransportDescription {
+                        transport_id: t.id.to_string(),
+                        participant_id: t.participant,
+                        producing: t.producing,
+                        display_name: t.display_name,
+                    })
+                    .collect(),
+                producers: d
+                    .producers
+                    .into_iter()
+                    .map(|p| pb::ProducerDescription {
+                        producer_id: p.id.to_string(),
+                        transport_id: p.transport.map(|t| t.to_string()).unwrap_or_default(),
+                        kind: kind_pb(p.kind),
+                        paused: p.paused,
+                        source: p.source,
+                    })
+                    .collect(),
+                consumers: d
+                    .consumers
+                    .into_iter()
+                    .map(|c| pb::ConsumerDescription {
+                        consumer_id: c.id.to_string(),
+                        transport_id: c.transport.to_string(),
+                        producer_id: c.producer.to_string(),
+                        paused: c.paused,
+                    })
+                    .collect(),
+            })
+            .collect();
+        ok(pb::RoomDescription { routers })
     }
 
     async fn get_stats(&self, req: Request<pb::GetStatsRequest>) -> Res<pb::GetStatsResponse> {

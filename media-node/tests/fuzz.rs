@@ -101,6 +101,7 @@ async fn run(client: &mut Client, known: &mut Known, call: &Call) -> Result<(), 
                     router_id,
                     participant_id: "fuzzer".into(),
                     producing: *producing,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

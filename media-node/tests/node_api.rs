@@ -383,6 +383,7 @@ async fn two_hundred_participants_join_and_leave_and_every_count_returns_to_zero
                 router_id: room.router_id.clone(),
                 participant_id: pid.clone(),
                 producing: true,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -392,6 +393,7 @@ async fn two_hundred_participants_join_and_leave_and_every_count_returns_to_zero
                 router_id: room.router_id.clone(),
                 participant_id: pid.clone(),
                 producing: false,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -509,6 +511,7 @@ async fn bad_input_gets_clear_statuses_and_other_rooms_keep_working() {
             router_id: healthy.router_id.clone(),
             participant_id: "picky".into(),
             producing: false,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -519,6 +522,7 @@ async fn bad_input_gets_clear_statuses_and_other_rooms_keep_working() {
             router_id: victim.router_id.clone(),
             participant_id: "mallory".into(),
             producing: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -795,4 +799,151 @@ async fn ffmpeg_loops_a_recording_into_a_room_with_the_documented_command() {
     assert!(consumer_packets(&mut client, &audio_consumer).await >= 200);
     assert!(consumer_packets(&mut client, &video_consumer).await >= 150);
     node.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_described_with_its_participants_objects_and_labels() {
+    let node = InProcessNode::start(node_env("describe-node", 2, None)).await;
+    let mut client = node.client.clone();
+    let r0 = router(&mut client, "described", 0).await;
+    let r1 = router(&mut client, "described", 1).await;
+    let other = router(&mut client, "elsewhere", 0).await;
+    let transport = |router_id: &str, pid: &str, producing: bool, name: &str| {
+        pb::CreateWebRtcTransportRequest {
+            router_id: router_id.into(),
+            participant_id: pid.into(),
+            producing,
+            display_name: name.into(),
+        }
+    };
+    let send = client
+        .create_web_rtc_transport(transport(&r0.router_id, "ann", true, "Ann Example"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mic = client
+        .produce(pb::ProduceRequest {
+            transport_id: send.transport_id.clone(),
+            kind: pb::MediaKind::Audio as i32,
+            rtp_parameters_json: webrtc_audio_rtp_parameters(4242),
+            paused: true,
+            source: "mic".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .producer_id;
+    // Bob on the other worker's router consumes Ann's copy piped there.
+    client
+        .pipe_producer_to_router(pb::PipeProducerToRouterRequest {
+            producer_id: mic.clone(),
+            target_router_id: r1.router_id.clone(),
+        })
+        .await
+        .unwrap();
+    let recv = client
+        .create_web_rtc_transport(transport(&r1.router_id, "bob", false, "Bob"))
+        .await
+        .unwrap()
+        .into_inner();
+    let consumer = client
+        .consume(pb::ConsumeRequest {
+            transport_id: recv.transport_id.clone(),
+            producer_id: mic.clone(),
+            rtp_capabilities_json: opus_capabilities_json(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .consumer_id;
+    client
+        .create_web_rtc_transport(transport(&other.router_id, "cy", false, "Cy"))
+        .await
+        .unwrap();
+
+    let mut d = client
+        .describe_room(pb::DescribeRoomRequest {
+            room_id: "described".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .routers;
+    d.sort_by_key(|r| r.router.as_ref().unwrap().worker_index);
+    assert_eq!(d.len(), 2, "the other room's router is not listed");
+    let on0 = &d[0];
+    assert_eq!(on0.router.as_ref().unwrap().router_id, r0.router_id);
+    assert_eq!(on0.transports.len(), 1);
+    let t = &on0.transports[0];
+    assert_eq!(
+        (
+            t.transport_id.as_str(),
+            t.participant_id.as_str(),
+            t.producing,
+            t.display_name.as_str()
+        ),
+        (send.transport_id.as_str(), "ann", true, "Ann Example")
+    );
+    assert_eq!(on0.producers.len(), 1);
+    let p = &on0.producers[0];
+    assert_eq!(
+        (
+            p.producer_id.as_str(),
+            p.transport_id.as_str(),
+            p.kind,
+            p.paused,
+            p.source.as_str()
+        ),
+        (
+            mic.as_str(),
+            send.transport_id.as_str(),
+            pb::MediaKind::Audio as i32,
+            true,
+            "mic"
+        )
+    );
+    let on1 = &d[1];
+    assert_eq!(on1.transports[0].participant_id, "bob");
+    assert!(!on1.transports[0].producing);
+    // The piped copy: same id, no transport.
+    assert_eq!(on1.producers.len(), 1);
+    assert_eq!(on1.producers[0].producer_id, mic);
+    assert!(on1.producers[0].transport_id.is_empty());
+    assert_eq!(on1.consumers.len(), 1);
+    let c = &on1.consumers[0];
+    assert_eq!(
+        (
+            c.consumer_id.as_str(),
+            c.transport_id.as_str(),
+            c.producer_id.as_str(),
+            c.paused
+        ),
+        (
+            consumer.as_str(),
+            recv.transport_id.as_str(),
+            mic.as_str(),
+            true
+        )
+    );
+    // A room with nothing here, and bad input.
+    let none = client
+        .describe_room(pb::DescribeRoomRequest {
+            room_id: "nowhere".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.routers.is_empty());
+    let e = client
+        .describe_room(pb::DescribeRoomRequest {
+            room_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = client
+        .create_web_rtc_transport(transport(&r0.router_id, "eve", false, "bad\nname"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
 }

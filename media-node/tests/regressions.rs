@@ -111,6 +111,7 @@ async fn a_router_closed_while_its_transport_is_being_created_leaves_no_dead_ent
                 router_id: r,
                 participant_id: "late".into(),
                 producing: false,
+                ..Default::default()
             })
             .await
     });

@@ -86,7 +86,7 @@ fn leases_key(scope: &str) -> String {
 impl RedisLimiter {
     /// Leases shared by every coordinator using `url`.
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let conn = crate::registry::redis::connection(url).await?;
         Ok(Self {
             conn,
             script: Script::new(ACQUIRE),

@@ -112,6 +112,18 @@ impl Registry for Counted {
         self.count("epoch", self.inner.epoch().await)
     }
 
+    async fn adopt(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        owner: &str,
+    ) -> Result<bool, RegistryError> {
+        self.count(
+            "adopt",
+            self.inner.adopt(room_id, participant_id, owner).await,
+        )
+    }
+
     async fn restore(
         &self,
         room_id: &str,

@@ -306,6 +306,26 @@ impl Registry for MemoryRegistry {
         Ok(true)
     }
 
+    async fn adopt(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        owner: &str,
+    ) -> Result<bool, RegistryError> {
+        let mut s = self.lock();
+        let placed = s
+            .rooms
+            .get_mut(room_id)
+            .and_then(|room| room.participants.get_mut(participant_id));
+        Ok(match placed {
+            Some((_, _, o)) => {
+                *o = owner.to_string();
+                true
+            }
+            None => false,
+        })
+    }
+
     async fn heartbeat(&self, _coordinator_id: &str, _ttl: Duration) -> Result<(), RegistryError> {
         // One coordinator per memory registry: it cannot outlive itself.
         Ok(())

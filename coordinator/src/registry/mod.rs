@@ -199,6 +199,16 @@ pub trait Registry: Send + Sync + 'static {
     /// it is part of reading it.
     async fn epoch(&self) -> Result<String, RegistryError>;
 
+    /// Takes over a placement another (dead) coordinator made: from now on
+    /// `participant_id` in `room_id` is `owner`'s (reaping its old owner
+    /// leaves it alone). Returns whether the participant is placed.
+    async fn adopt(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        owner: &str,
+    ) -> Result<bool, RegistryError>;
+
     /// Records an existing placement again (the store lost it): `cost` on
     /// `worker` for `participant_id` in `room_id`, made by `owner`. Nothing
     /// changes if the participant is placed already; returns whether it was

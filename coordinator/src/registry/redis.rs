@@ -186,6 +186,23 @@ return 1
 "#;
 
 /// The store's generation (see `Registry::epoch`).
+/// Moves a placement to another owner (the one that made it died).
+const ADOPT: &str = r#"
+local parts_key = KEYS[1]
+local room, pid, owner = ARGV[1], ARGV[2], ARGV[3]
+local v = redis.call('HGET', parts_key, pid)
+if not v then
+  return 0
+end
+local w, c, old = string.match(v, '^([^|]*)|(%d+)|(.*)$')
+if old ~= owner then
+  redis.call('HSET', parts_key, pid, w .. '|' .. c .. '|' .. owner)
+  redis.call('SREM', 'throng:coordinator-placements:' .. old, room .. '\n' .. pid)
+  redis.call('SADD', 'throng:coordinator-placements:' .. owner, room .. '\n' .. pid)
+end
+return 1
+"#;
+
 const EPOCH: &str = "throng:epoch";
 
 const REAP_COORDINATOR: &str = r#"
@@ -225,12 +242,27 @@ pub struct RedisRegistry {
     evict: Script,
     reap: Script,
     restore: Script,
+    adopt: Script,
+}
+
+/// A connection to `url` that reconnects by itself and fails fast while
+/// Redis is away (one reconnection attempt per command, connecting bounded
+/// to 1 s, answers to 3 s): callers fall back at once (a join waits in the
+/// queue, a room is served locally, a lease is not taken) instead of hanging
+/// through the client's default backoff of several seconds. Every Redis
+/// client of the coordinator connects this way.
+pub async fn connection(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(3)));
+    ConnectionManager::new_with_config(redis::Client::open(url)?, config).await
 }
 
 impl RedisRegistry {
     /// Connects (reconnecting automatically) to `url`.
     pub async fn connect(url: &str) -> Result<Self, RegistryError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let conn = connection(url).await?;
         Ok(Self {
             conn,
             place: Script::new(PLACE),
@@ -240,6 +272,7 @@ impl RedisRegistry {
             evict: Script::new(EVICT_NODE),
             reap: Script::new(REAP_COORDINATOR),
             restore: Script::new(RESTORE),
+            adopt: Script::new(ADOPT),
         })
     }
 
@@ -488,6 +521,23 @@ impl Registry for RedisRegistry {
             .arg(cost)
             .arg(owner)
             .arg(room_id)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn adopt(
+        &self,
+        room_id: &str,
+        participant_id: &str,
+        owner: &str,
+    ) -> Result<bool, RegistryError> {
+        let done: i64 = self
+            .adopt
+            .key(participants_key(room_id))
+            .arg(room_id)
+            .arg(participant_id)
+            .arg(owner)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(done == 1)

@@ -1,7 +1,8 @@
 //! Join path: signalling -> join queue -> **rooms** -> placement / media
 //! nodes. The rooms whose participants this coordinator serves: [`state`]
 //! is one room as plain data, [`ops`] the verbs a client may call on it,
-//! [`events`] what the nodes report about it.
+//! [`events`] what the nodes report about it, [`takeover`] how a room whose
+//! coordinator died is rebuilt from the nodes.
 //!
 //! Locks, in the order they may be taken (outer first); none is held across
 //! an `.await` unless it says so:
@@ -21,6 +22,7 @@ pub mod events;
 pub mod ops;
 pub mod peer;
 pub mod state;
+pub mod takeover;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -137,18 +137,21 @@ impl Rooms {
         let t = self
             .plan_call_commit(
                 room_id,
-                async |room: &mut RoomState| room.plan_transport(peer_id, direction),
-                async |router| {
+                async |room: &mut RoomState| {
+                    let router = room.plan_transport(peer_id, direction)?;
+                    Ok((router, room.peer(peer_id)?.display_name.clone()))
+                },
+                async |(router, name)| {
                     Ok(self
                         .clients
                         .of(router)?
-                        .create_webrtc_transport(&router.router_id, peer_id, direction)
+                        .create_webrtc_transport(&router.router_id, peer_id, direction, name)
                         .await?)
                 },
                 |room, _, t: &TransportCreated| {
                     room.commit_transport(peer_id, outbox, direction, &t.id)
                 },
-                async |router, t| {
+                async |(router, _), t| {
                     if let Ok(c) = self.clients.of(router) {
                         let _ = c.close_transport(&t.id).await;
                     }
@@ -431,9 +434,7 @@ impl Rooms {
         if grace.is_zero() || self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             return false;
         }
-        let mark = self
-            .detachments
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mark = self.next_mark();
         {
             let Some(mut room) = self.existing_room(room_id).await else {
                 return false;
@@ -448,6 +449,24 @@ impl Rooms {
             grace_ms = grace.as_millis() as u64,
             "session detached; kept for a resume"
         );
+        self.leave_after(room_id, peer_id, mark, grace);
+        true
+    }
+
+    /// A new detachment mark.
+    pub(super) fn next_mark(&self) -> u64 {
+        self.detachments
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// After `grace`, the peer leaves if it is still detached as `mark`.
+    pub(super) fn leave_after(
+        self: &std::sync::Arc<Self>,
+        room_id: &str,
+        peer_id: &str,
+        mark: u64,
+        grace: std::time::Duration,
+    ) {
         let (rooms, room_id, peer_id) = (self.clone(), room_id.to_string(), peer_id.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
@@ -455,7 +474,6 @@ impl Rooms {
                 info!(room = %room_id, peer = %peer_id, "not resumed within the grace: left");
             }
         });
-        true
     }
 
     /// Removes a peer still detached as `mark` (any detached peer with
@@ -489,11 +507,13 @@ impl Rooms {
     /// if `nonce` is its resume nonce: the `resumed` message (with
     /// `resume_token`) is queued under the room's lock, so that every room
     /// event after it is relative to the state it lists.
+    #[allow(clippy::too_many_arguments)]
     pub async fn resume(
         &self,
         room_id: &str,
         peer_id: &str,
         nonce: &str,
+        can_publish: bool,
         outbox: &Outbox,
         req_id: Option<String>,
         resume_token: String,
@@ -506,7 +526,7 @@ impl Rooms {
         };
         let room = self.existing_room(room_id).await.ok_or_else(not_held)?;
         let mut room = room;
-        let r = room.reattach(peer_id, nonce, outbox)?;
+        let r = room.reattach(peer_id, nonce, can_publish, outbox)?;
         {
             let mut index = self.index();
             for t in &r.transports {

@@ -57,6 +57,10 @@ pub struct Peer {
     /// next, so that an old grace timer does not remove a peer that resumed
     /// and detached again.
     pub detached: Option<u64>,
+    /// Rebuilt from the nodes by a coordinator that took the room over: its
+    /// resume nonce is not known here, so its first resume token (of this
+    /// identity and room) is taken as it comes.
+    pub adopted: bool,
 }
 
 impl Peer {

@@ -156,6 +156,15 @@ impl RoomState {
         }
     }
 
+    /// Marks a peer rebuilt from the nodes (`room::takeover`): detached as
+    /// `mark`, and adopted (see [`Peer::adopted`]).
+    pub fn mark_adopted(&mut self, peer_id: &str, mark: u64) {
+        if let Some(peer) = self.peers.get_mut(peer_id) {
+            peer.detached = Some(mark);
+            peer.adopted = true;
+        }
+    }
+
     /// Whether the peer is still detached as `mark` (not resumed since).
     pub fn detached_as(&self, peer_id: &str, mark: u64) -> bool {
         self.peers
@@ -171,6 +180,7 @@ impl RoomState {
         &mut self,
         peer_id: &str,
         nonce: &str,
+        can_publish: bool,
         outbox: &Outbox,
     ) -> Result<Reattached, RoomError> {
         let gone = || {
@@ -180,7 +190,12 @@ impl RoomState {
             )
         };
         let peer = self.peers.get_mut(peer_id).ok_or_else(gone)?;
-        if !throng_ops::same_secret(nonce, &peer.resume_nonce) {
+        if peer.adopted {
+            // Rebuilt from the nodes: the token tells what the join granted.
+            peer.adopted = false;
+            peer.resume_nonce = nonce.to_string();
+            peer.can_publish = can_publish;
+        } else if !throng_ops::same_secret(nonce, &peer.resume_nonce) {
             return Err(gone());
         }
         if peer.detached.is_none() && !peer.outbox.same(outbox) {
@@ -264,6 +279,7 @@ impl RoomState {
                 seq,
                 resume_nonce: uuid::Uuid::new_v4().simple().to_string(),
                 detached: None,
+                adopted: false,
             },
         );
         let peer = self.peer_info(peer_id, &self.peers[peer_id]);

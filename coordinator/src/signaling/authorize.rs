@@ -56,12 +56,12 @@ pub fn authorize(
 
 /// The checks a `resume` passes before anything is done for it: a resume
 /// token (minted by a coordinator of this cluster) for this room. Returns
-/// the participant and its session's resume nonce.
+/// the participant, its session's resume nonce and whether it may publish.
 pub fn authorize_resume(
     deps: &SessionDeps,
     room: &str,
     resume_token: &str,
-) -> Result<(String, String), RoomError> {
+) -> Result<(String, String, bool), RoomError> {
     if !names::valid(room, names::MAX_ID) {
         return Err(bad(
             ErrorCode::BadRequest,
@@ -76,7 +76,7 @@ pub fn authorize_resume(
         Err(_) => return Err(bad(ErrorCode::Unauthorized, "invalid resume token")),
     };
     match claims.rsm {
-        Some(nonce) if claims.room == room => Ok((claims.sub, nonce)),
+        Some(nonce) if claims.room == room => Ok((claims.sub, nonce, claims.publish)),
         Some(_) => Err(bad(
             ErrorCode::Unauthorized,
             "the resume token is for another room",

@@ -311,7 +311,7 @@ async fn resume(
     resume_token: &str,
     req_id: Option<String>,
 ) -> Result<(String, IdentitySlot), RoomError> {
-    let (peer, nonce) = authorize_resume(deps, room, resume_token)?;
+    let (peer, nonce, publish) = authorize_resume(deps, room, resume_token)?;
     tracing::Span::current().record("participant", peer.as_str());
     let Some(slot) = deps.limits.identities.enter(&peer) else {
         deps.metrics.refused("identity_cap");
@@ -325,9 +325,9 @@ async fn resume(
     };
     let token = deps
         .tokens
-        .mint_resume(room, &peer, &nonce, RESUME_TOKEN_TTL_SECS);
+        .mint_resume(room, &peer, publish, &nonce, RESUME_TOKEN_TTL_SECS);
     deps.rooms
-        .resume(room, &peer, &nonce, outbox, req_id, token)
+        .resume(room, &peer, &nonce, publish, outbox, req_id, token)
         .await?;
     Ok((peer, slot))
 }
@@ -389,9 +389,13 @@ async fn join(
         can_publish: claims.publish,
         router_rtp_capabilities: j.router_rtp_capabilities,
         peers: j.peers,
-        resume_token: deps
-            .tokens
-            .mint_resume(&room, &peer, &j.resume_nonce, RESUME_TOKEN_TTL_SECS),
+        resume_token: deps.tokens.mint_resume(
+            &room,
+            &peer,
+            claims.publish,
+            &j.resume_nonce,
+            RESUME_TOKEN_TTL_SECS,
+        ),
     };
     Ok((room, peer, msg, slot))
 }

@@ -4,7 +4,10 @@
 //! extending while it serves the room). A browser that reaches another
 //! coordinator is proxied, message by message, to the owner, so everyone in a
 //! room sees everyone else whatever coordinator the load balancer picked.
-//! When an owner dies its claim expires and the next join claims the room.
+//! When an owner dies, the first join or resume of one of its rooms that
+//! cannot reach it takes the claim over (only if it is still the dead one's)
+//! and the room is rebuilt here from the nodes (`crate::room::takeover`);
+//! a claim nobody takes over expires.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,17 @@ if not v then
 end
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return v
+"#;
+
+/// Moves the claim to the caller if it is still the (dead) owner's, or has
+/// expired; returns the owner after.
+const TAKE_OVER: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if (not v) or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return ARGV[2]
 end
 return v
 "#;
@@ -73,7 +87,7 @@ impl RoomOwners {
 
     /// Shared ownership; `me` is the host:port other coordinators reach this one at.
     pub async fn redis(url: &str, me: &str) -> Result<Self, redis::RedisError> {
-        let conn = ConnectionManager::new(redis::Client::open(url)?).await?;
+        let conn = crate::registry::redis::connection(url).await?;
         Ok(Self {
             redis: Some((conn, Arc::new(Script::new(CLAIM)))),
             me: me.into(),
@@ -88,6 +102,30 @@ impl RoomOwners {
         };
         let owner: Result<String, _> = script
             .key(key(room))
+            .arg(&*self.me)
+            .arg(CLAIM_TTL.as_millis() as u64)
+            .invoke_async(&mut conn.clone())
+            .await;
+        match owner {
+            Ok(o) if o == *self.me => Owner::Local,
+            Ok(o) => Owner::Remote(o),
+            Err(e) => {
+                warn!(room, error = %e, "room owner unknown; serving locally");
+                Owner::Local
+            }
+        }
+    }
+
+    /// The room's owner `dead` cannot be reached (its coordinator died, or
+    /// is cut off): the room becomes this coordinator's, unless another one
+    /// took it over first (then that one is the owner).
+    pub async fn take_over(&self, room: &str, dead: &str) -> Owner {
+        let Some((conn, _)) = &self.redis else {
+            return Owner::Local;
+        };
+        let owner: Result<String, _> = Script::new(TAKE_OVER)
+            .key(key(room))
+            .arg(dead)
             .arg(&*self.me)
             .arg(CLAIM_TTL.as_millis() as u64)
             .invoke_async(&mut conn.clone())

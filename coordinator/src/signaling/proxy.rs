@@ -12,6 +12,10 @@ use tokio_tungstenite::tungstenite::Message as Up;
 
 use crate::protocol::{client_ws_config, is_event_type, Outbox};
 
+/// How long connecting to a room's owner may take before it counts as
+/// unreachable (and the room is taken over).
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The upstream half of a proxied session, and the task relaying the
 /// owner's messages back.
 pub struct Upstream(
@@ -71,9 +75,17 @@ pub async fn open(
             .parse()
             .expect("the relay key is hex, a valid header value"),
     );
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(request, Some(client_ws_config()), false)
-            .await?;
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_LIMIT,
+        tokio_tungstenite::connect_async_with_config(request, Some(client_ws_config()), false),
+    )
+    .await
+    .map_err(|_| {
+        tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the room's owner did not answer in time",
+        ))
+    })??;
     let (mut sink, mut stream) = ws.split();
     sink.send(Up::Text(join_text.into())).await?;
     let reader = tokio::spawn(async move {

@@ -186,9 +186,14 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                     outbox.send(e.into_message(handler::req_id_of(&text)));
                     continue;
                 }
-                if let Owner::Remote(owner) = deps.owners.claim(&room).await {
+                let mut owner = deps.owners.claim(&room).await;
+                // An owner that cannot be reached died (or is cut off): the
+                // room is taken over here and rebuilt from the nodes, once;
+                // another coordinator that took it over first is its owner.
+                let mut took_over = false;
+                while let Owner::Remote(addr) = &owner {
                     match proxy::open(
-                        &owner,
+                        addr,
                         text.as_str(),
                         &deps.limits.relay_key,
                         outbox.clone(),
@@ -196,16 +201,34 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                     )
                     .await
                     {
-                        Ok(up) => remote = Some(up),
+                        Ok(up) => {
+                            remote = Some(up);
+                            break;
+                        }
+                        Err(e) if !took_over => {
+                            warn!(owner = %addr, error = %e, "room owner unreachable; taking the room over");
+                            took_over = true;
+                            owner = deps.owners.take_over(&room, addr).await;
+                            if owner == Owner::Local {
+                                if let Err(e) =
+                                    deps.rooms.take_over(&room, deps.limits.resume_grace).await
+                                {
+                                    warn!(room = %room, error = %e, "room not rebuilt");
+                                }
+                            }
+                        }
                         Err(e) => {
-                            warn!(%owner, error = %e, "room owner unreachable");
+                            warn!(owner = %addr, error = %e, "room owner unreachable");
                             outbox.send(ServerMessage::error(
                                 handler::req_id_of(&text),
                                 ErrorCode::Unavailable,
                                 "the room's coordinator is unreachable; retry",
                             ));
+                            break;
                         }
                     }
+                }
+                if owner != Owner::Local {
                     continue;
                 }
             }

@@ -201,6 +201,7 @@ impl Rooms {
                 MediaKind::Audio,
                 ingest_parameters(MediaKind::Audio),
                 false,
+                "mic",
             )
             .await?;
         if self.hooks.should_fail(HOOK_INGEST_VIDEO) {
@@ -212,6 +213,7 @@ impl Rooms {
                 MediaKind::Video,
                 ingest_parameters(MediaKind::Video),
                 false,
+                "camera",
             )
             .await?;
         Ok(Ingest {

@@ -3,7 +3,8 @@
 //! ([`tree`]: router -> transports -> producers/consumers, by id, with
 //! parents), and the operations the gRPC API offers on it, one file per kind
 //! of object: [`webrtc`] (browser transports, producers, consumers),
-//! [`pipes`] (between workers and between nodes), [`ingest`] (plain RTP in).
+//! [`pipes`] (between workers and between nodes), [`ingest`] (plain RTP in),
+//! [`describe`] (a room's objects, for a coordinator taking it over).
 //! The domain takes typed ids and parameters; parsing wire strings and
 //! building replies is `rpc`'s.
 //!
@@ -24,6 +25,7 @@
 //!   racing the registration removes the entry instead of leaving a dead one.
 
 pub mod codecs;
+pub mod describe;
 pub mod events;
 pub mod ingest;
 pub mod pipes;
@@ -43,6 +45,7 @@ use tracing::info;
 use crate::error::MediaError;
 use crate::node::NodeState;
 use crate::workers::NodeWorker;
+pub use describe::{ProducerLabel, TransportLabel};
 use events::{Cleanup, Events};
 use tree::{InsertError, Kinds, Origin, ProducerKey, Removed, Tree, WorkerCounts};
 

@@ -109,6 +109,20 @@ pub struct ConsumerNode<K: Kinds> {
     pub transport: K::TransportId,
 }
 
+/// One router of a room and what hangs off it ([`Tree::room`]).
+pub struct RoomRouter<'a, K: Kinds> {
+    /// Its id.
+    pub id: K::RouterId,
+    /// The router.
+    pub node: &'a RouterNode<K>,
+    /// Participants' transports on it.
+    pub transports: Vec<(K::TransportId, &'a TransportNode<K>)>,
+    /// Producers on it, sources and copies.
+    pub producers: Vec<(K::ProducerId, &'a ProducerNode<K>)>,
+    /// Consumers on those transports.
+    pub consumers: Vec<(K::ConsumerId, &'a ConsumerNode<K>)>,
+}
+
 /// Why an object could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InsertError {
@@ -220,6 +234,43 @@ impl<K: Kinds> Tree<K> {
         self.transports
             .values()
             .map(|t| (t, self.worker_of(&t.router)))
+    }
+
+    /// Everything one room has here: each of its routers with the
+    /// participants' transports on it (pipe transports left out), every
+    /// producer on it (sources and copies) and the consumers on those
+    /// transports. Visits the whole tree: for the rare rebuild of a room.
+    pub fn room(&self, room: &str) -> Vec<RoomRouter<'_, K>> {
+        let mut out: Vec<RoomRouter<'_, K>> = self
+            .routers
+            .iter()
+            .filter(|(_, r)| r.room == room)
+            .map(|(id, node)| RoomRouter {
+                id: *id,
+                node,
+                transports: Vec::new(),
+                producers: Vec::new(),
+                consumers: Vec::new(),
+            })
+            .collect();
+        for r in &mut out {
+            for (tid, t) in &self.transports {
+                if t.router == r.id && t.participant.is_some() {
+                    r.transports.push((*tid, t));
+                    for cid in &t.consumers {
+                        if let Some(c) = self.consumers.get(cid) {
+                            r.consumers.push((*cid, c));
+                        }
+                    }
+                }
+            }
+            for ((router, pid), p) in &self.producers {
+                if *router == r.id {
+                    r.producers.push((*pid, p));
+                }
+            }
+        }
+        out
     }
 
     /// A router.
@@ -587,6 +638,36 @@ mod tests {
             .unwrap();
         t.insert_consumer(200, 20, ()).unwrap();
         t
+    }
+
+    #[test]
+    fn a_room_lists_its_routers_transports_producers_and_consumers() {
+        let mut t = room();
+        t.insert_router(3, "other".into(), 0, ()).unwrap();
+        t.insert_transport(30, 3, Some("c".into()), ()).unwrap();
+        // A pipe transport (no participant) is not listed.
+        t.insert_transport(11, 1, None, ()).unwrap();
+        let mut routers = t.room("room");
+        routers.sort_by_key(|r| r.id);
+        let ids: Vec<u32> = routers.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 2]);
+        let transports: Vec<Vec<u32>> = routers
+            .iter()
+            .map(|r| r.transports.iter().map(|(id, _)| *id).collect())
+            .collect();
+        assert_eq!(transports, [vec![10], vec![20]]);
+        assert_eq!(routers[0].producers.len(), 1);
+        assert_eq!(routers[0].producers[0].1.origin, Origin::Source);
+        assert_eq!(routers[1].producers[0].1.origin, Origin::SameNodePipe);
+        assert_eq!(
+            routers[1]
+                .consumers
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            [200]
+        );
+        assert!(t.room("nowhere").is_empty());
     }
 
     #[test]

@@ -34,11 +34,17 @@ impl Rooms {
         router_id: RouterId,
         participant: &str,
         producing: bool,
+        display_name: &str,
     ) -> Result<WebRtcTransport, MediaError> {
         let (router, worker) = self.router(router_id)?;
         let server = self.workers[worker].webrtc_server.clone();
+        let mut options = webrtc_transport_options(server);
+        options.app_data = mediasoup::prelude::AppData::new(super::TransportLabel {
+            producing,
+            display_name: display_name.to_string(),
+        });
         let transport = router
-            .create_webrtc_transport(webrtc_transport_options(server))
+            .create_webrtc_transport(options)
             .await
             .map_err(MediaError::request("create transport"))?;
         if producing {
@@ -95,10 +101,14 @@ impl Rooms {
         kind: MediaKind,
         rtp_parameters: RtpParameters,
         paused: bool,
+        source: &str,
     ) -> Result<ProducerId, MediaError> {
         let (transport, router_id, _) = self.transport(transport_id)?;
         let mut options = ProducerOptions::new(kind, rtp_parameters);
         options.paused = paused;
+        options.app_data = mediasoup::prelude::AppData::new(super::ProducerLabel {
+            source: source.to_string(),
+        });
         let producer = match &transport {
             AnyTransport::WebRtc(t) => t.produce(options).await?,
             AnyTransport::Plain(t) => t.produce(options).await?,
