@@ -91,10 +91,10 @@ struct Stores {
 async fn stores(config: &CoordinatorConfig) -> Result<Stores, CoordinatorError> {
     Ok(match &config.redis_url {
         Some(url) => Stores {
-            registry: Arc::new(RedisRegistry::connect(url).await?),
+            registry: Arc::new(RedisRegistry::connect_with(url, config.redis_ca.as_deref()).await?),
             polled: None,
             limiter: Arc::new(
-                RedisLimiter::connect(url)
+                RedisLimiter::connect(url, config.redis_ca.as_deref())
                     .await
                     .map_err(registry::RegistryError::from)?,
             ),
@@ -194,7 +194,7 @@ pub async fn run_with(
     };
     let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
     let owners = match &config.redis_url {
-        Some(url) => RoomOwners::redis(url, &me)
+        Some(url) => RoomOwners::redis(url, config.redis_ca.as_deref(), &me)
             .await
             .map_err(registry::RegistryError::from)?,
         None => RoomOwners::local(),

@@ -71,7 +71,7 @@ fn check_config_accepts_a_good_environment_and_names_the_bad_setting() {
 
     let mut cases: Vec<(HashMap<String, String>, &str)> = Vec::new();
     for (var, value) in [
-        (vars::REDIS_URL, "rediss://redis.example:6380"),
+        (throng_ops::REDIS_CA_FILE, "/nonexistent/ca.pem"),
         (vars::REDIS_URL, "http://redis.example"),
         (vars::LISTEN, "everywhere"),
         (vars::TOKEN_SECRET, "too-short"),

@@ -114,7 +114,7 @@ fn the_schema_and_the_templates_refuse_bad_values_naming_them() {
         ),
         ("redis.mode=cluster", "/redis/mode"),
         (
-            "redis.external.url=rediss://redis.example:6380",
+            "redis.external.url=https://redis.example:6380",
             "/redis/external/url",
         ),
         ("logging.format=xml", "/logging/format"),

@@ -193,7 +193,8 @@ pub async fn run_with(
     let tracker = LoadTracker::new(workers.len());
     let reporter = match &config.redis_url {
         Some(url) => {
-            let reporter = RedisReporter::connect(url, config.report_ttl).await?;
+            let reporter =
+                RedisReporter::connect(url, config.redis_ca.as_deref(), config.report_ttl).await?;
             tracker.sample(&workers);
             reporter.write(&tracker.report(&rooms)).await?;
             Some(reporter)

@@ -102,8 +102,8 @@ pub struct ReportError(#[from] redis::RedisError);
 
 impl RedisReporter {
     /// Connects (with automatic reconnection) to `url`.
-    pub async fn connect(url: &str, ttl: Duration) -> Result<Self, ReportError> {
-        let client = redis::Client::open(url)?;
+    pub async fn connect(url: &str, ca: Option<&[u8]>, ttl: Duration) -> Result<Self, ReportError> {
+        let client = throng_ops::redis_client(url, ca)?;
         // Fail fast and reconnect at the next report while Redis is away,
         // rather than through the client's default backoff of seconds: the
         // first report after Redis returns is what lets joins in again.

@@ -71,9 +71,9 @@ fn check_config_accepts_a_good_environment_and_names_the_bad_setting() {
     let cases: &[(&str, &str, &str)] = &[
         (vars::WORKERS, "0", vars::WORKERS),
         (
-            vars::REDIS_URL,
-            "rediss://redis.example:6380",
-            vars::REDIS_URL,
+            throng_ops::REDIS_CA_FILE,
+            "/nonexistent/ca.pem",
+            throng_ops::REDIS_CA_FILE,
         ),
         (vars::REDIS_URL, "redis://host:port", vars::REDIS_URL),
         (vars::GRPC_ADVERTISE, "nohost", vars::GRPC_ADVERTISE),

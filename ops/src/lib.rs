@@ -8,7 +8,8 @@
 //!   `THRONG_X_FILE=/path` stands for `THRONG_X=<file contents>` ([`environment`]);
 //! - logs: `RUST_LOG` filters, `THRONG_LOG_FORMAT` (`text`, `json`) shapes them,
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` exports spans ([`init_logging`]);
-//! - the Redis URL rule both binaries apply ([`check_redis_url`]).
+//! - the Redis URL rule both binaries apply ([`check_redis_url`]), and how
+//!   they connect to it, TLS included ([`redis_client`], [`redis_ca`]).
 //!
 //! Exit codes: 0 done, 1 failed while serving, 2 bad configuration or command
 //! line (including a listen address that cannot be bound).
@@ -157,25 +158,59 @@ pub fn init_logging(
     })
 }
 
-/// The Redis URL rule: `redis://` or `redis+unix://`, and parseable.
-/// `rediss://` (TLS) is refused here, at start, with what to do instead: this
-/// build has no TLS client for Redis, and accepting the URL would only fail
-/// on the first command.
+/// The Redis URL rule: `redis://`, `rediss://` (TLS) or `redis+unix://`, and
+/// parseable. A password in the URL is sent as Redis AUTH.
 pub fn check_redis_url(url: &str) -> Result<(), String> {
     use redis::IntoConnectionInfo;
-    if url.starts_with("rediss://") {
-        return Err(
-            "rediss:// (TLS) is not supported by this build; reach a TLS Redis \
-                    through a local TLS tunnel (stunnel, a sidecar) with a redis:// URL"
-                .into(),
-        );
-    }
-    if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
-        return Err("a redis:// or redis+unix:// URL".into());
+    if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://"))
+    {
+        return Err("a redis://, rediss:// or redis+unix:// URL".into());
     }
     url.into_connection_info()
         .map(|_| ())
         .map_err(|e| format!("not a usable Redis URL: {e}"))
+}
+
+/// The variable both binaries read a PEM bundle from: the certificate
+/// authorities a `rediss://` Redis's certificate is checked against, instead
+/// of the system's.
+pub const REDIS_CA_FILE: &str = "THRONG_REDIS_CA_FILE";
+
+/// The CA bundle `THRONG_REDIS_CA_FILE` names, checked to go with `url`: a
+/// readable PEM file with a certificate, and a `rediss://` URL.
+pub fn redis_ca(
+    env: &std::collections::HashMap<String, String>,
+    url: Option<&str>,
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = env.get(REDIS_CA_FILE).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    if !url.is_some_and(|u| u.starts_with("rediss://")) {
+        return Err("a CA file is only used with a rediss:// THRONG_REDIS_URL".into());
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{path}: no PEM certificate in it"));
+    }
+    Ok(Some(pem))
+}
+
+/// A Redis client for `url`: over TLS for `rediss://`, checking the server
+/// against `ca` (PEM) when given, else against the system's roots.
+pub fn redis_client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss://") {
+        redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: ca.map(<[u8]>::to_vec),
+            },
+        )
+    } else {
+        redis::Client::open(url)
+    }
 }
 
 /// A URL with the password of its userinfo replaced by `***`, for logs and
@@ -447,9 +482,16 @@ mod tests {
     fn redis_urls() {
         assert!(check_redis_url("redis://127.0.0.1:6379").is_ok());
         assert!(check_redis_url("redis://:pw@redis.example:6380/2").is_ok());
-        assert!(check_redis_url("rediss://redis.example:6380")
+        assert!(check_redis_url("rediss://:pw@redis.example:6380").is_ok());
+        let mut env = std::collections::HashMap::new();
+        assert_eq!(redis_ca(&env, Some("redis://h:1")), Ok(None));
+        env.insert(REDIS_CA_FILE.to_string(), "/nonexistent/ca.pem".to_string());
+        assert!(redis_ca(&env, Some("redis://h:1"))
             .unwrap_err()
-            .contains("TLS"));
+            .contains("rediss://"));
+        assert!(redis_ca(&env, Some("rediss://h:1"))
+            .unwrap_err()
+            .contains("/nonexistent/ca.pem"));
         assert!(check_redis_url("http://x").is_err());
         assert!(check_redis_url("redis://host:notaport").is_err());
     }

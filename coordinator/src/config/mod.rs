@@ -16,6 +16,9 @@ pub struct CoordinatorConfig {
     pub advertise: Option<String>,
     /// Shared Redis; `None` runs the single-machine in-memory registry.
     pub redis_url: Option<String>,
+    /// Certificate authorities (PEM) a `rediss://` Redis is checked against,
+    /// instead of the system's.
+    pub redis_ca: Option<Vec<u8>>,
     /// Media nodes to poll when there is no Redis (host:port of their gRPC).
     pub media_nodes: Vec<String>,
     /// Secret join tokens are signed with (HS256).
@@ -148,6 +151,11 @@ impl CoordinatorConfig {
                 reason,
             })?;
         }
+        let redis_ca =
+            throng_ops::redis_ca(env, redis_url.as_deref()).map_err(|reason| ConfigError {
+                var: throng_ops::REDIS_CA_FILE,
+                reason,
+            })?;
         let media_nodes: Vec<String> = get(env, vars::MEDIA_NODES)
             .map(|v| {
                 v.split(',')
@@ -330,6 +338,7 @@ impl CoordinatorConfig {
             listen,
             advertise,
             redis_url,
+            redis_ca,
             media_nodes,
             token_secret: secret(env, vars::TOKEN_SECRET)?,
             api_key: secret(env, vars::API_KEY)?,
@@ -378,6 +387,14 @@ impl CoordinatorConfig {
                     .unwrap_or_else(|| "(the bound address)".into()),
             ),
             (vars::REDIS_URL, redis),
+            (
+                throng_ops::REDIS_CA_FILE,
+                if self.redis_ca.is_some() {
+                    "(set)".into()
+                } else {
+                    "(none: the system's roots)".into()
+                },
+            ),
             (vars::MEDIA_NODES, self.media_nodes.join(",")),
             (vars::TOKEN_SECRET, "(set)".into()),
             (vars::API_KEY, "(set)".into()),

@@ -31,8 +31,8 @@ fn drain_grace_is_configurable() {
 #[test]
 fn bad_values_name_the_variable() {
     for (var, value) in [
-        (vars::REDIS_URL, "rediss://redis.example:6380"),
         (vars::REDIS_URL, "http://x"),
+        (throng_ops::REDIS_CA_FILE, "/nonexistent/ca.pem"),
         (vars::REDIS_URL, "redis://host:port"),
         (vars::TOKEN_SECRET, "short"),
         (vars::LISTEN, "nowhere"),

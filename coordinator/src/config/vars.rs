@@ -88,7 +88,11 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         REDIS_URL,
-        "shared Redis, redis:// or redis+unix:// (unset: in-memory registry, one coordinator)",
+        "shared Redis, redis://, rediss:// (TLS) or redis+unix://; a password in it is sent as AUTH (unset: in-memory registry, one coordinator)",
+    ),
+    (
+        throng_ops::REDIS_CA_FILE,
+        "PEM certificate authorities a rediss:// Redis is checked against (default: the system's)",
     ),
     (
         MEDIA_NODES,

@@ -84,9 +84,10 @@ fn leases_key(scope: &str) -> String {
 }
 
 impl RedisLimiter {
-    /// Leases shared by every coordinator using `url`.
-    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
-        let conn = crate::registry::redis::connection(url).await?;
+    /// Leases shared by every coordinator using `url` (`ca` checks a
+    /// `rediss://` server).
+    pub async fn connect(url: &str, ca: Option<&[u8]>) -> Result<Self, redis::RedisError> {
+        let conn = crate::registry::redis::connection(url, ca).await?;
         Ok(Self {
             conn,
             script: Script::new(ACQUIRE),

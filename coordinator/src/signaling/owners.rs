@@ -85,9 +85,10 @@ impl RoomOwners {
         }
     }
 
-    /// Shared ownership; `me` is the host:port other coordinators reach this one at.
-    pub async fn redis(url: &str, me: &str) -> Result<Self, redis::RedisError> {
-        let conn = crate::registry::redis::connection(url).await?;
+    /// Shared ownership; `me` is the host:port other coordinators reach this
+    /// one at; `ca` checks a `rediss://` server.
+    pub async fn redis(url: &str, ca: Option<&[u8]>, me: &str) -> Result<Self, redis::RedisError> {
+        let conn = crate::registry::redis::connection(url, ca).await?;
         Ok(Self {
             redis: Some((conn, Arc::new(Script::new(CLAIM)))),
             me: me.into(),
