@@ -217,7 +217,12 @@ impl TokenKey {
 
     /// A token valid for `ttl_secs` from now (for this coordinator's audience, if any).
     pub fn mint(&self, room: &str, identity: &str, publish: bool, ttl_secs: u64) -> String {
-        self.sign(&Claims {
+        self.sign(&self.claims(room, identity, publish, ttl_secs))
+    }
+
+    /// What [`TokenKey::mint`] and [`TokenKey::mint_resume`] sign.
+    fn claims(&self, room: &str, identity: &str, publish: bool, ttl_secs: u64) -> Claims {
+        Claims {
             room: room.into(),
             sub: identity.into(),
             exp: now_secs() + ttl_secs,
@@ -225,7 +230,7 @@ impl TokenKey {
             nbf: None,
             aud: self.audience.clone().map(Audience::One),
             rsm: None,
-        })
+        }
     }
 
     /// A resume token: takes up the session of `identity` in `room` whose
@@ -241,13 +246,8 @@ impl TokenKey {
         ttl_secs: u64,
     ) -> String {
         self.sign(&Claims {
-            room: room.into(),
-            sub: identity.into(),
-            exp: now_secs() + ttl_secs,
-            publish,
-            nbf: None,
-            aud: self.audience.clone().map(Audience::One),
             rsm: Some(nonce.into()),
+            ..self.claims(room, identity, publish, ttl_secs)
         })
     }
 

@@ -137,13 +137,6 @@ async fn joins_made_while_redis_is_away_wait_in_line_and_are_admitted_when_it_re
         "admitted {last:?} after Redis returned"
     );
     // Their placements are recorded: the reserved units add up.
-    let nodes = admin(&c, "/admin/nodes").await;
-    let reserved: u64 = nodes["nodes"][0]["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["reserved"].as_u64().unwrap())
-        .sum();
-    assert_eq!(reserved, 5 * 26, "{nodes}");
+    assert_eq!(reserved_units(&c).await, 5 * 26);
     drop(redis);
 }

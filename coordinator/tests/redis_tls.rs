@@ -169,17 +169,11 @@ async fn a_node_and_a_coordinator_use_redis_over_tls_with_a_password() {
     coord_env.insert(ca_var.0.clone(), ca_var.1.clone());
     let coord = Coordinator::start(coord_env).await;
     coord.wait_for_nodes(1).await;
-    let c = Cluster {
-        url: coord.ws_url(),
-        http: coord.http,
-        node_stops: Vec::new(),
-        coord_stop: None,
-    };
+    let c = Cluster::at(coord.http);
     let mut ann = Client::connect(&c).await;
     let j = ann.join("encrypted", "ann", true).await;
     assert_eq!(j["type"], "joined", "{j}");
-    let nodes = admin(&c, "/admin/nodes").await;
-    assert_eq!(nodes["nodes"][0]["workers"][0]["reserved"], 26, "{nodes}");
+    assert_eq!(reserved_units(&c).await, 26);
     let room = registry.room("encrypted").await.unwrap();
     assert_eq!(room.participant_ids, vec!["ann".to_string()]);
     drop(ann);

@@ -162,12 +162,7 @@ async fn tokens_are_checked_and_a_session_not_resumed_within_the_grace_leaves() 
         &[(cvars::RESUME_GRACE_SECS, "2".into())],
     )
     .await;
-    let c = Cluster {
-        url: format!("ws://{http}/ws"),
-        http,
-        node_stops: Vec::new(),
-        coord_stop: None,
-    };
+    let c = Cluster::at(http);
     c.wait_for_nodes(1).await;
     let (mut ann, bob, joined, _producer, _transport, _consumer, _) =
         two_in_a_room(&c, "grace").await;
@@ -287,46 +282,19 @@ async fn a_session_proxied_through_another_coordinator_resumes_through_a_third_p
     assert_eq!(gone["peerId"], "bob");
 }
 
-/// A coordinator process on `port` over `nodes` and Redis, with a short
-/// heartbeat and resume grace.
-fn coordinator_process(port: u16, nodes: &[String], redis: &RedisServer) -> tokio::process::Child {
-    let mut env = throng_test_support::Coordinator::env(nodes, 1500, Some(&redis.url()));
-    env.insert(cvars::LISTEN.into(), format!("127.0.0.1:{port}"));
-    env.insert(cvars::COORDINATOR_TTL_MS.into(), "2000".into());
-    env.insert(cvars::RESUME_GRACE_SECS.into(), "4".into());
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .envs(env)
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start a coordinator process")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_room_outlives_its_coordinator_killed_and_is_taken_over_where_they_resume() {
     let redis = RedisServer::start();
     let (node, _node_stop) = start_node("node-1", 1, Some(&redis)).await;
     let nodes = [node.to_string()];
-    // The owner: a process of its own, to be SIGKILLed.
-    let port = throng_test_support::free_tcp_port();
-    let mut doomed = coordinator_process(port, &nodes, &redis);
-    let doomed_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(doomed_addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The owner: a process of its own, to be SIGKILLed, with the same short
+    // heartbeat and resume grace as the survivor.
+    let mut env = throng_test_support::Coordinator::env(&nodes, 1500, Some(&redis.url()));
+    env.insert(cvars::COORDINATOR_TTL_MS.into(), "2000".into());
+    env.insert(cvars::RESUME_GRACE_SECS.into(), "4".into());
+    let (mut doomed, doomed_addr) = coordinator_process(env).await;
     throng_test_support::wait_for_nodes(doomed_addr, 1).await;
-    let owner = Cluster {
-        url: format!("ws://{doomed_addr}/ws"),
-        http: doomed_addr,
-        node_stops: Vec::new(),
-        coord_stop: None,
-    };
+    let owner = Cluster::at(doomed_addr);
     // The survivor, in this process, with the same short timings.
     let (http, _stop) = start_coordinator_with(
         &nodes,
@@ -338,12 +306,7 @@ async fn the_room_outlives_its_coordinator_killed_and_is_taken_over_where_they_r
         ],
     )
     .await;
-    let survivor = Cluster {
-        url: format!("ws://{http}/ws"),
-        http,
-        node_stops: Vec::new(),
-        coord_stop: None,
-    };
+    let survivor = Cluster::at(http);
     survivor.wait_for_nodes(1).await;
 
     // Ann publishes, Bob receives her; Cy has a transport but will not come back.
@@ -434,17 +397,10 @@ async fn the_room_outlives_its_coordinator_killed_and_is_taken_over_where_they_r
         before,
         "only Cy's transport went (routers, transports, producers, consumers)"
     );
-    let nodes_view = admin(&survivor, "/admin/nodes").await;
-    let reserved: u64 = nodes_view["nodes"][0]["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["reserved"].as_u64().unwrap())
-        .sum();
     assert_eq!(
-        reserved,
+        reserved_units(&survivor).await,
         2 * 26,
-        "Ann's and Bob's reservations: {nodes_view}"
+        "Ann's and Bob's reservations"
     );
     let room = admin(&survivor, "/admin/rooms/orphan").await;
     assert_eq!(peer_ids(&room), ["ann", "bob"], "{room}");

@@ -382,12 +382,7 @@ async fn a_killed_coordinators_participants_are_reaped_by_the_others() {
         )],
     )
     .await;
-    let survivor = Cluster {
-        url: format!("ws://{http}/ws"),
-        http,
-        node_stops: Vec::new(),
-        coord_stop: None,
-    };
+    let survivor = Cluster::at(http);
     survivor.wait_for_nodes(1).await;
 
     let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
@@ -420,12 +415,7 @@ async fn a_killed_coordinators_participants_are_reaped_by_the_others() {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    let doomed_cluster = Cluster {
-        url: format!("ws://{addr}/ws"),
-        http: addr,
-        node_stops: Vec::new(),
-        coord_stop: None,
-    };
+    let doomed_cluster = Cluster::at(addr);
     doomed_cluster.wait_for_nodes(1).await;
 
     let mut a = Client::connect(&doomed_cluster).await;

@@ -106,13 +106,6 @@ async fn a_thousand_joins_at_once_are_all_admitted_without_overfilling_a_worker(
         "surge: {JOINS} joins into {ROOMS} rooms admitted; p50 {:?}, p95 {:?}, p99 {:?}, max {:?}; peak reservation {max_seen}/{CAPACITY} ({samples} samples)",
         p(0.5), p(0.95), p(0.99), admitted[admitted.len() - 1]
     );
-    let nodes = admin(&c, "/admin/nodes").await;
-    let reserved: u64 = nodes["nodes"][0]["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["reserved"].as_u64().unwrap())
-        .sum();
-    assert_eq!(reserved, JOINS as u64 * 26);
+    assert_eq!(reserved_units(&c).await, JOINS as u64 * 26);
     drop(keep);
 }

@@ -487,31 +487,14 @@ async fn coordinator_killed_under_two_browsers(owner_killed: bool) {
     let (mut c, survivor_base) = web_cluster(&redis, 1, 1).await;
     let dist = client_web().join("dist");
     // The second coordinator, a process of its own (to be SIGKILLed).
-    let port = throng_test_support::free_tcp_port();
     let nodes = admin(&c, "/admin/nodes").await;
     let grpc = nodes["nodes"][0]["grpcAddress"]
         .as_str()
         .expect("the node's gRPC address")
         .to_string();
     let mut env = throng_test_support::Coordinator::env(&[grpc], 100_000, Some(&redis.url()));
-    env.insert(cvars::LISTEN.into(), format!("127.0.0.1:{port}"));
     env.insert(cvars::WEB_ROOT.into(), dist.display().to_string());
-    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .envs(env)
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the second coordinator");
-    let doomed_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(doomed_addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut doomed, doomed_addr) = coordinator_process(env).await;
     throng_test_support::wait_for_nodes(doomed_addr, 1).await;
     // The room's host is whichever coordinator someone joined first.
     let anchor_url = if owner_killed {

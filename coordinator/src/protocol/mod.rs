@@ -71,3 +71,13 @@ pub enum MediaKind {
     /// Video.
     Video,
 }
+
+impl MediaKind {
+    /// As the protocol spells it: the `source` of a producer that gave none.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Audio => "audio",
+            Self::Video => "video",
+        }
+    }
+}

@@ -208,17 +208,7 @@ impl RoomState {
         peer.outbox = outbox.clone();
         peer.detached = None;
         let peer = &self.peers[peer_id];
-        let mut producers: Vec<ProducerInfo> = peer
-            .producers
-            .iter()
-            .filter_map(|id| self.producers.get(id).map(|r| (id, r)))
-            .map(|(id, r)| ProducerInfo {
-                producer_id: id.clone(),
-                kind: r.kind,
-                source: r.source.clone(),
-                paused: r.paused,
-            })
-            .collect();
+        let mut producers = self.peer_info(peer_id, peer).producers;
         producers.sort_by(|a, b| a.producer_id.cmp(&b.producer_id));
         let mut consumers: Vec<ResumedConsumer> = peer
             .consumers

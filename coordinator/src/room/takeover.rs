@@ -18,7 +18,7 @@
 //! else waits on it but joins and resumes of the same room, which must see
 //! the rebuilt room).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,28 +96,29 @@ impl Rooms {
                 }
             }
         }
+        // Whose each transport is (the commits below check the direction).
+        let owners: HashMap<&str, &str> = found
+            .iter()
+            .flat_map(|(peer, f)| {
+                [&f.send, &f.recv]
+                    .into_iter()
+                    .flatten()
+                    .map(move |t| (t.as_str(), peer.as_str()))
+            })
+            .collect();
         // Producers: each participant's sources, then where copies are.
-        let owner_of = |transport: &str| {
-            found
-                .iter()
-                .find(|(_, f)| f.send.as_deref() == Some(transport))
-                .map(|(p, _)| p.clone())
-        };
         for (_, d) in &described {
             for p in d.producers.iter().filter(|p| !p.transport_id.is_empty()) {
-                let Some(peer) = owner_of(&p.transport_id) else {
+                let Some(&peer) = owners.get(p.transport_id.as_str()) else {
                     continue;
                 };
                 let source = if p.source.is_empty() {
-                    match kind(p.kind) {
-                        MediaKind::Audio => "audio",
-                        MediaKind::Video => "video",
-                    }
+                    kind(p.kind).name()
                 } else {
                     p.source.as_str()
                 };
                 room.commit_producer(
-                    &peer,
+                    peer,
                     &dead,
                     &p.transport_id,
                     &p.producer_id,
@@ -125,7 +126,7 @@ impl Rooms {
                     source,
                 );
                 if p.paused {
-                    room.commit_producer_paused(&peer, &p.producer_id, true);
+                    room.commit_producer_paused(peer, &p.producer_id, true);
                 }
             }
         }
@@ -140,10 +141,7 @@ impl Rooms {
         let mut consumers = Vec::new();
         for (_, d) in &described {
             for c in &d.consumers {
-                let Some((peer, _)) = found
-                    .iter()
-                    .find(|(_, f)| f.recv.as_deref() == Some(c.transport_id.as_str()))
-                else {
+                let Some(&peer) = owners.get(c.transport_id.as_str()) else {
                     continue;
                 };
                 if room.commit_consumer(
@@ -159,7 +157,7 @@ impl Rooms {
                         &c.consumer_id,
                         Some(&|rec: &mut super::state::ConsumerRec| rec.paused = paused),
                     );
-                    consumers.push((c.consumer_id.clone(), peer.clone()));
+                    consumers.push((c.consumer_id.clone(), peer.to_string()));
                 }
             }
         }

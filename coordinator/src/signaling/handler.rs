@@ -149,18 +149,22 @@ async fn run(
             ));
             continue;
         }
+        let joins = matches!(
+            msg,
+            ClientMessage::Join { .. } | ClientMessage::Resume { .. }
+        );
+        if joins && joined.is_some() {
+            outbox.send(ServerMessage::error(
+                req_id,
+                ErrorCode::OutOfOrder,
+                "already joined",
+            ));
+            continue;
+        }
         if let ClientMessage::Resume {
             room, resume_token, ..
         } = msg
         {
-            if joined.is_some() {
-                outbox.send(ServerMessage::error(
-                    req_id,
-                    ErrorCode::OutOfOrder,
-                    "already joined",
-                ));
-                continue;
-            }
             let span = info_span!("resume", room = %room, participant = tracing::field::Empty);
             match resume(&deps, &outbox, &room, &resume_token, req_id.clone())
                 .instrument(span.clone())
@@ -190,14 +194,6 @@ async fn run(
             ..
         } = msg
         {
-            if joined.is_some() {
-                outbox.send(ServerMessage::error(
-                    req_id,
-                    ErrorCode::OutOfOrder,
-                    "already joined",
-                ));
-                continue;
-            }
             flags.joining.store(true, Ordering::SeqCst);
             let started = Instant::now();
             let span = info_span!(
@@ -437,10 +433,7 @@ async fn request(
             ..
         } => {
             let source = if source.is_empty() {
-                match kind {
-                    crate::protocol::MediaKind::Audio => "audio".to_string(),
-                    crate::protocol::MediaKind::Video => "video".to_string(),
-                }
+                kind.name().to_string()
             } else {
                 source
             };

@@ -99,6 +99,16 @@ pub async fn cluster_of(
 }
 
 impl Cluster {
+    /// A coordinator at `http` whose nodes and stopping the test does not own.
+    pub fn at(http: SocketAddr) -> Self {
+        Cluster {
+            url: format!("ws://{http}/ws"),
+            http,
+            node_stops: Vec::new(),
+            coord_stop: None,
+        }
+    }
+
     /// Waits until the coordinator sees `nodes` media nodes (it reads them every second).
     pub async fn wait_for_nodes(&self, nodes: usize) {
         throng_test_support::wait_for_nodes(self.http, nodes).await
@@ -124,6 +134,48 @@ impl Cluster {
 
 pub async fn admin(c: &Cluster, path: &str) -> Value {
     admin_get(c.http, path).await
+}
+
+/// Consumer units reserved on the first node's workers, summed.
+pub async fn reserved_units(c: &Cluster) -> u64 {
+    let nodes = admin(c, "/admin/nodes").await;
+    nodes["nodes"][0]["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no workers: {nodes}"))
+        .iter()
+        .map(|w| w["reserved"].as_u64().unwrap())
+        .sum()
+}
+
+/// A coordinator as a process of its own (to be SIGKILLed), from `env`
+/// (`Coordinator::env` and more) on a free port; returns once it accepts
+/// connections.
+pub async fn coordinator_process(
+    mut env: std::collections::HashMap<String, String>,
+) -> (tokio::process::Child, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", throng_test_support::free_tcp_port())
+        .parse()
+        .unwrap();
+    env.insert(
+        coordinator::config::vars::LISTEN.to_string(),
+        addr.to_string(),
+    );
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a coordinator process");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return (child, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the coordinator process never listened on {addr}");
 }
 
 pub struct Client {
