@@ -135,10 +135,11 @@ fn tls_redis(dir: &Path) -> TlsRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_and_a_coordinator_use_redis_over_tls_with_a_password() {
-    let dir = std::env::temp_dir().join(format!("throng-redis-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = certificates(&dir);
-    let redis = tls_redis(&dir);
+    // Removed on drop, also when the test fails.
+    let tmp = throng_test_support::TempDir::new("redis-tls");
+    let dir = tmp.path();
+    let ca = certificates(dir);
+    let redis = tls_redis(dir);
     let url = format!("rediss://:{PASSWORD}@127.0.0.1:{}/", redis.port);
     let ca_var = (
         throng_ops::REDIS_CA_FILE.to_string(),
@@ -177,5 +178,5 @@ async fn a_node_and_a_coordinator_use_redis_over_tls_with_a_password() {
     let room = registry.room("encrypted").await.unwrap();
     assert_eq!(room.participant_ids, vec!["ann".to_string()]);
     drop(ann);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(redis);
 }

@@ -64,10 +64,11 @@ pub fn free_port_block(n: u16) -> u16 {
 }
 
 /// A directory removed on drop.
-struct TempDir(std::path::PathBuf);
+pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
+    /// A new empty directory under the system's temp dir, named after `tag`.
+    pub fn new(tag: &str) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "throng-{tag}-{}-{}",
@@ -76,6 +77,11 @@ impl TempDir {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
     }
 }
 
