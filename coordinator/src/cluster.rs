@@ -6,7 +6,10 @@
 //!
 //! A node is lost in exactly one place, [`Cluster::lose`], whichever way its
 //! loss shows (its report says dead, its report expired while its event
-//! stream is down too, or its event stream reported a dead worker). A report
+//! stream is down too, its event stream reported a dead worker, or its event
+//! stream ended and its gRPC port then refused connections: the process is
+//! gone, and its report, still in the registry until its TTL, is ignored from
+//! then on unless a newer one comes). A report
 //! missing while the node's stream is open is not a loss: Redis restarted
 //! empty, or the node cannot reach Redis for now; its participants' calls go
 //! on, and it takes no new placements until it reports again. Then its stream stops, its client is forgotten, its
@@ -77,6 +80,9 @@ pub struct Cluster {
     snapshot: Mutex<Option<Snapshot>>,
     /// Live nodes, each with the task following its events.
     followed: Mutex<HashMap<String, Follower>>,
+    /// Nodes whose process is gone while their report lives on: the time of
+    /// the last report seen from each; reports not newer are ignored.
+    stopped: Mutex<HashMap<String, u64>>,
     events_in: mpsc::UnboundedSender<(String, NodeEvent)>,
     rooms: mpsc::UnboundedSender<ClusterEvent>,
 }
@@ -103,6 +109,7 @@ impl Cluster {
             queue,
             snapshot: Mutex::new(None),
             followed: Mutex::new(HashMap::new()),
+            stopped: Mutex::new(HashMap::new()),
             events_in,
             rooms,
         });
@@ -130,7 +137,21 @@ impl Cluster {
     }
 
     async fn read_nodes(&self) -> Result<Arc<Vec<NodeReport>>, RegistryError> {
-        let nodes = Arc::new(self.registry.nodes().await?);
+        let mut nodes = self.registry.nodes().await?;
+        {
+            let mut stopped = lock(&self.stopped);
+            if !stopped.is_empty() {
+                // Forget a stopped node once its report expired or a newer
+                // one came (it was started again).
+                stopped.retain(|id, last| {
+                    nodes
+                        .iter()
+                        .any(|n| n.node_id == *id && n.reported_at_ms <= *last)
+                });
+                nodes.retain(|n| !stopped.contains_key(&n.node_id));
+            }
+        }
+        let nodes = Arc::new(nodes);
         *lock(&self.snapshot) = Some(Snapshot {
             at: Instant::now(),
             nodes: nodes.clone(),
@@ -231,7 +252,12 @@ impl Cluster {
             }
         };
         let connected = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(follow(client, self.events_in.clone(), connected.clone()));
+        let task = tokio::spawn(follow(
+            client,
+            address.to_string(),
+            self.events_in.clone(),
+            connected.clone(),
+        ));
         info!(node = %node_id, %address, "media node live");
         let follower = Follower {
             task: task.abort_handle(),
@@ -260,6 +286,10 @@ impl Cluster {
                     warn!(node = %node, worker, %reason, "media worker died");
                     self.lose(&node).await;
                 }
+                NodeEvent::Stopped => {
+                    warn!(node = %node, "media node lost (its stream ended and its port refuses connections)");
+                    self.lose_stopped(&node).await;
+                }
                 event => {
                     let _ = self.rooms.send(ClusterEvent::Node(node, event));
                 }
@@ -281,6 +311,30 @@ impl Cluster {
             Err(e) => warn!(node = node_id, error = %e, "node not evicted"),
         }
         let _ = self.rooms.send(ClusterEvent::NodeLost(node_id.to_string()));
+    }
+
+    /// A node whose process is gone: its last report is ignored from now on
+    /// (it would otherwise be followed and placed on again until its TTL).
+    async fn lose_stopped(&self, node_id: &str) {
+        // The registry's last report, read now: the process wrote nothing
+        // since it stopped.
+        let last = match self.registry.nodes().await {
+            Ok(nodes) => nodes
+                .iter()
+                .find(|n| n.node_id == node_id)
+                .map(|n| n.reported_at_ms),
+            Err(_) => lock(&self.snapshot).as_ref().and_then(|s| {
+                s.nodes
+                    .iter()
+                    .find(|n| n.node_id == node_id)
+                    .map(|n| n.reported_at_ms)
+            }),
+        };
+        if let Some(last) = last {
+            lock(&self.stopped).insert(node_id.to_string(), last);
+            *lock(&self.snapshot) = None;
+        }
+        self.lose(node_id).await;
     }
 
     /// Stops every event stream (the coordinator stops).

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod failover;
 pub mod leave;
 pub mod measure;
 pub mod otlp;

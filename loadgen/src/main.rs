@@ -4,7 +4,8 @@
 //!
 //! Scenarios: `surge` (loadgen::surge), `capacity`/`direct`
 //! (loadgen::capacity), `room`/`rooms`/`churn`/`pipe` (loadgen::scenario),
-//! `leave-surge` (loadgen::leave, against a media node directly);
+//! `leave-surge` (loadgen::leave, against a media node directly),
+//! `node-kill` (loadgen::failover);
 //! each prints a progress line while it runs, a summary at the end, and
 //! optionally writes it as JSON.
 
@@ -30,6 +31,9 @@ const USAGE: &str = "usage:
   loadgen pipe  --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
       [--node-pids PID,PID] [--window-secs 15] [--senders 1]
       (2 nodes of 1 worker, THRONG_WORKER_CAPACITY = 26 x (senders + 1))
+  loadgen node-kill --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY \\
+      --nodes NODE_ID=PID,NODE_ID=PID [--rooms 10] [--participants 4] [--watch-secs 10] [--json FILE]
+      (everyone sends and receives; the node hosting the most participants is SIGKILLed)
   loadgen leave-surge --node HOST:GRPC_PORT [--participants 500] [--consumers 10] [--json FILE]
       (a media node's own gRPC API: everyone leaves one router at once)
   loadgen otlp-sink --listen HOST:PORT
@@ -384,9 +388,72 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
     Ok(r.ok())
 }
 
+async fn node_kill_main(raw: &[String]) -> Result<bool, String> {
+    use loadgen::failover::{node_kill, NodeKillArgs};
+    let f = Flags::parse(raw)?;
+    let (url, token) = f.cluster()?;
+    let admin = f.required("admin-key")?;
+    let http = url
+        .replace("ws://", "http://")
+        .trim_end_matches("/ws")
+        .to_string();
+    let nodes = f
+        .required("nodes")?
+        .split(',')
+        .map(|n| {
+            let (id, pid) = n
+                .split_once('=')
+                .ok_or("--nodes: NODE_ID=PID,NODE_ID=PID")?;
+            let pid = pid.trim().parse::<u32>().map_err(|_| "--nodes: a pid")?;
+            Ok::<_, &str>((id.trim().to_string(), pid))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let args = NodeKillArgs {
+        rooms: f.num("rooms", 10usize)?.clamp(1, 100),
+        per_room: f.num("participants", 4usize)?.clamp(2, 20),
+        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        source: loadgen::source::SourceSpec::LIGHT,
+        nodes,
+        watch: Duration::from_secs(f.num("watch-secs", 10u64)?.clamp(2, 120)),
+    };
+    let r = node_kill(&args, &url, &http, admin, token).await?;
+    println!(
+        "scenario   node-kill ({} rooms of {}, everyone sends and receives)",
+        args.rooms, args.per_room
+    );
+    println!(
+        "killed     {} with {} participants on it; {} participants in rooms it served",
+        r.killed, r.on_killed_node, r.affected
+    );
+    println!(
+        "told to reconnect after the kill   {}",
+        quantiles_line(r.told_after)
+    );
+    println!(
+        "longest time without media from a sender, affected participants   {}",
+        quantiles_line(r.interruption)
+    );
+    println!(
+        "untouched rooms: longest gap {:.3} s   re-joins {}   errors {}   not recovered {}",
+        r.untouched_max, r.rejoins, r.errors, r.not_recovered
+    );
+    f.write_json(&json!({ "scenario": "node-kill", "report": r }))?;
+    Ok(r.not_recovered == 0)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("node-kill") {
+        return match node_kill_main(&raw).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("{e}\n{USAGE}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(
         raw.first().map(String::as_str),
         Some("room" | "rooms" | "churn" | "pipe")

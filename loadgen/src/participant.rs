@@ -162,8 +162,9 @@ impl Participant {
     }
 
     /// Consumes `producer_id` on the receive transport (created on first use)
-    /// and resumes it, as a tile on screen does.
-    pub async fn consume(&mut self, producer_id: &str) -> Result<(), ParticipantError> {
+    /// and resumes it, as a tile on screen does; returns the consumer's SSRC
+    /// (the key of its stream in [`Participant::received`]).
+    pub async fn consume(&mut self, producer_id: &str) -> Result<u32, ParticipantError> {
         if self.receiver.is_none() {
             let (_, peer) = self.transport_lazy_recv().await?;
             self.receiver = Some(peer);
@@ -181,7 +182,9 @@ impl Participant {
         self.session
             .request("resumeConsumer", json!({ "consumerId": c["id"] }), REQUEST)
             .await?;
-        Ok(())
+        Ok(c["rtpParameters"]["encodings"][0]["ssrc"]
+            .as_u64()
+            .unwrap_or_default() as u32)
     }
 
     async fn transport_lazy_recv(&mut self) -> Result<(String, Peer), ParticipantError> {

@@ -222,7 +222,7 @@ pub async fn node_counts(http: &str, admin_key: &str) -> Result<Value, String> {
 }
 
 /// A minimal HTTP/1.1 GET with the admin key (no client dependency).
-async fn http_get(host: &str, path: &str, admin_key: &str) -> Result<String, String> {
+pub(crate) async fn http_get(host: &str, path: &str, admin_key: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(host)
         .await

@@ -61,7 +61,20 @@ pub enum NodeEvent {
         /// mediasoup's reason.
         reason: String,
     },
+    /// The stream ended and the node's gRPC port then refused connections
+    /// [`REFUSALS`] times in a row: the process is gone (a host that is cut
+    /// off does not refuse, it stays silent; that case waits for the report
+    /// to expire). Not from the contract: [`follow`] finds it.
+    Stopped,
 }
+
+/// Refused connections in a row, [`PROBE_EVERY`] apart, that make a node whose
+/// stream ended [`NodeEvent::Stopped`].
+pub const REFUSALS: u32 = 3;
+/// Time between two probes of a node whose stream ended.
+pub const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Probes at most, after a stream ended.
+pub const PROBES: u32 = 10;
 
 impl NodeEvent {
     /// The typed form of a contract event; `None` for events a coordinator
@@ -103,9 +116,11 @@ impl NodeEvent {
 /// Reads `client`'s node's events into `out` for as long as the task runs,
 /// reconnecting (with backoff up to 5 s) after errors; ends when `out` closes.
 /// `connected` says whether a stream is open now: the node answers, whatever
-/// Redis says of it.
+/// Redis says of it. When an open stream ends, the node's `address` is
+/// probed at once: a port that refuses is [`NodeEvent::Stopped`].
 pub async fn follow(
     client: NodeClient,
+    address: String,
     out: mpsc::UnboundedSender<(String, NodeEvent)>,
     connected: Arc<AtomicBool>,
 ) {
@@ -123,6 +138,13 @@ pub async fn follow(
                         }
                     }
                 }
+                connected.store(false, Ordering::Relaxed);
+                if refuses(&address).await {
+                    debug!(node = %node, %address, "stream ended and the port refuses");
+                    if out.send((node.clone(), NodeEvent::Stopped)).is_err() {
+                        return;
+                    }
+                }
             }
             Err(e) => debug!(node = %node, error = %e, "events stream not open"),
         }
@@ -132,5 +154,48 @@ pub async fn follow(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Whether `address` refuses TCP connections [`REFUSALS`] times in a row
+/// within [`PROBES`] tries. A process being killed may still accept for a
+/// moment (its listening socket outlives it briefly), so an accepted
+/// connection only starts the count again; a timeout or no route is never a
+/// refusal (a cut-off host is silent).
+async fn refuses(address: &str) -> bool {
+    let mut in_a_row = 0;
+    for i in 0..PROBES {
+        if i > 0 {
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+        let attempt =
+            tokio::time::timeout(PROBE_EVERY * 5, tokio::net::TcpStream::connect(address)).await;
+        match attempt {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                in_a_row += 1;
+                if in_a_row == REFUSALS {
+                    return true;
+                }
+            }
+            Ok(Ok(_)) => in_a_row = 0,
+            _ => return false,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_and_an_open_one_does_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert!(!refuses(&open).await);
+        drop(listener);
+        assert!(refuses(&open).await, "nothing listens on {open} any more");
+        // An address that cannot even be resolved is not a refusal.
+        assert!(!refuses("no-such-host.invalid:1").await);
     }
 }

@@ -125,8 +125,8 @@ impl Rooms {
                 info!(room = %room_id, producer = %producer_id, node, "producer closed by its node");
                 self.close_producers(gone.into_iter().collect()).await;
             }
-            NodeEvent::WorkerDied { .. } => {
-                debug!(node, "worker death reaches the rooms as NodeLost");
+            NodeEvent::WorkerDied { .. } | NodeEvent::Stopped => {
+                debug!(node, "a node's end reaches the rooms as NodeLost");
             }
         }
     }
