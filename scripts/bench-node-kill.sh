@@ -8,6 +8,7 @@
 # Repeated RUNS times (a fresh cluster each).
 #   scripts/bench-node-kill.sh [ROOMS] [PER] [RUNS]    (default 10 x 4, 3 runs)
 #   BIN=target/debug scripts/bench-node-kill.sh        (the test build's binaries)
+#   LOGS=DIR scripts/bench-node-kill.sh                (the coordinator's debug log per run in DIR)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOMS=${1:-10}; PER=${2:-4}; RUNS=${3:-3}
@@ -30,12 +31,14 @@ for run in $(seq 1 "$RUNS"); do
     THRONG_NODE_ID=kill-node-$n THRONG_WORKERS=2 THRONG_DRAIN_GRACE_SECS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 \
     THRONG_RTC_BASE_PORT=$((41200 + n * 10)) THRONG_GRPC_LISTEN=127.0.0.1:$((50170 + n)) \
     THRONG_HTTP_LISTEN=127.0.0.1:$((9200 + n)) THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
-    RUST_LOG=warn $BIN/media-node >/dev/null 2>&1 & PIDS+=($!)
+    RUST_LOG=warn $BIN/media-node >/dev/null 2>&1 & PIDS+=($!); disown $! 2>/dev/null || true
     NODES="$NODES${NODES:+,}kill-node-$n=$!"
   done
   sleep 1
+  LOG=/dev/null; LEVEL=warn
+  if [[ -n "${LOGS:-}" ]]; then mkdir -p "$LOGS"; LOG=$LOGS/coordinator-$run.log; LEVEL=coordinator=debug,warn; fi
   THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
-  RUST_LOG=warn $BIN/coordinator >/dev/null 2>&1 & PIDS+=($!)
+  RUST_LOG=$LEVEL $BIN/coordinator >"$LOG" 2>&1 & PIDS+=($!)
   for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1.5
   echo "--- run $run"

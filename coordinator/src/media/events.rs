@@ -62,7 +62,7 @@ pub enum NodeEvent {
         reason: String,
     },
     /// The stream ended and the node's gRPC port then refused connections
-    /// [`REFUSALS`] times in a row: the process is gone (a host that is cut
+    /// [`REFUSALS`] times in a row within [`PROBING`]: the process is gone (a host that is cut
     /// off does not refuse, it stays silent; that case waits for the report
     /// to expire). Not from the contract: [`follow`] finds it.
     Stopped,
@@ -73,8 +73,8 @@ pub enum NodeEvent {
 pub const REFUSALS: u32 = 3;
 /// Time between two probes of a node whose stream ended.
 pub const PROBE_EVERY: Duration = Duration::from_millis(100);
-/// Probes at most, after a stream ended.
-pub const PROBES: u32 = 10;
+/// How long a node whose stream ended is probed at most.
+pub const PROBING: Duration = Duration::from_secs(2);
 
 impl NodeEvent {
     /// The typed form of a contract event; `None` for events a coordinator
@@ -158,18 +158,18 @@ pub async fn follow(
 }
 
 /// Whether `address` refuses TCP connections [`REFUSALS`] times in a row
-/// within [`PROBES`] tries. A process being killed may still accept for a
-/// moment (its listening socket outlives it briefly), so an accepted
-/// connection only starts the count again; a timeout or no route is never a
-/// refusal (a cut-off host is silent).
+/// within [`PROBING`]. A process being killed may still accept for a moment
+/// or leave a connection unanswered (its listening socket outlives it
+/// briefly), so an accepted connection starts the count again and an attempt
+/// without an answer is not counted; a host that is cut off never refuses
+/// (it is silent) and only costs the stream [`PROBING`] before it is dialled
+/// again.
 async fn refuses(address: &str) -> bool {
+    let started = tokio::time::Instant::now();
     let mut in_a_row = 0;
-    for i in 0..PROBES {
-        if i > 0 {
-            tokio::time::sleep(PROBE_EVERY).await;
-        }
+    while started.elapsed() < PROBING {
         let attempt =
-            tokio::time::timeout(PROBE_EVERY * 5, tokio::net::TcpStream::connect(address)).await;
+            tokio::time::timeout(PROBE_EVERY * 3, tokio::net::TcpStream::connect(address)).await;
         match attempt {
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 in_a_row += 1;
@@ -178,8 +178,9 @@ async fn refuses(address: &str) -> bool {
                 }
             }
             Ok(Ok(_)) => in_a_row = 0,
-            _ => return false,
+            Ok(Err(_)) | Err(_) => {}
         }
+        tokio::time::sleep(PROBE_EVERY).await;
     }
     false
 }
