@@ -29,6 +29,10 @@ fn value_sets() -> Vec<(&'static str, Vec<PathBuf>)> {
             vec![ci.join("ingress-tls-hpa-values.yaml")],
         ),
         ("monitoring", vec![ci.join("monitoring-values.yaml")]),
+        (
+            "external-sentinel-tls",
+            vec![ci.join("external-sentinel-tls-values.yaml")],
+        ),
     ]
 }
 
@@ -168,6 +172,32 @@ fn rendered_objects_keep_their_promises() {
         let c = container(node);
         let env = container_env(c, &test_fields());
 
+        // A Redis CA Secret is mounted where THRONG_REDIS_CA_FILE points,
+        // in both workloads; without one, no such variable.
+        for (kind, suffix) in [("DaemonSet", "-media-node"), ("Deployment", "-coordinator")] {
+            let w = find(&objs, kind, suffix).unwrap();
+            let wc = container(w);
+            let ca = container_env(wc, &test_fields())
+                .get("THRONG_REDIS_CA_FILE")
+                .cloned();
+            if name == "external-sentinel-tls" {
+                let ca =
+                    ca.unwrap_or_else(|| panic!("{name}: {suffix} without THRONG_REDIS_CA_FILE"));
+                assert_eq!(ca, "/run/secrets/throng-redis-ca/ca.crt", "{name}");
+                let mounted = wc["volumeMounts"].as_sequence().unwrap().iter().any(|m| {
+                    m["name"].as_str() == Some("redis-ca")
+                        && m["mountPath"].as_str() == Some("/run/secrets/throng-redis-ca")
+                });
+                let volume = w["spec"]["template"]["spec"]["volumes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v["secret"]["secretName"].as_str() == Some("managed-redis-ca"));
+                assert!(mounted && volume, "{name}: {suffix} mounts the CA Secret");
+            } else {
+                assert!(ca.is_none(), "{name}: {suffix}");
+            }
+        }
         // Grace: the orchestrator waits at least the drain grace.
         let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
         assert!(
@@ -324,6 +354,13 @@ fn host_env(
             let value = secrets.get(key).cloned().unwrap_or_else(|| match key {
                 // An operator's existing Secrets (external-redis values).
                 "url" => "redis://:pw@redis.managed.example:6379/0".into(),
+                "url-sentinel" => {
+                    "rediss+sentinel://:pw@sentinel-0.managed.example:26379,sentinel-1.managed.example:26379/throng".into()
+                }
+                // The operator's CA bundle (only its form is checked by --check-config).
+                "ca.crt" => {
+                    "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into()
+                }
                 _ => format!("{key}-from-an-existing-secret-0123456789"),
             });
             let path = dir.join(key);

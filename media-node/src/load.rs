@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use throng_ops::RedisConn;
 use throng_proto::report::{node_key, NodeReport, WorkerReport, NODES_INDEX_KEY};
 use tracing::warn;
 
@@ -91,7 +91,7 @@ impl LoadTracker {
 /// Writes the node's report to Redis.
 #[derive(Clone)]
 pub struct RedisReporter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     ttl: Duration,
 }
 
@@ -103,7 +103,6 @@ pub struct ReportError(#[from] redis::RedisError);
 impl RedisReporter {
     /// Connects (with automatic reconnection) to `url`.
     pub async fn connect(url: &str, ca: Option<&[u8]>, ttl: Duration) -> Result<Self, ReportError> {
-        let client = throng_ops::redis_client(url, ca)?;
         // Fail fast and reconnect at the next report while Redis is away,
         // rather than through the client's default backoff of seconds: the
         // first report after Redis returns is what lets joins in again.
@@ -111,7 +110,8 @@ impl RedisReporter {
             .set_number_of_retries(1)
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        // A Sentinel URL follows the primary through failovers.
+        let conn = RedisConn::connect(url, ca, config).await?;
         Ok(Self { conn, ttl })
     }
 

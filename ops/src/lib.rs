@@ -9,15 +9,20 @@
 //! - logs: `RUST_LOG` filters, `THRONG_LOG_FORMAT` (`text`, `json`) shapes them,
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` exports spans ([`init_logging`]);
 //! - the Redis URL rule both binaries apply ([`check_redis_url`]), and how
-//!   they connect to it, TLS included ([`redis_client`], [`redis_ca`]).
+//!   they connect to it, TLS and Sentinel included ([`RedisConn`],
+//!   [`redis_client`], [`redis_ca`]).
 //!
 //! Exit codes: 0 done, 1 failed while serving, 2 bad configuration or command
 //! line (including a listen address that cannot be bound).
 //!
-//! Owns nothing at run time; calls only the standard library, tokio (the
-//! probe's one HTTP request), `redis` (URL parsing) and `tracing-subscriber`.
+//! Owns nothing at run time but the Redis connections it makes
+//! ([`redis_conn`]); calls only the standard library, tokio (the probe's one
+//! HTTP request), `redis` and `tracing-subscriber`.
 
 #![deny(unsafe_code)]
+
+pub mod redis_conn;
+pub use redis_conn::RedisConn;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -159,14 +164,22 @@ pub fn init_logging(
 }
 
 /// The Redis URL rule: `redis://`, `rediss://` (TLS) or `redis+unix://`, and
-/// parseable. A password in the URL is sent as Redis AUTH.
+/// parseable; or `redis+sentinel://` / `rediss+sentinel://` naming Sentinels
+/// and the monitored primary (see [`redis_conn`]). A password in the URL is
+/// sent as Redis AUTH (to the primary).
 pub fn check_redis_url(url: &str) -> Result<(), String> {
     use redis::IntoConnectionInfo;
+    if redis_conn::is_sentinel_url(url) {
+        return redis_conn::RedisTarget::parse(url).map(|_| ());
+    }
     if !(url.starts_with("redis://")
         || url.starts_with("rediss://")
         || url.starts_with("redis+unix://"))
     {
-        return Err("a redis://, rediss:// or redis+unix:// URL".into());
+        return Err(
+            "a redis://, rediss://, redis+unix://, redis+sentinel:// or rediss+sentinel:// URL"
+                .into(),
+        );
     }
     url.into_connection_info()
         .map(|_| ())
@@ -187,8 +200,10 @@ pub fn redis_ca(
     let Some(path) = env.get(REDIS_CA_FILE).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    if !url.is_some_and(|u| u.starts_with("rediss://")) {
-        return Err("a CA file is only used with a rediss:// THRONG_REDIS_URL".into());
+    if !url.is_some_and(|u| u.starts_with("rediss://") || u.starts_with("rediss+sentinel://")) {
+        return Err(
+            "a CA file is only used with a rediss:// or rediss+sentinel:// THRONG_REDIS_URL".into(),
+        );
     }
     let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
     if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {

@@ -122,7 +122,33 @@ impl Redis {
         self.child = Self::spawn(self.port, &self._dir);
     }
 
+    /// A replica of `primary` (same settings), once it accepts connections.
+    pub fn replica_of(primary: &Redis) -> Self {
+        let port = free_tcp_port();
+        let dir = TempDir::new("redis-replica");
+        let child = Self::spawn_with(
+            port,
+            &dir,
+            &["--replicaof", "127.0.0.1", &primary.port.to_string()],
+        );
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILLs it (it stays down).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn(port: u16, dir: &TempDir) -> Child {
+        Self::spawn_with(port, dir, &[])
+    }
+
+    fn spawn_with(port: u16, dir: &TempDir, extra: &[&str]) -> Child {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -134,6 +160,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .arg("--dir")
             .arg(&dir.0)
             .stdout(Stdio::null())
@@ -167,6 +194,75 @@ impl Redis {
 }
 
 impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis Sentinel of the test's own (the same `redis-server` binary, in
+/// sentinel mode) monitoring `primary` as `master`: quorum 1, the primary down
+/// after 1 s without an answer. Killed on drop.
+pub struct Sentinel {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Sentinel {
+    /// Starts one and waits until it accepts connections.
+    pub fn start(master: &str, primary: &Redis) -> Self {
+        let port = free_tcp_port();
+        let dir = TempDir::new("sentinel");
+        // Sentinel rewrites its configuration file: it lives in `dir`.
+        let conf = dir.0.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {master} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {master} 1000\n\
+                 sentinel failover-timeout {master} 5000\n\
+                 sentinel parallel-syncs {master} 1\n",
+                dir.0.display(),
+                primary.port
+            ),
+        )
+        .expect("sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/install-deps.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis sentinel did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// A connection of the test's own to the Sentinel.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Sentinel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -88,11 +88,11 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         REDIS_URL,
-        "shared Redis, redis://, rediss:// (TLS) or redis+unix://; a password in it is sent as AUTH (unset: in-memory registry, one coordinator)",
+        "shared Redis, redis://, rediss:// (TLS), redis+unix://, or redis+sentinel://h1:26379,h2:26379/MASTER to follow a Sentinel failover (rediss+sentinel:// for TLS); a password in it is sent as AUTH (unset: in-memory registry, one coordinator)",
     ),
     (
         throng_ops::REDIS_CA_FILE,
-        "PEM certificate authorities a rediss:// Redis is checked against (default: the system's)",
+        "PEM certificate authorities a rediss:// (or rediss+sentinel://) Redis is checked against (default: the system's)",
     ),
     (
         MEDIA_NODES,

@@ -7,8 +7,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
+use throng_ops::RedisConn;
 use tracing::warn;
 
 /// A lease not released by then (its coordinator died) expires.
@@ -68,7 +68,7 @@ return 0
 /// Leases in a Redis sorted set scored by expiry: shared by every
 /// coordinator, and self-healing if one dies holding leases.
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    conn: RedisConn,
     script: Script,
 }
 

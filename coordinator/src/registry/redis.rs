@@ -13,8 +13,8 @@
 //! - `throng:node-placements:{node}`       set   `room\nparticipant` placed on the node
 //! - `throng:node-rooms:{node}`            set   rooms with a router on the node
 
-use redis::aio::ConnectionManager;
 use redis::Script;
+use throng_ops::RedisConn;
 use throng_proto::report::{node_key, NodeReport, NODES_INDEX_KEY};
 
 use super::{
@@ -237,7 +237,7 @@ return released
 /// The Redis registry.
 #[derive(Clone)]
 pub struct RedisRegistry {
-    conn: ConnectionManager,
+    conn: RedisConn,
     place: Script,
     release: Script,
     remove_router: Script,
@@ -252,17 +252,15 @@ pub struct RedisRegistry {
 /// Redis is away (one reconnection attempt per command, connecting bounded
 /// to 1 s, answers to 3 s): callers fall back at once (a join waits in the
 /// queue, a room is served locally, a lease is not taken) instead of hanging
-/// through the client's default backoff of several seconds. Every Redis
-/// client of the coordinator connects this way.
-pub async fn connection(
-    url: &str,
-    ca: Option<&[u8]>,
-) -> Result<ConnectionManager, redis::RedisError> {
+/// through the client's default backoff of several seconds. A Sentinel URL
+/// follows the primary through failovers (`throng_ops::redis_conn`). Every
+/// Redis client of the coordinator connects this way.
+pub async fn connection(url: &str, ca: Option<&[u8]>) -> Result<RedisConn, redis::RedisError> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_number_of_retries(1)
         .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
         .set_response_timeout(Some(std::time::Duration::from_secs(3)));
-    ConnectionManager::new_with_config(throng_ops::redis_client(url, ca)?, config).await
+    RedisConn::connect(url, ca, config).await
 }
 
 impl RedisRegistry {
@@ -287,7 +285,7 @@ impl RedisRegistry {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 }

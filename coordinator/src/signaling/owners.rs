@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
+use throng_ops::RedisConn;
 use tracing::warn;
 
 use crate::room::Rooms;
@@ -68,7 +68,7 @@ pub enum Owner {
 /// Room ownership: in Redis for a cluster of coordinators, always local for one.
 #[derive(Clone)]
 pub struct RoomOwners {
-    redis: Option<(ConnectionManager, Arc<Script>)>,
+    redis: Option<(RedisConn, Arc<Script>)>,
     me: Arc<str>,
 }
 

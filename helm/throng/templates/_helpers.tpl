@@ -50,6 +50,32 @@ redis-url
 {{/* Where secrets are mounted in the containers (read through THRONG_*_FILE). */}}
 {{- define "throng.secretsDir" -}}/run/secrets/throng{{- end -}}
 {{- define "throng.redisDir" -}}/run/secrets/throng-redis{{- end -}}
+{{- define "throng.redisCaDir" -}}/run/secrets/throng-redis-ca{{- end -}}
+
+{{/* THRONG_REDIS_CA_FILE, its mount and its volume, when redis.external.caSecret is set. */}}
+{{- define "throng.redisCaEnv" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.caSecret }}
+- name: THRONG_REDIS_CA_FILE
+  value: {{ include "throng.redisCaDir" . }}/{{ .Values.redis.external.caSecretKey }}
+{{- end }}
+{{- end -}}
+{{- define "throng.redisCaMount" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.caSecret }}
+- name: redis-ca
+  mountPath: {{ include "throng.redisCaDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- define "throng.redisCaVolume" -}}
+{{- if and (eq .Values.redis.mode "external") .Values.redis.external.caSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.redis.external.caSecret }}
+    items:
+      - key: {{ .Values.redis.external.caSecretKey }}
+        path: {{ .Values.redis.external.caSecretKey }}
+{{- end }}
+{{- end -}}
 {{- define "throng.nodeTokenDir" -}}/run/secrets/throng-node{{- end -}}
 
 {{/* A value from an existing Secret (kept across upgrades) or a new random one. */}}

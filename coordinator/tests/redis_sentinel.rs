@@ -1,0 +1,122 @@
+//! Redis behind Sentinel: a primary, a replica and a Sentinel (real
+//! redis-server processes on 127.0.0.1), a media node and a coordinator given
+//! `redis+sentinel://`. The primary is SIGKILLed mid-call; the Sentinel
+//! promotes the replica; the node's reports and the coordinator's
+//! reservations follow it, the call goes on, and a join made during the
+//! failover is admitted once it is done.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use throng_test_support::{Coordinator, Node, Redis, Sentinel};
+
+const MASTER: &str = "throng-test";
+
+async fn replicas_known(sentinel: &Sentinel) -> bool {
+    let mut conn = sentinel.conn().await;
+    let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+        .arg("REPLICAS")
+        .arg(MASTER)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    replicas
+        .iter()
+        .any(|r| r.get("master-link-status").is_some_and(|s| s == "ok"))
+}
+
+async fn primary_port(sentinel: &Sentinel) -> Option<u16> {
+    let mut conn = sentinel.conn().await;
+    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(MASTER)
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    addr.map(|a| a.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_loses_no_call_and_no_reservation() {
+    let mut primary = Redis::start();
+    let replica = Redis::replica_of(&primary);
+    let sentinel = Sentinel::start(MASTER, &primary);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !replicas_known(&sentinel).await {
+        assert!(
+            Instant::now() < deadline,
+            "the Sentinel never saw the replica in sync"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The first listed Sentinel is not there: the client asks the next one.
+    let url = format!(
+        "redis+sentinel://127.0.0.1:{},127.0.0.1:{}/{MASTER}",
+        throng_test_support::free_tcp_port(),
+        sentinel.port
+    );
+    let mut node = Node::start(Node::env("node-1", 1, Some(&url))).await;
+    let coordinator =
+        Coordinator::start(Coordinator::env(&[node.grpc.to_string()], 1500, Some(&url))).await;
+    let c = Cluster::at(coordinator.http);
+    c.wait_for_nodes(1).await;
+
+    let mut a = Client::connect(&c).await;
+    assert_eq!(a.join("sentinel", "a", true).await["type"], "joined");
+    publish_audio(&mut a, 4242).await;
+    assert_eq!(reserved_units(&c).await, 26);
+    // Let the replica catch up with the reservation.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The primary dies.
+    primary.kill();
+    let killed = Instant::now();
+    // Someone joins during the failover: told their place in line, then in.
+    let mut b = Client::connect(&c).await;
+    let token = coordinator::auth::TokenKey::new(SECRET).mint("sentinel", "b", true, 600);
+    b.send_raw(
+        json!({"type": "join", "reqId": "j", "room": "sentinel", "displayName": "b", "token": token})
+            .to_string(),
+    )
+    .await;
+    let joined = tokio::time::timeout(Duration::from_secs(20), b.wait(|m| m["reqId"] == "j"))
+        .await
+        .expect("the join during the failover is answered");
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let admitted = killed.elapsed();
+    assert_eq!(
+        primary_port(&sentinel).await,
+        Some(replica.port),
+        "the Sentinel promoted the replica"
+    );
+    assert!(
+        joined["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["peerId"] == "a")),
+        "a is still in the room: {joined}"
+    );
+    // a's call goes on: it is told of b and its requests work.
+    a.wait(|m| m["type"] == "peerJoined" && m["peer"]["peerId"] == "b")
+        .await;
+    let t = a
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(t["type"], "response", "{t}");
+    // The new primary holds both reservations and the node's report.
+    assert_eq!(reserved_units(&c).await, 2 * 26);
+    let mut conn = replica.conn().await;
+    let report: Option<String> = redis::cmd("GET")
+        .arg(throng_proto::report::node_key("node-1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(report.is_some(), "the node reports to the new primary");
+    eprintln!(
+        "figure: primary SIGKILLed, Sentinel failover (down-after 1 s), the join made meanwhile admitted {admitted:?} after the kill"
+    );
+    drop(node.take_stop());
+    drop(coordinator);
+}
