@@ -1,5 +1,6 @@
 //! Faults that must interrupt no call, against a real redis-server, media
-//! node and coordinator on 127.0.0.1: Redis killed and restarted empty.
+//! node and coordinator on 127.0.0.1: Redis killed and restarted empty; a
+//! media node cut off from Redis and the coordinators, then back.
 
 mod common;
 
@@ -139,4 +140,126 @@ async fn joins_made_while_redis_is_away_wait_in_line_and_are_admitted_when_it_re
     // Their placements are recorded: the reserved units add up.
     assert_eq!(reserved_units(&c).await, 5 * 26);
     drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_and_evicted_closes_what_it_held_when_it_comes_back() {
+    use throng_test_support::{node_totals, Node, Proxy};
+    let redis = RedisServer::start();
+    // node-1 reaches Redis, and is reached by coordinators, through proxies
+    // the test cuts: a partition, the node itself running on.
+    let redis_proxy = Proxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let grpc_port = throng_test_support::free_tcp_port();
+    let grpc_proxy = Proxy::start(format!("127.0.0.1:{grpc_port}").parse().unwrap()).await;
+    let mut env = Node::env("node-1", 1, Some(&format!("redis://{}/", redis_proxy.addr)));
+    env.insert(
+        "THRONG_GRPC_LISTEN".into(),
+        format!("127.0.0.1:{grpc_port}"),
+    );
+    env.insert("THRONG_GRPC_ADVERTISE".into(), grpc_proxy.addr.to_string());
+    let mut node1 = Node::start(env).await;
+    let direct = node1.client().await;
+    let (http, _stop) = start_coordinator(&[grpc_proxy.addr.to_string()], 1500, Some(&redis)).await;
+    let c = Cluster::at(http);
+    c.wait_for_nodes(1).await;
+    let mut a = Client::connect(&c).await;
+    assert_eq!(a.join("cut", "a", true).await["type"], "joined");
+    publish_audio(&mut a, 6161).await;
+    let totals = |d: &throng_proto::media::media_node_client::MediaNodeClient<_>| {
+        let mut d = d.clone();
+        async move {
+            node_totals(
+                &d.get_node_info(throng_proto::media::GetNodeInfoRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            )
+        }
+    };
+    assert_eq!(totals(&direct).await, (1, 1, 1, 0));
+    // Another node joins the cluster.
+    let (n2, _s2) = start_node("node-2", 1, Some(&redis)).await;
+    c.wait_for_nodes(2).await;
+
+    // The partition: node-1's report expires, its stream is down; the
+    // coordinator evicts it and sends its participant elsewhere.
+    redis_proxy.cut();
+    grpc_proxy.cut();
+    let m = tokio::time::timeout(
+        Duration::from_secs(10),
+        a.wait(|m| m["type"] == "reconnect"),
+    )
+    .await
+    .expect("told to reconnect");
+    assert!(m["reason"].as_str().unwrap().contains("node"), "{m}");
+    let mut a2 = Client::connect(&c).await;
+    assert_eq!(a2.join("cut", "a", true).await["type"], "joined");
+    publish_audio(&mut a2, 6262).await;
+    let room = admin(&c, "/admin/rooms/cut").await;
+    assert_eq!(room["routers"][0]["nodeId"], "node-2", "{room}");
+    // node-1, cut off, still holds the old objects.
+    assert_eq!(totals(&direct).await, (1, 1, 1, 0));
+    let mut conn = redis.conn().await;
+    let marked: bool = redis::cmd("EXISTS")
+        .arg(throng_proto::report::node_evicted_key("node-1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(marked, "the eviction is marked for the node");
+
+    // The partition heals: node-1 finds the mark, closes what it held and
+    // only then reports again; the coordinator follows it again.
+    redis_proxy.heal();
+    grpc_proxy.heal();
+    let healed = std::time::Instant::now();
+    loop {
+        let t = totals(&direct).await;
+        if t == (0, 0, 0, 0) {
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(10),
+            "node-1 still holds {t:?} after the partition healed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let closed_after = healed.elapsed();
+    c.wait_for_nodes(2).await;
+    let marked: bool = redis::cmd("EXISTS")
+        .arg(throng_proto::report::node_evicted_key("node-1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !marked,
+        "the mark is cleared once the node closed everything"
+    );
+    // What is left is exactly a's new placement, on node-2.
+    let nodes = admin(&c, "/admin/nodes").await;
+    let reserved: Vec<(String, u64)> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["nodeId"].as_str().unwrap().to_string(),
+                n["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w["reserved"].as_u64().unwrap())
+                    .sum(),
+            )
+        })
+        .collect();
+    assert!(reserved.contains(&("node-1".into(), 0)), "{nodes}");
+    assert!(reserved.contains(&("node-2".into(), 26)), "{nodes}");
+    // a's call on node-2 goes on.
+    let t = a2
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(t["type"], "response", "{t}");
+    eprintln!("figure: a node evicted while cut off closed what it held {closed_after:?} after the partition healed");
+    let _ = n2;
+    drop(node1.take_stop());
 }

@@ -35,7 +35,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::config::NodeConfig;
-use crate::load::{LoadTracker, RedisReporter};
+use crate::load::{LoadTracker, RedisReporter, Written};
 use crate::media::Rooms;
 use crate::node::{NodeIdentity, NodeState};
 use crate::rpc::MediaService;
@@ -47,11 +47,11 @@ use crate::workers::{WorkerDied, WorkerPool, WorkerPoolError};
 const REDIS_STOP_LIMIT: Duration = Duration::from_secs(2);
 
 /// The error of a bounded Redis write at stop, if it failed or timed out.
-fn stop_write_error(
-    r: Result<Result<(), crate::load::ReportError>, tokio::time::error::Elapsed>,
+fn stop_write_error<T>(
+    r: Result<Result<T, crate::load::ReportError>, tokio::time::error::Elapsed>,
 ) -> Option<String> {
     match r {
-        Ok(Ok(())) => None,
+        Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some(format!("no answer within {REDIS_STOP_LIMIT:?}")),
     }
@@ -196,7 +196,12 @@ pub async fn run_with(
             let reporter =
                 RedisReporter::connect(url, config.redis_ca.as_deref(), config.report_ttl).await?;
             tracker.sample(&workers);
-            reporter.write(&tracker.report(&rooms)).await?;
+            if reporter.write(&tracker.report(&rooms)).await? == Written::Evicted {
+                // An earlier process under this id was evicted; this one
+                // holds nothing yet: the mark goes.
+                reporter.clear_eviction(&config.node_id).await?;
+                reporter.write(&tracker.report(&rooms)).await?;
+            }
             Some(reporter)
         }
         None => None,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use throng_ops::RedisConn;
-use throng_proto::report::{node_key, NodeReport, WorkerReport, NODES_INDEX_KEY};
+use throng_proto::report::{node_evicted_key, node_key, NodeReport, WorkerReport, NODES_INDEX_KEY};
 use tracing::warn;
 
 use crate::media::Rooms;
@@ -88,11 +88,35 @@ impl LoadTracker {
     }
 }
 
+/// Writes the report unless the node's eviction mark is there: a
+/// coordinator evicted the node (took it for lost, released what was placed
+/// on it and deleted its report) while it was cut off. Atomic with the
+/// eviction (`coordinator::registry::redis`'s EVICT_NODE), so that nothing is
+/// placed on the node between the two.
+const REPORT: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+"#;
+
+/// What [`RedisReporter::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The report is in Redis.
+    Reported,
+    /// The cluster evicted this node: nothing written.
+    Evicted,
+}
+
 /// Writes the node's report to Redis.
 #[derive(Clone)]
 pub struct RedisReporter {
     conn: RedisConn,
     ttl: Duration,
+    script: Arc<redis::Script>,
 }
 
 /// Redis could not be reached or refused a write.
@@ -112,26 +136,42 @@ impl RedisReporter {
             .set_response_timeout(Some(Duration::from_secs(2)));
         // A Sentinel URL follows the primary through failovers.
         let conn = RedisConn::connect(url, ca, config).await?;
-        Ok(Self { conn, ttl })
+        Ok(Self {
+            conn,
+            ttl,
+            script: Arc::new(redis::Script::new(REPORT)),
+        })
     }
 
-    /// Writes one report: the key with its TTL and the index entry.
-    pub async fn write(&self, report: &NodeReport) -> Result<(), ReportError> {
+    /// Writes one report (the key with its TTL and the index entry), unless
+    /// the cluster evicted this node: then nothing is written and
+    /// [`Written::Evicted`] says so (see [`REPORT`]).
+    pub async fn write(&self, report: &NodeReport) -> Result<Written, ReportError> {
         let json = serde_json::to_string(report).expect("report serializes");
         let mut conn = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(node_key(&report.node_id))
+        let written: i64 = self
+            .script
+            .key(node_key(&report.node_id))
+            .key(NODES_INDEX_KEY)
+            .key(node_evicted_key(&report.node_id))
             .arg(json)
-            .arg("PX")
             .arg(self.ttl.as_millis() as u64)
-            .ignore()
-            .cmd("ZADD")
-            .arg(NODES_INDEX_KEY)
             .arg(report.reported_at_ms)
             .arg(&report.node_id)
-            .ignore()
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(if written == 1 {
+            Written::Reported
+        } else {
+            Written::Evicted
+        })
+    }
+
+    /// Clears the eviction mark (the node closed everything it held).
+    pub async fn clear_eviction(&self, node_id: &str) -> Result<(), ReportError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(node_evicted_key(node_id))
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
@@ -169,7 +209,26 @@ pub async fn report_loop(
         tracker.sample(rooms.workers());
         if let Some(reporter) = &reporter {
             match reporter.write(&tracker.report(&rooms)).await {
-                Ok(()) => rooms.node().set_reported(true),
+                Ok(Written::Reported) => rooms.node().set_reported(true),
+                Ok(Written::Evicted) => {
+                    rooms.node().set_reported(false);
+                    // Everything here was placed before the eviction, and
+                    // nothing can have been placed since (no report): it is
+                    // nobody's. Closed, then the mark goes, then the next
+                    // tick reports the node empty.
+                    warn!(
+                        routers = rooms.router_count(),
+                        "the cluster evicted this node while it was cut off: closing everything it held"
+                    );
+                    rooms.close_all();
+                    tracker.sample(rooms.workers());
+                    if let Err(e) = reporter
+                        .clear_eviction(&rooms.node().identity.node_id)
+                        .await
+                    {
+                        warn!(error = %e, "eviction mark not cleared");
+                    }
+                }
                 Err(e) => {
                     rooms.node().set_reported(false);
                     warn!(error = %e, "load report not written");

@@ -15,6 +15,19 @@ pub fn node_key(node_id: &str) -> String {
 /// Sorted set of node ids, scored by last report time in ms since the epoch.
 pub const NODES_INDEX_KEY: &str = "throng:nodes";
 
+/// Set by a coordinator that evicted the node (took it for lost and released
+/// everything placed on it) together with deleting its report: a node that
+/// was only cut off finds it at its next report, closes everything it held
+/// (nobody owns it any more) and only then reports again, so nothing is
+/// placed on it before that.
+pub fn node_evicted_key(node_id: &str) -> String {
+    format!("throng:node-evicted:{node_id}")
+}
+
+/// How long an eviction mark waits for its node (a day; a node away longer
+/// has long been restarted).
+pub const NODE_EVICTED_TTL_SECS: u64 = 86_400;
+
 /// One worker's load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerReport {

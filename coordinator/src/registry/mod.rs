@@ -190,7 +190,10 @@ pub trait Registry: Send + Sync + 'static {
         coordinator_id: &str,
     ) -> Result<Vec<(String, String, WorkerRef)>, RegistryError>;
 
-    /// Releases every reservation and room placement on `node_id` (it died).
+    /// Releases every reservation and room placement on `node_id` (it died,
+    /// or it is cut off), and forgets its report; a node that reports to the
+    /// store finds that it was evicted (`throng_proto::report::node_evicted_key`)
+    /// and closes what it held before it reports again.
     /// Returns the (room, participant) pairs that were placed there.
     async fn evict_node(&self, node_id: &str) -> Result<Vec<(String, String)>, RegistryError>;
 

@@ -168,6 +168,11 @@ for _, f in ipairs(reserved) do
   end
 end
 redis.call('DEL', 'throng:node-placements:' .. node, 'throng:node-rooms:' .. node)
+-- The node's report goes, and a mark the node finds if it was only cut off:
+-- it closes what it held before it reports (and takes placements) again.
+redis.call('DEL', KEYS[4])
+redis.call('ZREM', KEYS[3], node)
+redis.call('SET', KEYS[5], '1', 'EX', ARGV[2])
 return placements
 "#;
 
@@ -481,7 +486,11 @@ impl Registry for RedisRegistry {
             .evict
             .key(RESERVED)
             .key(ROOMS)
+            .key(NODES_INDEX_KEY)
+            .key(node_key(node_id))
+            .key(throng_proto::report::node_evicted_key(node_id))
             .arg(node_id)
+            .arg(throng_proto::report::NODE_EVICTED_TTL_SECS)
             .invoke_async(&mut self.conn())
             .await?;
         let mut evicted = placements
