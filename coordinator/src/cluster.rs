@@ -9,7 +9,8 @@
 //! stream is down too, its event stream reported a dead worker, or its event
 //! stream ended and its gRPC port then refused connections: the process is
 //! gone, and its report, still in the registry until its TTL, is ignored from
-//! then on unless a newer one comes). A report
+//! then on unless a newer one comes; or it says that another coordinator
+//! evicted it while it was cut off). A report
 //! missing while the node's stream is open is not a loss: Redis restarted
 //! empty, or the node cannot reach Redis for now; its participants' calls go
 //! on, and it takes no new placements until it reports again. Then its stream stops, its client is forgotten, its
@@ -284,6 +285,12 @@ impl Cluster {
             match event {
                 NodeEvent::WorkerDied { worker, reason } => {
                     warn!(node = %node, worker, %reason, "media worker died");
+                    self.lose(&node).await;
+                }
+                NodeEvent::Evicted => {
+                    // Another coordinator evicted it while this one still
+                    // followed it: its participants here go elsewhere too.
+                    warn!(node = %node, "media node lost (it was evicted and closes everything)");
                     self.lose(&node).await;
                 }
                 NodeEvent::Stopped => {

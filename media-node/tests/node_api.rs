@@ -947,3 +947,62 @@ async fn a_room_is_described_with_its_participants_objects_and_labels() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_finds_itself_evicted_says_so_closes_everything_and_reports_again() {
+    let redis = Redis::start();
+    let mut conn = redis.conn().await;
+    let node = InProcessNode::start(node_env("evicted-node", 1, Some(&redis))).await;
+    let mut client = node.client.clone();
+    let r = router(&mut client, "left-behind", 0).await;
+    assert!(!r.router_id.is_empty());
+    assert_eq!(node_info(&mut client).await.workers[0].routers, 1);
+    let mut events = client
+        .events(pb::EventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // A coordinator evicted it (as `evict_node` does: the report goes, the
+    // mark is set).
+    let _: () = redis::pipe()
+        .del(node_key("evicted-node"))
+        .set(throng_proto::report::node_evicted_key("evicted-node"), "1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // It tells whoever follows it, closes what it held, clears the mark and
+    // reports again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut told = None;
+    while told.is_none() && Instant::now() < deadline {
+        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), events.message())
+            .await
+            .map(|r| r.transpose())
+        {
+            if let Some(pb::event::Event::NodeEvicted(e)) = ev.event {
+                told = Some(e.routers);
+            }
+        }
+    }
+    assert_eq!(told, Some(1), "NodeEvicted with the routers it held");
+    loop {
+        let report: Option<String> = conn.get(node_key("evicted-node")).await.unwrap();
+        let marked: bool = conn
+            .exists(throng_proto::report::node_evicted_key("evicted-node"))
+            .await
+            .unwrap();
+        if let (Some(report), false) = (report, marked) {
+            let report: NodeReport = serde_json::from_str(&report).unwrap();
+            assert_eq!(report.workers[0].routers, 0, "reported empty");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fresh report after the eviction"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node_info(&mut client).await.workers[0].routers, 0);
+    // The node serves on.
+    router(&mut client, "after", 0).await;
+}

@@ -61,6 +61,9 @@ pub enum NodeEvent {
         /// mediasoup's reason.
         reason: String,
     },
+    /// The cluster evicted the node while it was cut off; it closes
+    /// everything now: lost, as far as this coordinator's rooms go.
+    Evicted,
     /// The stream ended and the node's gRPC port then refused connections
     /// [`REFUSALS`] times in a row within [`PROBING`]: the process is gone (a host that is cut
     /// off does not refuse, it stays silent; that case waits for the report
@@ -108,6 +111,7 @@ impl NodeEvent {
                 worker: w.worker_index,
                 reason: w.reason,
             },
+            Event::NodeEvicted(_) => Self::Evicted,
             Event::ConsumerProducerPaused(_) | Event::ConsumerProducerResumed(_) => return None,
         })
     }

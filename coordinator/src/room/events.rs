@@ -125,7 +125,7 @@ impl Rooms {
                 info!(room = %room_id, producer = %producer_id, node, "producer closed by its node");
                 self.close_producers(gone.into_iter().collect()).await;
             }
-            NodeEvent::WorkerDied { .. } | NodeEvent::Stopped => {
+            NodeEvent::WorkerDied { .. } | NodeEvent::Stopped | NodeEvent::Evicted => {
                 debug!(node, "a node's end reaches the rooms as NodeLost");
             }
         }

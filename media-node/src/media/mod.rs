@@ -274,6 +274,15 @@ impl Rooms {
             }));
     }
 
+    /// Tells the coordinators following the node that it was evicted (it
+    /// closes everything next).
+    pub fn emit_evicted(&self) {
+        self.events
+            .emit(pb::event::Event::NodeEvicted(pb::NodeEvicted {
+                routers: self.router_count() as u32,
+            }));
+    }
+
     /// The node's workers.
     pub fn workers(&self) -> &[NodeWorker] {
         &self.workers
