@@ -56,11 +56,12 @@ pub struct NodeKillArgs {
 pub struct NodeKillReport {
     /// Participants in the call.
     pub participants: usize,
-    /// The node killed.
+    /// The node killed (empty under another fault).
     pub killed: String,
     /// Participants placed on it.
     pub on_killed_node: usize,
-    /// Participants in rooms with a router on it (the ones measured).
+    /// Participants in rooms with a router on it (the ones measured; all of
+    /// them under another fault).
     pub affected: usize,
     /// From the kill to `reconnect` at the participants on it, seconds:
     /// p50, p95, p99, max.
@@ -288,6 +289,15 @@ impl Gap {
     }
 }
 
+/// The fault [`under_fault`] injects once everyone hears everyone.
+pub enum Fault<'a> {
+    /// SIGKILL the node hosting the most participants (`node-kill`).
+    KillBusiestNode,
+    /// Anything the caller does (Redis killed and restarted, say), awaited
+    /// from the moment of the fault; every participant counts as affected.
+    Other(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>),
+}
+
 /// Runs `node-kill`; `token(room, identity)`, `http` the coordinator's base
 /// URL (admin API, to see where everyone landed).
 pub async fn node_kill(
@@ -297,7 +307,20 @@ pub async fn node_kill(
     admin_key: &str,
     token: impl Fn(&str, &str) -> String,
 ) -> Result<NodeKillReport, String> {
-    if args.nodes.len() < 2 {
+    under_fault(args, url, http, admin_key, token, Fault::KillBusiestNode).await
+}
+
+/// The call of `node-kill` under any [`Fault`]: the same participants and
+/// measures; `killed` is empty unless a node was killed.
+pub async fn under_fault(
+    args: &NodeKillArgs,
+    url: &str,
+    http: &str,
+    admin_key: &str,
+    token: impl Fn(&str, &str) -> String,
+    fault: Fault<'_>,
+) -> Result<NodeKillReport, String> {
+    if matches!(fault, Fault::KillBusiestNode) && args.nodes.len() < 2 {
         return Err("node-kill needs at least two media nodes (one survives)".into());
     }
     let source = Arc::new(args.source.start().await.map_err(|e| e.to_string())?);
@@ -413,12 +436,15 @@ pub async fn node_kill(
             }
         }
     }
-    let (killed, pid) = args
+    let busiest = args
         .nodes
         .iter()
         .max_by_key(|(id, _)| node_of.values().filter(|n| *n == id).count())
-        .cloned()
-        .expect("two nodes");
+        .cloned();
+    let killed = match (&fault, busiest) {
+        (Fault::KillBusiestNode, Some((id, _))) => id,
+        _ => String::new(),
+    };
     let on_killed: HashSet<&String> = node_of
         .iter()
         .filter(|(_, n)| **n == killed)
@@ -427,17 +453,24 @@ pub async fn node_kill(
 
     let kill_at = Instant::now();
     *from.lock().expect("from") = Some(kill_at - BEFORE);
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .map_err(|e| format!("kill: {e}"))?;
-    if !status.success() {
-        return Err(format!("kill -KILL {pid} failed"));
+    match fault {
+        Fault::KillBusiestNode => {
+            let pid = args
+                .nodes
+                .iter()
+                .find(|(id, _)| *id == killed)
+                .map(|(_, pid)| *pid)
+                .expect("two nodes");
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .map_err(|e| format!("kill: {e}"))?;
+            if !status.success() {
+                return Err(format!("kill -KILL {pid} failed"));
+            }
+        }
+        Fault::Other(f) => f.await,
     }
-    eprintln!(
-        "node-kill: {killed} (pid {pid}) killed at {:?}",
-        std::time::SystemTime::now()
-    );
     tokio::time::sleep(args.watch).await;
     let end = Instant::now();
     sampler.abort();
@@ -449,7 +482,8 @@ pub async fn node_kill(
     let mut told = Vec::new();
     let (mut rejoins, mut errors) = (0, 0);
     for (i, (room, id, seen)) in people.iter().enumerate() {
-        let touched = room_nodes.get(room).is_some_and(|n| n.contains(&killed));
+        let touched =
+            killed.is_empty() || room_nodes.get(room).is_some_and(|n| n.contains(&killed));
         let mut worst = Duration::ZERO;
         let mut missing = false;
         for sender in expected(room, id) {

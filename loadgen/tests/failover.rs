@@ -1,10 +1,14 @@
-//! A media node SIGKILLed mid-call under participants that all send and
-//! receive real media (str0m over DTLS-SRTP on 127.0.0.1): two media node
-//! processes reporting to a real Redis, a coordinator, `loadgen node-kill`'s
-//! participants re-joining as the web client does. Every affected participant
-//! receives every sender again, within the 5 s, and the coordinator
-//! tells them within a second (the node's port refuses once its process is
-//! gone: no waiting for its report to expire).
+//! Faults under participants that all send and receive real media (str0m
+//! over DTLS-SRTP on 127.0.0.1), `loadgen node-kill`'s participants
+//! re-joining as the web client does when told to:
+//!
+//! - a media node SIGKILLed mid-call (two media node processes reporting to a
+//!   real Redis, a coordinator): every affected participant receives every
+//!   sender again, within the 5 s, and the coordinator tells them
+//!   within a second (the node's port refuses once its process is gone: no
+//!   waiting for its report to expire);
+//! - redis-server SIGKILLed and restarted empty 3 s later: nobody is sent
+//!   away and nobody's media stops.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -12,7 +16,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use coordinator::auth::TokenKey;
-use loadgen::failover::{node_kill, NodeKillArgs};
+use loadgen::failover::{node_kill, under_fault, Fault, NodeKillArgs};
 use loadgen::source::SourceSpec;
 use media_node::config::vars as nvars;
 use throng_test_support::{free_tcp_port, Coordinator, Node, Redis, ADMIN_KEY, SECRET};
@@ -104,4 +108,59 @@ async fn a_media_node_killed_mid_call_every_participant_gets_media_again_within_
         r.untouched_max < 1.0,
         "rooms on the other node were not interrupted: {r:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_under_a_call_stops_nobodys_media() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let node = Node::start(Node::env("node-1", 1, Some(&url))).await;
+    let coordinator =
+        Coordinator::start(Coordinator::env(&[node.grpc.to_string()], 1500, Some(&url))).await;
+    coordinator.wait_for_nodes(1).await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    let args = NodeKillArgs {
+        rooms: 2,
+        per_room: 3,
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        source: SourceSpec::LIGHT,
+        nodes: Vec::new(),
+        watch: Duration::from_secs(4),
+    };
+    // Killed, away 3 s, back empty; kept until the end of the test.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let restart = {
+        let held = held.clone();
+        Fault::Other(Box::pin(async move {
+            let mut redis = redis;
+            let redis = tokio::task::spawn_blocking(move || {
+                redis.restart(Duration::from_secs(3));
+                redis
+            })
+            .await
+            .expect("restart");
+            *held.lock().unwrap() = Some(redis);
+        }))
+    };
+    let r = under_fault(
+        &args,
+        &coordinator.ws_url(),
+        &format!("http://{}", coordinator.http),
+        ADMIN_KEY,
+        |room: &str, id: &str| key.mint(room, id, true, 600),
+        restart,
+    )
+    .await
+    .expect("the call runs");
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert_eq!(r.affected, 6, "{r:?}");
+    assert_eq!(r.rejoins, 0, "nobody was sent away: {r:?}");
+    assert_eq!(r.errors, 0, "{r:?}");
+    assert_eq!(r.not_recovered, 0, "{r:?}");
+    assert!(
+        r.interruption[3] < 1.0,
+        "nobody's media stopped (longest gap {} s): {r:?}",
+        r.interruption[3]
+    );
+    drop(held);
 }
