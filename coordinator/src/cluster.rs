@@ -232,15 +232,41 @@ impl Cluster {
     }
 
     /// Without Redis, nodes cannot report themselves: ask them (GetNodeInfo).
+    /// A node this coordinator evicted while it could not reach it (a
+    /// partition; or a process started again) is told to close everything
+    /// it still holds (CloseAll) before its report is taken: nothing there
+    /// is anybody's, and this coordinator is its only owner.
     async fn poll(&self, polled: &Polled) {
         for address in &polled.addresses {
             let Ok(client) = self.clients.client(address, address) else {
                 continue;
             };
-            match client.node_info().await {
-                Ok(info) => polled.memory.report_node(info.into(), NODE_POLL * 3),
-                Err(e) => warn!(%address, error = %e, "media node not answering"),
+            let info = match client.node_info().await {
+                Ok(info) => info,
+                Err(e) => {
+                    warn!(%address, error = %e, "media node not answering");
+                    continue;
+                }
+            };
+            let mut report: NodeReport = info.into();
+            if polled.memory.evicted(&report.node_id) {
+                match client.close_all().await {
+                    Ok(routers) => {
+                        info!(node = %report.node_id, routers, "evicted media node answers again: it closed what it held");
+                        polled.memory.eviction_done(&report.node_id);
+                    }
+                    Err(e) => {
+                        warn!(node = %report.node_id, error = %e, "evicted media node not cleared");
+                        continue;
+                    }
+                }
+                // Its load as it is now, empty.
+                match client.node_info().await {
+                    Ok(info) => report = info.into(),
+                    Err(_) => continue,
+                }
             }
+            polled.memory.report_node(report, NODE_POLL * 3);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Faults that must interrupt no call, against a real redis-server, media
 //! node and coordinator on 127.0.0.1: Redis killed and restarted empty; a
-//! media node cut off from Redis and the coordinators, then back.
+//! media node cut off from Redis and the coordinators, then back (and, without
+//! Redis, cut off from its only coordinator, then back).
 
 mod common;
 
@@ -261,5 +262,114 @@ async fn a_node_cut_off_and_evicted_closes_what_it_held_when_it_comes_back() {
     assert_eq!(t["type"], "response", "{t}");
     eprintln!("figure: a node evicted while cut off closed what it held {closed_after:?} after the partition healed");
     let _ = n2;
+    drop(node1.take_stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_node_cut_off_and_evicted_is_cleared_by_its_coordinator_when_it_answers_again(
+) {
+    use throng_test_support::{node_totals, Node, Proxy};
+    // The single-machine form: no Redis; the coordinator polls its nodes.
+    // node-1 is reached only through a proxy the test cuts.
+    let grpc_port = throng_test_support::free_tcp_port();
+    let grpc_proxy = Proxy::start(format!("127.0.0.1:{grpc_port}").parse().unwrap()).await;
+    let mut env = Node::env("node-1", 1, None);
+    env.insert(
+        "THRONG_GRPC_LISTEN".into(),
+        format!("127.0.0.1:{grpc_port}"),
+    );
+    env.insert("THRONG_GRPC_ADVERTISE".into(), grpc_proxy.addr.to_string());
+    let mut node1 = Node::start(env).await;
+    let direct = node1.client().await;
+    let (n2, _s2) = start_node("node-2", 1, None).await;
+    let (http, _stop) =
+        start_coordinator(&[grpc_proxy.addr.to_string(), n2.to_string()], 1500, None).await;
+    let c = Cluster::at(http);
+    c.wait_for_nodes(2).await;
+    let totals = |d: &throng_proto::media::media_node_client::MediaNodeClient<_>| {
+        let mut d = d.clone();
+        async move {
+            node_totals(
+                &d.get_node_info(throng_proto::media::GetNodeInfoRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            )
+        }
+    };
+    // Both empty: the first join goes to node-1 (the smaller key).
+    let mut a = Client::connect(&c).await;
+    assert_eq!(a.join("cut", "a", true).await["type"], "joined");
+    publish_audio(&mut a, 6363).await;
+    assert_eq!(totals(&direct).await, (1, 1, 1, 0));
+
+    // The partition: polls fail, the stream is down, the report expires;
+    // the coordinator evicts node-1 and sends its participant elsewhere.
+    grpc_proxy.cut();
+    let m = tokio::time::timeout(
+        Duration::from_secs(10),
+        a.wait(|m| m["type"] == "reconnect"),
+    )
+    .await
+    .expect("told to reconnect");
+    assert!(m["reason"].as_str().unwrap().contains("node"), "{m}");
+    let mut a2 = Client::connect(&c).await;
+    assert_eq!(a2.join("cut", "a", true).await["type"], "joined");
+    publish_audio(&mut a2, 6464).await;
+    let room = admin(&c, "/admin/rooms/cut").await;
+    assert_eq!(room["routers"][0]["nodeId"], "node-2", "{room}");
+    // node-1, cut off, still holds the old objects.
+    assert_eq!(totals(&direct).await, (1, 1, 1, 0));
+
+    // The partition heals: the coordinator's next poll finds the node it
+    // evicted, has it close everything (CloseAll), and only then takes its
+    // report again.
+    grpc_proxy.heal();
+    let healed = std::time::Instant::now();
+    loop {
+        let t = totals(&direct).await;
+        if t == (0, 0, 0, 0) {
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(10),
+            "node-1 still holds {t:?} after the partition healed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed_after = healed.elapsed();
+    c.wait_for_nodes(2).await;
+    let nodes = admin(&c, "/admin/nodes").await;
+    let reserved: Vec<(String, u64)> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["nodeId"].as_str().unwrap().to_string(),
+                n["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w["reserved"].as_u64().unwrap())
+                    .sum(),
+            )
+        })
+        .collect();
+    assert!(reserved.contains(&("node-1".into(), 0)), "{nodes}");
+    assert!(reserved.contains(&("node-2".into(), 26)), "{nodes}");
+    // A newcomer to another room may land on node-1 again, and works there.
+    let mut b = Client::connect(&c).await;
+    assert_eq!(b.join("after", "b", true).await["type"], "joined");
+    publish_audio(&mut b, 6565).await;
+    let room = admin(&c, "/admin/rooms/after").await;
+    assert_eq!(room["routers"][0]["nodeId"], "node-1", "{room}");
+    assert_eq!(totals(&direct).await, (1, 1, 1, 0));
+    // a's call on node-2 goes on.
+    let t = a2
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(t["type"], "response", "{t}");
+    eprintln!("figure: without Redis, a node evicted while cut off closed what it held {closed_after:?} after the partition healed");
     drop(node1.take_stop());
 }

@@ -220,8 +220,7 @@ pub async fn report_loop(
                         routers = rooms.router_count(),
                         "the cluster evicted this node while it was cut off: closing everything it held"
                     );
-                    rooms.emit_evicted();
-                    rooms.close_all();
+                    rooms.evicted();
                     tracker.sample(rooms.workers());
                     if let Err(e) = reporter
                         .clear_eviction(&rooms.node().identity.node_id)

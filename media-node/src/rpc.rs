@@ -336,6 +336,15 @@ impl MediaNode for MediaService {
         ok(pb::Empty {})
     }
 
+    async fn close_all(&self, _: Request<pb::CloseAllRequest>) -> Res<pb::CloseAllResponse> {
+        warn!(
+            routers = self.rooms.router_count(),
+            "the coordinator evicted this node while it could not reach it: closing everything it held"
+        );
+        let routers = self.rooms.evicted() as u32;
+        ok(pb::CloseAllResponse { routers })
+    }
+
     async fn describe_room(
         &self,
         req: Request<pb::DescribeRoomRequest>,

@@ -1006,3 +1006,56 @@ async fn a_node_that_finds_itself_evicted_says_so_closes_everything_and_reports_
     // The node serves on.
     router(&mut client, "after", 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_all_says_node_evicted_and_closes_every_router_with_what_it_holds() {
+    // Without Redis, the coordinator that evicted the node calls CloseAll
+    // when it answers again.
+    let node = InProcessNode::start(node_env("close-all-node", 2, None)).await;
+    let mut client = node.client.clone();
+    router(&mut client, "one", 0).await;
+    let r = router(&mut client, "two", 1).await;
+    client
+        .create_web_rtc_transport(pb::CreateWebRtcTransportRequest {
+            router_id: r.router_id.clone(),
+            participant_id: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut events = client
+        .events(pb::EventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let closed = client
+        .close_all(pb::CloseAllRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(closed.routers, 2);
+    let mut told = None;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while told.is_none() && Instant::now() < deadline {
+        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), events.message())
+            .await
+            .map(|r| r.transpose())
+        {
+            if let Some(pb::event::Event::NodeEvicted(e)) = ev.event {
+                told = Some(e.routers);
+            }
+        }
+    }
+    assert_eq!(told, Some(2), "NodeEvicted with the routers it held");
+    let info = node_info(&mut client).await;
+    let left: Vec<(u32, u32)> = info
+        .workers
+        .iter()
+        .map(|w| (w.routers, w.transports))
+        .collect();
+    assert_eq!(left, vec![(0, 0), (0, 0)]);
+    // Nothing to close a second time; the node serves on.
+    let again = client.close_all(pb::CloseAllRequest {}).await.unwrap();
+    assert_eq!(again.into_inner().routers, 0);
+    router(&mut client, "after", 0).await;
+}

@@ -437,6 +437,16 @@ impl NodeClient {
         Ok(())
     }
 
+    /// CloseAll: the node was evicted; returns the routers it closed.
+    pub async fn close_all(&self) -> Res<u32> {
+        let r = self
+            .rpc()
+            .close_all(pb::CloseAllRequest {})
+            .await
+            .map_err(self.status())?;
+        Ok(r.into_inner().routers)
+    }
+
     /// DescribeRoom: everything `room` has on this node.
     pub async fn describe_room(&self, room: &str) -> Res<Vec<pb::RouterDescription>> {
         Ok(self

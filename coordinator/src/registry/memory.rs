@@ -1,7 +1,7 @@
 //! In-memory registry: the single-machine default (one coordinator, no
 //! Redis). Same contract and same placement rule as the Redis registry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ struct State {
     reserved: HashMap<WorkerRef, u32>,
     rooms: HashMap<String, Room>,
     nodes: HashMap<String, (NodeReport, Instant)>,
+    /// Nodes evicted and not told yet (the memory form of Redis's eviction
+    /// mark): whatever they still hold is nobody's.
+    evicted: HashSet<String>,
 }
 
 /// The in-memory registry.
@@ -45,6 +48,17 @@ impl MemoryRegistry {
         let mut s = self.lock();
         s.nodes
             .insert(report.node_id.clone(), (report, Instant::now() + ttl));
+    }
+
+    /// Whether `node_id` was evicted and has not closed what it held yet:
+    /// its reports are not taken until [`MemoryRegistry::eviction_done`].
+    pub fn evicted(&self, node_id: &str) -> bool {
+        self.lock().evicted.contains(node_id)
+    }
+
+    /// The evicted node closed everything it held (CloseAll answered).
+    pub fn eviction_done(&self, node_id: &str) {
+        self.lock().evicted.remove(node_id);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -261,8 +275,10 @@ impl Registry for MemoryRegistry {
             reserved,
             rooms,
             nodes,
+            evicted: marks,
         } = &mut *s;
         nodes.remove(node_id);
+        marks.insert(node_id.to_string());
         reserved.retain(|w, _| w.node_id != node_id);
         let mut evicted = Vec::new();
         rooms.retain(|room_id, room| {

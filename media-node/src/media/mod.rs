@@ -274,13 +274,17 @@ impl Rooms {
             }));
     }
 
-    /// Tells the coordinators following the node that it was evicted (it
-    /// closes everything next).
-    pub fn emit_evicted(&self) {
+    /// The cluster evicted the node while it was cut off: everything here is
+    /// nobody's. Tells the coordinators still following it (NodeEvicted),
+    /// then closes everything; returns the routers closed.
+    pub fn evicted(&self) -> usize {
+        let routers = self.router_count();
         self.events
             .emit(pb::event::Event::NodeEvicted(pb::NodeEvicted {
-                routers: self.router_count() as u32,
+                routers: routers as u32,
             }));
+        self.close_all();
+        routers
     }
 
     /// The node's workers.
