@@ -162,6 +162,7 @@ pub async fn run_with(
     let clients = Arc::new(NodeClients::new(
         metrics.clone(),
         config.node_token.as_ref(),
+        config.node_tls.as_ref(),
     ));
     let (to_rooms, cluster_events) = mpsc::unbounded_channel();
     let (cluster, node_events) = Cluster::new(

@@ -6,88 +6,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use coordinator::registry::redis::RedisRegistry;
 use coordinator::registry::Registry;
+use throng_test_support::tls::{Ca, Issued};
 use throng_test_support::{Coordinator, Node};
 
 const PASSWORD: &str = "tls-test-password-4711";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian's openssl package)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it; returns the CA's path.
-fn certificates(dir: &Path) -> PathBuf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=throng-test-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    dir.join("ca.pem")
-}
 
 /// redis-server on a TLS port only, with a password; killed on drop.
 struct TlsRedis {
@@ -102,18 +31,18 @@ impl Drop for TlsRedis {
     }
 }
 
-fn tls_redis(dir: &Path) -> TlsRedis {
+fn tls_redis(dir: &Path, ca: &Path, server: &Issued) -> TlsRedis {
     let port = throng_test_support::free_tcp_port();
     let child = Command::new("redis-server")
         .args(["--port", "0", "--tls-port", &port.to_string()])
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args([
-            "--tls-cert-file",
-            "server.pem",
-            "--tls-key-file",
-            "server.key",
-        ])
-        .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(&server.cert)
+        .arg("--tls-key-file")
+        .arg(&server.key)
+        .arg("--tls-ca-cert-file")
+        .arg(ca)
+        .args(["--tls-auth-clients", "no"])
         .args(["--requirepass", PASSWORD])
         .arg("--dir")
         .arg(dir)
@@ -138,8 +67,10 @@ async fn a_node_and_a_coordinator_use_redis_over_tls_with_a_password() {
     // Removed on drop, also when the test fails.
     let tmp = throng_test_support::TempDir::new("redis-tls");
     let dir = tmp.path();
-    let ca = certificates(dir);
-    let redis = tls_redis(dir);
+    let authority = Ca::new(dir, "ca");
+    let server = authority.issue("server", &["IP:127.0.0.1"]);
+    let ca = authority.pem();
+    let redis = tls_redis(dir, &ca, &server);
     let url = format!("rediss://:{PASSWORD}@127.0.0.1:{}/", redis.port);
     let ca_var = (
         throng_ops::REDIS_CA_FILE.to_string(),

@@ -1,7 +1,7 @@
 //! Media node configuration: read from an environment map, validated as a whole
 //! before any port is bound or any worker is started.
 //!
-//! About 625 lines, a third of them tests: every variable is read, checked
+//! About 665 lines, a third of them tests: every variable is read, checked
 //! and described here, next to the others it must agree with.
 
 use std::collections::HashMap;
@@ -48,6 +48,9 @@ pub struct NodeConfig {
     /// the gRPC address is not loopback; `None` (loopback only): any local
     /// caller is served.
     pub node_token: Option<throng_ops::Secret>,
+    /// TLS on the gRPC port (`THRONG_GRPC_TLS_*`); with a client CA, callers
+    /// must present a certificate it signed (mutual TLS). `None`: plain.
+    pub grpc_tls: Option<throng_ops::grpc_tls::ServerTls>,
 }
 
 /// A configuration that cannot be used; names the variable and the reason.
@@ -185,7 +188,19 @@ pub mod vars {
         ),
         (
             NODE_TOKEN,
-            "token coordinators must send on every gRPC call, 32+ characters (required unless THRONG_GRPC_LISTEN is loopback)",
+            "token coordinators must send on every gRPC call, 32+ characters (required unless THRONG_GRPC_LISTEN is loopback or THRONG_GRPC_TLS_CLIENT_CA_FILE is set)",
+        ),
+        (
+            throng_ops::grpc_tls::GRPC_TLS_CERT_FILE,
+            "PEM certificate chain the gRPC port serves TLS with (unset: plain gRPC)",
+        ),
+        (
+            throng_ops::grpc_tls::GRPC_TLS_KEY_FILE,
+            "PEM private key of that certificate",
+        ),
+        (
+            throng_ops::grpc_tls::GRPC_TLS_CLIENT_CA_FILE,
+            "PEM CAs whose client certificates are accepted: coordinators must present one (mutual TLS)",
         ),
     ];
 }
@@ -386,6 +401,12 @@ impl NodeConfig {
             });
         }
 
+        let grpc_tls = throng_ops::grpc_tls::server_tls(env).map_err(|e| ConfigError::Invalid {
+            var: e.var,
+            value: env.get(e.var).cloned().unwrap_or_default(),
+            reason: e.reason,
+        })?;
+        let mutual_tls = grpc_tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         let node_token = match env
             .get(vars::NODE_TOKEN)
             .map(|v| v.trim())
@@ -400,14 +421,16 @@ impl NodeConfig {
                     }
                 })?,
             ),
-            None if !grpc_listen.ip().is_loopback() => {
+            None if !grpc_listen.ip().is_loopback() && !mutual_tls => {
                 return Err(ConfigError::Invalid {
                     var: vars::NODE_TOKEN,
                     value: String::new(),
                     reason: format!(
-                        "required when {} ({grpc_listen}) is not a loopback address: \
+                        "required when {} ({grpc_listen}) is not a loopback address \
+                         (unless {} makes callers present a certificate): \
                          without it anyone who reaches the port could drive the node",
-                        vars::GRPC_LISTEN
+                        vars::GRPC_LISTEN,
+                        throng_ops::grpc_tls::GRPC_TLS_CLIENT_CA_FILE,
                     ),
                 })
             }
@@ -416,6 +439,7 @@ impl NodeConfig {
 
         Ok(Self {
             node_token,
+            grpc_tls,
             stats_interval: Duration::from_millis(stats_interval_ms),
             node_id,
             workers,
@@ -504,6 +528,34 @@ impl NodeConfig {
                     "(set)".into()
                 } else {
                     "(none: loopback callers only)".into()
+                },
+            ),
+            (
+                throng_ops::grpc_tls::GRPC_TLS_CERT_FILE,
+                if self.grpc_tls.is_some() {
+                    "(set: TLS)".into()
+                } else {
+                    "(none: plain gRPC)".into()
+                },
+            ),
+            (
+                throng_ops::grpc_tls::GRPC_TLS_KEY_FILE,
+                if self.grpc_tls.is_some() {
+                    "(set)".into()
+                } else {
+                    "(none)".into()
+                },
+            ),
+            (
+                throng_ops::grpc_tls::GRPC_TLS_CLIENT_CA_FILE,
+                if self
+                    .grpc_tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_ca.is_some())
+                {
+                    "(set: callers' certificates checked)".into()
+                } else {
+                    "(none: no client certificates asked)".into()
                 },
             ),
         ])

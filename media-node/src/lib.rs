@@ -87,6 +87,10 @@ pub enum NodeError {
     /// A worker died while serving.
     #[error("worker {} died: {}", .0.index, .0.reason)]
     WorkerDied(WorkerDied),
+    /// The gRPC TLS settings cannot be used (the configuration's own check
+    /// passed: this is the gRPC library refusing them).
+    #[error("THRONG_GRPC_TLS_CERT_FILE: {0}")]
+    GrpcTls(String),
 }
 
 /// Addresses the node ended up listening on (ports may have been 0).
@@ -105,7 +109,9 @@ impl NodeError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            NodeError::Bind { .. } | NodeError::Workers(WorkerPoolError::CreateWebRtcServer { .. })
+            NodeError::Bind { .. }
+                | NodeError::GrpcTls(_)
+                | NodeError::Workers(WorkerPoolError::CreateWebRtcServer { .. })
         )
     }
 }
@@ -230,8 +236,22 @@ pub async fn run_with(
         .set_serving::<MediaNodeServer<MediaService>>()
         .await;
     let service = MediaService::new(rooms.clone(), tracker.clone(), stop_rx.clone());
+    let mut grpc_server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.grpc_tls {
+        let mut server_tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.identity.cert, &tls.identity.key),
+        );
+        if let Some(ca) = &tls.client_ca {
+            server_tls = server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        // Checked by the configuration already; a failure here is the same
+        // refusal, before anything is served.
+        grpc_server = grpc_server
+            .tls_config(server_tls)
+            .map_err(|e| NodeError::GrpcTls(e.to_string()))?;
+    }
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        grpc_server
             .layer(throng_telemetry::grpc::ServerLayer::new(
                 metrics.rpc.clone(),
             ))

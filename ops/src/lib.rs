@@ -10,17 +10,20 @@
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` exports spans ([`init_logging`]);
 //! - the Redis URL rule both binaries apply ([`check_redis_url`]), and how
 //!   they connect to it, TLS and Sentinel included ([`RedisConn`],
-//!   [`redis_client`], [`redis_ca`]).
+//!   [`redis_client`], [`redis_ca`]);
+//! - TLS on the gRPC link between coordinators and media nodes, read and
+//!   checked the same way on both ends ([`grpc_tls`]).
 //!
 //! Exit codes: 0 done, 1 failed while serving, 2 bad configuration or command
 //! line (including a listen address that cannot be bound).
 //!
 //! Owns nothing at run time but the Redis connections it makes
 //! ([`redis_conn`]); calls only the standard library, tokio (the probe's one
-//! HTTP request), `redis` and `tracing-subscriber`.
+//! HTTP request), `redis`, `rustls` and `tracing-subscriber`.
 
 #![deny(unsafe_code)]
 
+pub mod grpc_tls;
 pub mod redis_conn;
 pub use redis_conn::RedisConn;
 

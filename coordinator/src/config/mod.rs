@@ -57,6 +57,10 @@ pub struct CoordinatorConfig {
     pub limits: LimitSettings,
     /// Sent on every call to a media node (`THRONG_NODE_TOKEN`, the nodes' own).
     pub node_token: Option<throng_ops::Secret>,
+    /// TLS to the media nodes (`THRONG_NODE_TLS_*`): their CA, this
+    /// coordinator's client certificate, the name they must carry. `None`:
+    /// plain gRPC.
+    pub node_tls: Option<throng_ops::grpc_tls::ClientTls>,
     /// Id of `token_secret` (tokens it signs carry it as `kid`).
     pub token_kid: Option<String>,
     /// Earlier secrets still accepted, by id.
@@ -290,6 +294,10 @@ impl CoordinatorConfig {
                 })?,
             ),
         };
+        let node_tls = throng_ops::grpc_tls::client_tls(env).map_err(|e| ConfigError {
+            var: e.var,
+            reason: e.reason,
+        })?;
         let token_kid = get(env, vars::TOKEN_KID)
             .map(|k| identifier(vars::TOKEN_KID, k))
             .transpose()?;
@@ -329,6 +337,7 @@ impl CoordinatorConfig {
             token_keys,
             token_audience,
             node_token,
+            node_tls,
             limits,
             drain_grace,
             resume_grace,
@@ -370,6 +379,11 @@ impl CoordinatorConfig {
     /// The effective settings, secrets left out, one `VAR=value` a line
     /// (what `--check-config` prints).
     pub fn describe(&self) -> String {
+        let client_cert = if self.node_tls.as_ref().is_some_and(|t| t.identity.is_some()) {
+            "(set: this coordinator's certificate)"
+        } else {
+            "(none)"
+        };
         let redis = match &self.redis_url {
             Some(url) => redact(url),
             None => "(none: in-memory registry)".into(),
@@ -465,6 +479,23 @@ impl CoordinatorConfig {
                 } else {
                     "(none)".into()
                 },
+            ),
+            (
+                throng_ops::grpc_tls::NODE_TLS_CA_FILE,
+                if self.node_tls.is_some() {
+                    "(set: TLS to the nodes)".into()
+                } else {
+                    "(none: plain gRPC)".into()
+                },
+            ),
+            (throng_ops::grpc_tls::NODE_TLS_CERT_FILE, client_cert.into()),
+            (throng_ops::grpc_tls::NODE_TLS_KEY_FILE, client_cert.into()),
+            (
+                throng_ops::grpc_tls::NODE_TLS_SERVER_NAME,
+                self.node_tls
+                    .as_ref()
+                    .and_then(|t| t.server_name.clone())
+                    .unwrap_or_else(|| "(each node's host)".into()),
             ),
             (vars::QUEUE_MAX, self.limits.queue_max.to_string()),
             (

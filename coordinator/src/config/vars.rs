@@ -190,6 +190,22 @@ pub const ALL: &[(&str, &str)] = &[
         "token sent on every call to a media node, the nodes' THRONG_NODE_TOKEN (default none: nodes on loopback)",
     ),
     (
+        throng_ops::grpc_tls::NODE_TLS_CA_FILE,
+        "PEM CAs media nodes' gRPC certificates are checked against: TLS to the nodes (unset: plain gRPC)",
+    ),
+    (
+        throng_ops::grpc_tls::NODE_TLS_CERT_FILE,
+        "PEM certificate chain this coordinator presents to the nodes (for nodes with THRONG_GRPC_TLS_CLIENT_CA_FILE)",
+    ),
+    (
+        throng_ops::grpc_tls::NODE_TLS_KEY_FILE,
+        "PEM private key of that certificate",
+    ),
+    (
+        throng_ops::grpc_tls::NODE_TLS_SERVER_NAME,
+        "name the nodes' certificates must carry (default: the host of each node's address)",
+    ),
+    (
         TRUSTED_PROXIES,
         "load balancers whose X-Forwarded-For names the client, comma-separated addresses or CIDRs (default none)",
     ),

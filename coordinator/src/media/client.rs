@@ -575,16 +575,23 @@ pub struct NodeClients {
     clients: Mutex<HashMap<String, (String, NodeClient)>>,
     layer: ClientLayer,
     auth: NodeAuth,
+    tls: Option<throng_ops::grpc_tls::ClientTls>,
     metrics: Arc<Metrics>,
 }
 
 impl NodeClients {
-    /// An empty pool; calls are timed into `metrics` and carry `token`.
-    pub fn new(metrics: Arc<Metrics>, token: Option<&throng_ops::Secret>) -> Self {
+    /// An empty pool; calls are timed into `metrics`, carry `token`, and go
+    /// over TLS with `tls`.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        token: Option<&throng_ops::Secret>,
+        tls: Option<&throng_ops::grpc_tls::ClientTls>,
+    ) -> Self {
         Self {
             clients: Mutex::default(),
             layer: ClientLayer::new(metrics.node_rpc.clone()),
             auth: NodeAuth::new(token),
+            tls: tls.cloned(),
             metrics,
         }
     }
@@ -602,11 +609,31 @@ impl NodeClients {
                 return Ok(client.clone());
             }
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|_| NodeCallError::BadAddress {
-                node: node_id.into(),
-                address: address.into(),
-            })?
+        let bad_address = || NodeCallError::BadAddress {
+            node: node_id.into(),
+            address: address.into(),
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint =
+            Endpoint::from_shared(format!("{scheme}://{address}")).map_err(|_| bad_address())?;
+        if let Some(tls) = &self.tls {
+            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+            let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca));
+            if let Some(id) = &tls.identity {
+                config = config.identity(Identity::from_pem(&id.cert, &id.key));
+            }
+            // The name the node's certificate is checked for: the configured
+            // one, else the address's host (an IP needs an IP entry in the
+            // certificate).
+            let host = address
+                .rsplit_once(':')
+                .map_or(address, |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            config = config.domain_name(tls.server_name.as_deref().unwrap_or(host));
+            endpoint = endpoint.tls_config(config).map_err(|_| bad_address())?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(3))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)
