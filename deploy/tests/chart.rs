@@ -33,6 +33,7 @@ fn value_sets() -> Vec<(&'static str, Vec<PathBuf>)> {
             "external-sentinel-tls",
             vec![ci.join("external-sentinel-tls-values.yaml")],
         ),
+        ("grpc-mtls", vec![ci.join("grpc-mtls-values.yaml")]),
     ]
 }
 
@@ -197,6 +198,58 @@ fn rendered_objects_keep_their_promises() {
             } else {
                 assert!(ca.is_none(), "{name}: {suffix}");
             }
+            // gRPC TLS: the node's and the coordinator's variables point into
+            // the mounted certificate Secret; without one, none of them.
+            let env = container_env(wc, &test_fields());
+            let tls: Vec<(&String, &String)> = env
+                .iter()
+                .filter(|(k, _)| {
+                    k.starts_with("THRONG_GRPC_TLS_") || k.starts_with("THRONG_NODE_TLS_")
+                })
+                .collect();
+            if name == "grpc-mtls" {
+                let expected: &[(&str, &str)] = if kind == "DaemonSet" {
+                    &[
+                        ("THRONG_GRPC_TLS_CERT_FILE", "tls.crt"),
+                        ("THRONG_GRPC_TLS_CLIENT_CA_FILE", "ca.crt"),
+                        ("THRONG_GRPC_TLS_KEY_FILE", "tls.key"),
+                    ]
+                } else {
+                    &[
+                        ("THRONG_NODE_TLS_CA_FILE", "ca.crt"),
+                        ("THRONG_NODE_TLS_CERT_FILE", "tls.crt"),
+                        ("THRONG_NODE_TLS_KEY_FILE", "tls.key"),
+                    ]
+                };
+                for (var, file) in expected {
+                    assert_eq!(
+                        env.get(*var).map(String::as_str),
+                        Some(format!("/run/secrets/throng-grpc-tls/{file}").as_str()),
+                        "{name}: {suffix} {var}"
+                    );
+                }
+                if kind == "Deployment" {
+                    assert_eq!(
+                        env.get("THRONG_NODE_TLS_SERVER_NAME").map(String::as_str),
+                        Some("media-node.throng.internal")
+                    );
+                }
+                let mounted = wc["volumeMounts"].as_sequence().unwrap().iter().any(|m| {
+                    m["name"].as_str() == Some("grpc-tls")
+                        && m["mountPath"].as_str() == Some("/run/secrets/throng-grpc-tls")
+                });
+                let volume = w["spec"]["template"]["spec"]["volumes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v["secret"]["secretName"].as_str() == Some("throng-grpc-tls"));
+                assert!(
+                    mounted && volume,
+                    "{name}: {suffix} mounts the gRPC TLS Secret"
+                );
+            } else {
+                assert!(tls.is_empty(), "{name}: {suffix}: {tls:?}");
+            }
         }
         // Grace: the orchestrator waits at least the drain grace.
         let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
@@ -347,11 +400,25 @@ fn host_env(
     secrets: &BTreeMap<String, String>,
     dir: &std::path::Path,
 ) -> BTreeMap<String, String> {
+    // An operator's certificate Secret (gRPC TLS): real PEM, since
+    // --check-config parses it and matches the key to the certificate.
+    let grpc_tls = env
+        .values()
+        .any(|v| v.contains("throng-grpc-tls"))
+        .then(|| {
+            let ca = throng_test_support::tls::Ca::new(&dir.join("pki"), "ca");
+            let issued = ca.issue("media-node", &["DNS:media-node.throng.internal"]);
+            let pem = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+            (pem(&ca.pem()), pem(&issued.cert), pem(&issued.key))
+        });
     let mut out = BTreeMap::new();
     for (k, v) in env {
         if k.ends_with("_FILE") {
             let key = v.rsplit('/').next().unwrap();
             let value = secrets.get(key).cloned().unwrap_or_else(|| match key {
+                "tls.crt" => grpc_tls.as_ref().unwrap().1.clone(),
+                "tls.key" => grpc_tls.as_ref().unwrap().2.clone(),
+                "ca.crt" if v.contains("grpc-tls") => grpc_tls.as_ref().unwrap().0.clone(),
                 // An operator's existing Secrets (external-redis values).
                 "url" => "redis://:pw@redis.managed.example:6379/0".into(),
                 "url-sentinel" => {

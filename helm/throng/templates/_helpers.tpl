@@ -76,6 +76,53 @@ redis-url
         path: {{ .Values.redis.external.caSecretKey }}
 {{- end }}
 {{- end -}}
+{{- define "throng.grpcTlsDir" -}}/run/secrets/throng-grpc-tls{{- end -}}
+
+{{/* gRPC TLS between coordinators and media nodes, when grpcTls.secret is set:
+the node's variables, the coordinator's, and the Secret's mount and volume. */}}
+{{- define "throng.grpcTlsNodeEnv" -}}
+{{- if .Values.grpcTls.secret }}
+- name: THRONG_GRPC_TLS_CERT_FILE
+  value: {{ include "throng.grpcTlsDir" . }}/tls.crt
+- name: THRONG_GRPC_TLS_KEY_FILE
+  value: {{ include "throng.grpcTlsDir" . }}/tls.key
+- name: THRONG_GRPC_TLS_CLIENT_CA_FILE
+  value: {{ include "throng.grpcTlsDir" . }}/ca.crt
+{{- end }}
+{{- end -}}
+{{- define "throng.grpcTlsCoordinatorEnv" -}}
+{{- if .Values.grpcTls.secret }}
+- name: THRONG_NODE_TLS_CA_FILE
+  value: {{ include "throng.grpcTlsDir" . }}/ca.crt
+- name: THRONG_NODE_TLS_CERT_FILE
+  value: {{ include "throng.grpcTlsDir" . }}/tls.crt
+- name: THRONG_NODE_TLS_KEY_FILE
+  value: {{ include "throng.grpcTlsDir" . }}/tls.key
+- name: THRONG_NODE_TLS_SERVER_NAME
+  value: {{ .Values.grpcTls.serverName | quote }}
+{{- end }}
+{{- end -}}
+{{- define "throng.grpcTlsMount" -}}
+{{- if .Values.grpcTls.secret }}
+- name: grpc-tls
+  mountPath: {{ include "throng.grpcTlsDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- define "throng.grpcTlsVolume" -}}
+{{- if .Values.grpcTls.secret }}
+- name: grpc-tls
+  secret:
+    secretName: {{ .Values.grpcTls.secret }}
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
 {{- define "throng.nodeTokenDir" -}}/run/secrets/throng-node{{- end -}}
 
 {{/* A value from an existing Secret (kept across upgrades) or a new random one. */}}
