@@ -3,7 +3,10 @@
 //! `redis+sentinel://`. The primary is SIGKILLed mid-call; the Sentinel
 //! promotes the replica; the node's reports and the coordinator's
 //! reservations follow it, the call goes on, and a join made during the
-//! failover is admitted once it is done.
+//! failover is admitted once it is done. And Sentinels reached over TLS with
+//! their own password (`sentinel_password=`), the primary over TLS with its
+//! own: refused without the right ones; a node and a coordinator work
+//! through them.
 
 mod common;
 
@@ -119,4 +122,154 @@ async fn a_sentinel_failover_loses_no_call_and_no_reservation() {
     );
     drop(node.take_stop());
     drop(coordinator);
+}
+
+/// A redis-server (`--sentinel` with `sentinel`) listening only on a TLS
+/// port with a password; killed on drop.
+struct TlsServer(std::process::Child);
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tls_server(
+    dir: &std::path::Path,
+    name: &str,
+    port: u16,
+    ca: &std::path::Path,
+    cert: &throng_test_support::tls::Issued,
+    extra: &str,
+    sentinel: bool,
+) -> TlsServer {
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {}\nsave \"\"\nappendonly no\n\
+             tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n{extra}",
+            dir.display(),
+            cert.cert.display(),
+            cert.key.display(),
+            ca.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new("redis-server");
+    cmd.arg(&conf);
+    if sentinel {
+        cmd.arg("--sentinel");
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    throng_test_support::wait_listening(port, name);
+    TlsServer(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_reached_over_tls_with_their_own_password() {
+    const PRIMARY_PW: &str = "primary-password-4711";
+    const SENTINEL_PW: &str = "sentinel-p@ss&word";
+    let tmp = throng_test_support::TempDir::new("sentinel-tls");
+    let dir = tmp.path();
+    let ca = throng_test_support::tls::Ca::new(dir, "ca");
+    let cert = ca.issue("redis", &["IP:127.0.0.1"]);
+    let (primary_port, sentinel_port) = (
+        throng_test_support::free_tcp_port(),
+        throng_test_support::free_tcp_port(),
+    );
+    let _primary = tls_server(
+        dir,
+        "primary",
+        primary_port,
+        &ca.pem(),
+        &cert,
+        &format!("requirepass {PRIMARY_PW}\n"),
+        false,
+    );
+    let _sentinel = tls_server(
+        dir,
+        "sentinel",
+        sentinel_port,
+        &ca.pem(),
+        &cert,
+        &format!(
+            "tls-replication yes\nrequirepass {SENTINEL_PW}\n\
+             sentinel monitor {MASTER} 127.0.0.1 {primary_port} 1\n\
+             sentinel auth-pass {MASTER} {PRIMARY_PW}\n"
+        ),
+        true,
+    );
+    let pem = std::fs::read(ca.pem()).unwrap();
+    let url = |options: &str| {
+        format!("rediss+sentinel://:{PRIMARY_PW}@127.0.0.1:{sentinel_port}/{MASTER}{options}")
+    };
+    let good = url("?sentinel_password=sentinel-p%40ss%26word");
+    let connect = |u: String| {
+        let pem = pem.clone();
+        async move {
+            throng_ops::RedisConn::connect(
+                &u,
+                Some(&pem),
+                redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(0),
+            )
+            .await
+        }
+    };
+    // Refused: no Sentinel password, a wrong one, plain TCP to a TLS Sentinel.
+    for (what, u) in [
+        ("no Sentinel password", url("")),
+        ("a wrong Sentinel password", url("?sentinel_password=nope")),
+        (
+            "plain TCP to the Sentinel",
+            url("?sentinel_password=sentinel-p%40ss%26word&sentinel_tls=false"),
+        ),
+    ] {
+        assert!(connect(u).await.is_err(), "{what} must be refused");
+    }
+    let mut conn = connect(good.clone()).await.expect("the right credentials");
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // A media node reports and a coordinator places through it.
+    let mut nenv = Node::env("node-1", 1, Some(&good));
+    nenv.insert(
+        throng_ops::REDIS_CA_FILE.into(),
+        ca.pem().display().to_string(),
+    );
+    let node = Node::start(nenv).await;
+    let mut cenv = Coordinator::env(&[node.grpc.to_string()], 1500, Some(&good));
+    cenv.insert(
+        throng_ops::REDIS_CA_FILE.into(),
+        ca.pem().display().to_string(),
+    );
+    let c = Coordinator::start(cenv).await;
+    c.wait_for_nodes(1).await;
+    let mut ann = Client::connect_url(&c.ws_url()).await;
+    let j = ann.join("guarded", "ann", true).await;
+    assert_eq!(j["type"], "joined", "{j}");
+    // Both wrote to the primary the Sentinel named: the node's report, the
+    // coordinator's reservation.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("throng:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with("throng:node:")),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.contains("reserved")), "{keys:?}");
 }

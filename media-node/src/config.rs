@@ -168,7 +168,7 @@ pub mod vars {
         ),
         (
             REDIS_URL,
-            "Redis the load report is written to, redis://, rediss:// (TLS), or redis+sentinel://h1:26379,h2:26379/MASTER to follow a Sentinel failover (rediss+sentinel:// for TLS); a password in it is sent as AUTH (unset: none, coordinators poll)",
+            "Redis the load report is written to, redis://, rediss:// (TLS), or redis+sentinel://h1:26379,h2:26379/MASTER to follow a Sentinel failover (rediss+sentinel:// for TLS; ?sentinel_password=PW for the Sentinels' own); a password in it is sent as AUTH (unset: none, coordinators poll)",
         ),
         (
             throng_ops::REDIS_CA_FILE,

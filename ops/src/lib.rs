@@ -234,6 +234,16 @@ pub fn redis_client(url: &str, ca: Option<&[u8]>) -> redis::RedisResult<redis::C
 /// A URL with the password of its userinfo replaced by `***`, for logs and
 /// `--check-config`.
 pub fn redact_url(url: &str) -> String {
+    // A Sentinel's password given as an option.
+    let url = match url.find("sentinel_password=") {
+        Some(at) => {
+            let start = at + "sentinel_password=".len();
+            let end = url[start..].find('&').map_or(url.len(), |e| start + e);
+            format!("{}***{}", &url[..start], &url[end..])
+        }
+        None => url.to_string(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -494,6 +504,14 @@ mod tests {
         assert_eq!(redact_url("redis://:pw@h:1"), "redis://:***@h:1");
         assert_eq!(redact_url("redis://pw@h:1"), "redis://***@h:1");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            redact_url("rediss+sentinel://:pw@s:1/m?sentinel_password=spw&sentinel_tls=false"),
+            "rediss+sentinel://:***@s:1/m?sentinel_password=***&sentinel_tls=false"
+        );
+        assert_eq!(
+            redact_url("redis+sentinel://s:1/m?sentinel_password=spw"),
+            "redis+sentinel://s:1/m?sentinel_password=***"
+        );
     }
 
     #[test]

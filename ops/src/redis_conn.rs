@@ -3,10 +3,14 @@
 //! (`redis+sentinel://`, `rediss+sentinel://` for TLS to the primary),
 //! following it when the Sentinels fail it over.
 //!
-//! Sentinel URL: `redis+sentinel://[[user]:password@]host:port[,host:port...]/MASTER[/DB]`.
+//! Sentinel URL: `redis+sentinel://[[user]:password@]host:port[,host:port...]/MASTER[/DB][?OPTIONS]`.
 //! The Sentinels are asked which server is the primary of `MASTER` (and that
 //! server is asked whether it is one); the user, password and DB are the
-//! primary's, the Sentinels are reached without them. A [`RedisConn`] keeps a
+//! primary's. The Sentinels are reached with their own credentials, if any
+//! (`sentinel_username=`, `sentinel_password=` options), over TLS when the
+//! primary is (`rediss+sentinel://`) unless `sentinel_tls=false` (checked
+//! against the same CA). Reserved characters in passwords are
+//! percent-encoded (`%40` for `@`). A [`RedisConn`] keeps a
 //! connection to the primary it found and drops it when a command fails in a
 //! way a failover causes (connection refused or dropped, no answer in time,
 //! `READONLY` from a demoted primary): the next command asks the Sentinels
@@ -47,6 +51,33 @@ pub struct SentinelTarget {
     pub db: i64,
     /// TLS to the primary (`rediss+sentinel://`).
     pub tls: bool,
+    /// The Sentinels' user, if any (`sentinel_username=`).
+    pub sentinel_username: Option<String>,
+    /// The Sentinels' password, if any (`sentinel_password=`).
+    pub sentinel_password: Option<String>,
+    /// TLS to the Sentinels: as to the primary unless `sentinel_tls=` says.
+    pub sentinel_tls: bool,
+}
+
+/// `%XX` sequences decoded (a URL's userinfo or option value).
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-encoding at {:?}", &s[i..]))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "percent-encoding is not UTF-8".to_string())
 }
 
 const SENTINEL: &str = "redis+sentinel://";
@@ -70,12 +101,37 @@ impl RedisTarget {
             None => (None, None),
             Some(u) => match u.split_once(':') {
                 Some((user, pw)) => (
-                    Some(user).filter(|u| !u.is_empty()).map(String::from),
-                    Some(pw.to_string()),
+                    Some(percent_decode(user)?).filter(|u| !u.is_empty()),
+                    Some(percent_decode(pw)?),
                 ),
-                None => (None, Some(u.to_string())),
+                None => (None, Some(percent_decode(u)?)),
             },
         };
+        let (rest, options) = match rest.split_once('?') {
+            Some((r, o)) => (r, o),
+            None => (rest, ""),
+        };
+        let (mut sentinel_username, mut sentinel_password, mut sentinel_tls) = (None, None, tls);
+        for option in options.split('&').filter(|o| !o.is_empty()) {
+            let (key, value) = option.split_once('=').unwrap_or((option, ""));
+            let value = percent_decode(value)?;
+            match key {
+                "sentinel_username" => sentinel_username = Some(value).filter(|v| !v.is_empty()),
+                "sentinel_password" => sentinel_password = Some(value).filter(|v| !v.is_empty()),
+                "sentinel_tls" => {
+                    sentinel_tls = match value.as_str() {
+                        "true" | "yes" | "1" => true,
+                        "false" | "no" | "0" => false,
+                        _ => return Err(format!("sentinel_tls={value:?}: true or false")),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                    "unknown option {other:?} (sentinel_username, sentinel_password, sentinel_tls)"
+                ))
+                }
+            }
+        }
         let (hosts, path) = rest
             .split_once('/')
             .ok_or("a Sentinel URL ends with /MASTER, the monitored primary's name")?;
@@ -111,6 +167,9 @@ impl RedisTarget {
             password,
             db,
             tls,
+            sentinel_username,
+            sentinel_password,
+            sentinel_tls,
         }))
     }
 
@@ -167,16 +226,38 @@ impl RedisConn {
                 )))
             }
             RedisTarget::Sentinel(t) => {
-                let addrs = t
-                    .sentinels
-                    .iter()
-                    .map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p));
+                let addrs = t.sentinels.iter().map(|(h, p)| {
+                    if t.sentinel_tls {
+                        ConnectionAddr::TcpTls {
+                            host: h.clone(),
+                            port: *p,
+                            insecure: false,
+                            tls_params: None,
+                        }
+                    } else {
+                        ConnectionAddr::Tcp(h.clone(), *p)
+                    }
+                });
                 let mut b = SentinelClientBuilder::new(
                     addrs,
                     t.master.clone(),
                     SentinelServerType::Master,
                 )?
                 .set_client_to_redis_db(t.db);
+                if let Some(u) = &t.sentinel_username {
+                    b = b.set_client_to_sentinel_username(u);
+                }
+                if let Some(p) = &t.sentinel_password {
+                    b = b.set_client_to_sentinel_password(p);
+                }
+                if t.sentinel_tls {
+                    b = b
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_sentinel_certificates(redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: ca.map(<[u8]>::to_vec),
+                        });
+                }
                 if let Some(u) = &t.username {
                     b = b.set_client_to_redis_username(u);
                 }
@@ -330,7 +411,20 @@ mod tests {
             panic!("a sentinel target")
         };
         assert!(t.tls);
+        assert!(t.sentinel_tls, "TLS to the Sentinels follows the scheme");
         assert_eq!(t.username.as_deref(), Some("app"));
+        assert_eq!(t.sentinel_password, None);
+        let RedisTarget::Sentinel(t) = RedisTarget::parse(
+            "rediss+sentinel://:p%40ss@s1:26379/m/1?sentinel_password=s%26pw&sentinel_username=watch&sentinel_tls=false",
+        )
+        .unwrap() else {
+            panic!("a sentinel target")
+        };
+        assert_eq!(t.password.as_deref(), Some("p@ss"));
+        assert_eq!(t.sentinel_password.as_deref(), Some("s&pw"));
+        assert_eq!(t.sentinel_username.as_deref(), Some("watch"));
+        assert!(t.tls && !t.sentinel_tls);
+        assert_eq!((t.master.as_str(), t.db), ("m", 1));
         for bad in [
             "redis+sentinel://s1:26379",
             "redis+sentinel://s1:26379/",
@@ -339,6 +433,9 @@ mod tests {
             "redis+sentinel://:1/m",
             "redis+sentinel://s1:1/m/x",
             "redis+sentinel://s1:1/m/1/2",
+            "redis+sentinel://s1:1/m?sentinel_tls=maybe",
+            "redis+sentinel://s1:1/m?password=x",
+            "redis+sentinel://s1:1/m?sentinel_password=%zz",
         ] {
             assert!(RedisTarget::parse(bad).is_err(), "{bad}");
         }

@@ -195,7 +195,7 @@ impl Drop for Redis {
 }
 
 /// Waits (up to 10 s) until `what` accepts connections on 127.0.0.1:`port`.
-fn wait_listening(port: u16, what: &str) {
+pub fn wait_listening(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");

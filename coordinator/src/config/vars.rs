@@ -88,7 +88,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         REDIS_URL,
-        "shared Redis, redis://, rediss:// (TLS), redis+unix://, or redis+sentinel://h1:26379,h2:26379/MASTER to follow a Sentinel failover (rediss+sentinel:// for TLS); a password in it is sent as AUTH (unset: in-memory registry, one coordinator)",
+        "shared Redis, redis://, rediss:// (TLS), redis+unix://, or redis+sentinel://h1:26379,h2:26379/MASTER to follow a Sentinel failover (rediss+sentinel:// for TLS; ?sentinel_password=PW for the Sentinels' own); a password in it is sent as AUTH (unset: in-memory registry, one coordinator)",
     ),
     (
         throng_ops::REDIS_CA_FILE,
