@@ -13,6 +13,9 @@ DEB_PACKAGES=(
   protobuf-compiler
   # real components started by tests and by `make run`
   redis-server
+  # TURN relays (tests start coturn; the relay test's browser trusts its CA
+  # through an NSS database made with certutil); test certificates
+  coturn libnss3-tools openssl
   # real browser for the browser tests
   chromium chromium-driver
   # loopback-only network namespaces for WebRTC tests
@@ -33,6 +36,13 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests start their own coturn on loopback; a system service the
+  # package may have enabled would be an unconfigured relay on every
+  # interface: stopped and disabled, when this script installed it.
+  if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null \
+    && systemctl is-enabled coturn >/dev/null 2>&1; then
+    $SUDO systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
 fi
 
 for tool in cargo node npm python3; do

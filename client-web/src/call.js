@@ -29,8 +29,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const HOUSEKEEPING_MS = 5000;
 
 export class Call {
-  constructor({ wsUrl, room, token, displayName, media, tilesPerPage, micOn, onChange, onQueued, onBusy }) {
-    Object.assign(this, { wsUrl, room, token, displayName, media, onChange, onQueued, onBusy });
+  constructor({
+    wsUrl, room, token, displayName, media, tilesPerPage, micOn, relayOnly = false, onChange, onQueued, onBusy,
+  }) {
+    // `relayOnly`: media only through the TURN relays the server hands out
+    // (what a browser behind a firewall that blocks the media ports ends up
+    // using; `?relay=1` on the page forces it).
+    Object.assign(this, { wsUrl, room, token, displayName, media, relayOnly, onChange, onQueued, onBusy });
     this.sig = null;
     // The current session's { sig, device, sendTransport, recvTransport }:
     // the parts compare it to tell a stale session's work from the current's.
@@ -61,6 +66,8 @@ export class Call {
   get conn() { return this.connection.state; }
   get everConnected() { return this.connection.everConnected; }
   get iceRestarts() { return this.connection.restarts; }
+  /** '' (not known yet), 'direct', or 'relay-udp' / 'relay-tcp' / 'relay-tls' (through TURN). */
+  get mediaPath() { return this.connection.path; }
   get micOn() { return this.publisher.micOn; }
   get camProducer() { return this.publisher.camProducer; }
   get busy() { return this.publisher.busy; }
@@ -139,7 +146,14 @@ export class Call {
   }
 
   async createTransport(direction) {
-    const params = await this.sig.request('createTransport', { direction });
+    const reply = await this.sig.request('createTransport', { direction });
+    // TURN relays with this participant's credentials come with the transport
+    // when the cluster has any.
+    const params = {
+      ...reply,
+      iceServers: reply.iceServers ?? [],
+      iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
+    };
     const t = direction === 'send'
       ? this.device.createSendTransport(params)
       : this.device.createRecvTransport(params);
@@ -160,7 +174,9 @@ export class Call {
   }
 
   async restartIce(t) {
-    const { iceParameters } = await this.sig.request('restartIce', { transportId: t.id });
+    const { iceParameters, iceServers } = await this.sig.request('restartIce', { transportId: t.id });
+    // Fresh TURN credentials: the restart may allocate a new relay.
+    if (iceServers) await t.updateIceServers({ iceServers });
     await t.restartIce({ iceParameters });
   }
 

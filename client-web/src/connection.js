@@ -24,6 +24,40 @@ export class Connection {
     this.everConnected = false;
     this.restarts = 0;
     this.listeners = new Set();
+    // How media goes, per transport once connected: 'direct' (to the media
+    // node) or 'relay-udp' / 'relay-tcp' / 'relay-tls' (through TURN).
+    this.paths = new Map(); // id -> path
+  }
+
+  /**
+   * How the media of the call goes: 'direct', a relay ('relay-udp',
+   * 'relay-tcp', 'relay-tls'), or '' while unknown. A relay on any transport
+   * counts.
+   */
+  get path() {
+    const all = [...this.paths.values()];
+    return all.find((p) => p.startsWith('relay')) ?? all[0] ?? '';
+  }
+
+  /** Reads the transport's selected candidate pair from its stats. */
+  async readPath(transport) {
+    try {
+      const stats = await transport.getStats();
+      let pairId;
+      for (const s of stats.values()) if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+      const pair = pairId
+        ? stats.get(pairId)
+        : [...stats.values()].find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
+      const local = pair && stats.get(pair.localCandidateId);
+      if (!local || transport.closed || !this.transports.has(transport.id)) return;
+      const path = local.candidateType === 'relay' ? `relay-${local.relayProtocol ?? 'udp'}` : 'direct';
+      if (this.paths.get(transport.id) !== path) {
+        this.paths.set(transport.id, path);
+        this.changed();
+      }
+    } catch (e) {
+      console.warn('transport stats not read', e);
+    }
   }
 
   /** Calls `f(state)` whenever the indicator changes. */
@@ -43,6 +77,7 @@ export class Connection {
     this.timers.clear();
     this.failingSince.clear();
     this.transports.clear();
+    this.paths.clear();
   }
 
   transportState(transport, state) {
@@ -53,6 +88,7 @@ export class Connection {
     this.timers.delete(transport.id);
     if (state === 'connected') {
       this.failingSince.delete(transport.id);
+      this.readPath(transport);
     } else if (state === 'disconnected') {
       this.later(transport, DISCONNECTED_GRACE_MS);
     } else if (state === 'failed') {

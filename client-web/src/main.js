@@ -161,6 +161,7 @@ async function startCall(room, name, token) {
     wsUrl, room, token, displayName: name, media,
     tilesPerPage: config.tilesPerPage,
     micOn: lobby.mic && !!media.audioTrack,
+    relayOnly: params.get('relay') === '1',
     onChange: render,
     onQueued: (q) => {
       const wait = Math.max(1, Math.round(q.estimatedWaitMs / 1000));
@@ -334,7 +335,14 @@ function render() {
   $('page-next').disabled = !everConnected || page >= pages.length - 1;
   const conn = $('conn');
   conn.dataset.state = call.conn;
-  conn.textContent = { connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', disconnected: 'Disconnected' }[call.conn];
+  const path = call.mediaPath;
+  conn.dataset.path = path;
+  const relayed = { 'relay-udp': 'relayed over UDP', 'relay-tcp': 'relayed over TCP', 'relay-tls': 'relayed over TLS' }[path];
+  conn.textContent = { connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', disconnected: 'Disconnected' }[call.conn]
+    + (call.conn === 'connected' && relayed ? ` (${relayed})` : '');
+  conn.title = relayed
+    ? 'Your network does not let media through directly: it goes through a relay server (TURN).'
+    : '';
 
   // Controls wait for the send transport; mic and camera need it connected right now.
   const mic = $('mic');

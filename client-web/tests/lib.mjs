@@ -22,11 +22,11 @@ export const CHROMIUM_ARGS = [
 ];
 
 /** Headless Debian Chromium; `loopback: false` leaves out the flag that lets ICE use 127.0.0.1. */
-export async function launch({ loopback = true } = {}) {
+export async function launch({ loopback = true, args = [] } = {}) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
-    args: [...CHROMIUM_ARGS, ...(loopback ? ['--allow-loopback-in-peer-connection'] : [])],
+    args: [...CHROMIUM_ARGS, ...(loopback ? ['--allow-loopback-in-peer-connection'] : []), ...args],
   });
 }
 

@@ -55,6 +55,8 @@ pub struct AppState {
     pub per_ip: Arc<crate::limits::IpLimiter>,
     /// What sessions are held to.
     pub session_limits: Arc<crate::signaling::SessionLimits>,
+    /// TURN relays handed to participants with their transports.
+    pub turn: Option<Arc<crate::turn::Turn>>,
 }
 
 impl axum::extract::FromRef<AppState> for AdminState {
@@ -211,6 +213,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         owners: state.owners.clone(),
         metrics: state.metrics.clone(),
         limits: state.session_limits.clone(),
+        turn: state.turn.clone(),
     };
     upgrade
         // A little above the protocol limit so that the session can answer

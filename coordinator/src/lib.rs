@@ -14,6 +14,9 @@
 //! 5. node calls go through [`media::client`], pipes between routers through
 //!    [`media::pipes`]; the node's worker/router does the rest.
 //!
+//! Transports come with TURN relays and fresh credentials for them when
+//! configured ([`turn`]).
+//!
 //! Around it: [`cluster`] watches the live nodes, follows their events
 //! ([`media::events`]) and reaps dead coordinators; [`room::events`] applies
 //! what the nodes report to the rooms; [`admin`] is the admin API. This file
@@ -36,6 +39,7 @@ pub mod protocol;
 pub mod registry;
 pub mod room;
 pub mod signaling;
+pub mod turn;
 pub mod web;
 
 use std::future::Future;
@@ -236,6 +240,7 @@ pub async fn run_with(
             relay_key: limits::relay_key(config.token_secret.as_bytes()),
             resume_grace: config.resume_grace,
         }),
+        turn: config.turn.clone().map(Arc::new),
     };
     if let Some(listener) = metrics_listener {
         let metrics_addr = listener.local_addr().ok();

@@ -61,6 +61,8 @@ pub struct CoordinatorConfig {
     /// coordinator's client certificate, the name they must carry. `None`:
     /// plain gRPC.
     pub node_tls: Option<throng_ops::grpc_tls::ClientTls>,
+    /// TURN relays handed to participants (`THRONG_TURN_*`); `None`: none.
+    pub turn: Option<crate::turn::Turn>,
     /// Id of `token_secret` (tokens it signs carry it as `kid`).
     pub token_kid: Option<String>,
     /// Earlier secrets still accepted, by id.
@@ -298,6 +300,8 @@ impl CoordinatorConfig {
             var: e.var,
             reason: e.reason,
         })?;
+        let turn = crate::turn::Turn::from_env(env)
+            .map_err(|(var, reason)| ConfigError { var, reason })?;
         let token_kid = get(env, vars::TOKEN_KID)
             .map(|k| identifier(vars::TOKEN_KID, k))
             .transpose()?;
@@ -338,6 +342,7 @@ impl CoordinatorConfig {
             token_audience,
             node_token,
             node_tls,
+            turn,
             limits,
             drain_grace,
             resume_grace,
@@ -490,6 +495,29 @@ impl CoordinatorConfig {
             ),
             (throng_ops::grpc_tls::NODE_TLS_CERT_FILE, client_cert.into()),
             (throng_ops::grpc_tls::NODE_TLS_KEY_FILE, client_cert.into()),
+            (
+                crate::turn::TURN_URLS,
+                self.turn
+                    .as_ref()
+                    .map(|t| t.urls().join(","))
+                    .unwrap_or_else(|| "(none: no TURN relays)".into()),
+            ),
+            (
+                crate::turn::TURN_SECRET,
+                if self.turn.is_some() {
+                    "(set)".into()
+                } else {
+                    "(none)".into()
+                },
+            ),
+            (
+                crate::turn::TURN_TTL_SECS,
+                self.turn
+                    .as_ref()
+                    .map_or(crate::turn::DEFAULT_TTL, |t| t.ttl())
+                    .as_secs()
+                    .to_string(),
+            ),
             (
                 throng_ops::grpc_tls::NODE_TLS_SERVER_NAME,
                 self.node_tls

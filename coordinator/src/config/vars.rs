@@ -73,6 +73,7 @@ pub const FROM_FILES: &[&str] = &[
     REDIS_URL,
     NODE_TOKEN,
     TOKEN_KEYS,
+    crate::turn::TURN_SECRET,
 ];
 
 /// Every variable with what it does and its default, for `--help` and the
@@ -188,6 +189,18 @@ pub const ALL: &[(&str, &str)] = &[
     (
         NODE_TOKEN,
         "token sent on every call to a media node, the nodes' THRONG_NODE_TOKEN (default none: nodes on loopback)",
+    ),
+    (
+        crate::turn::TURN_URLS,
+        "TURN relays handed to participants with their transports, comma-separated turn:HOST:PORT?transport=udp|tcp and turns:HOST:PORT URIs (default none)",
+    ),
+    (
+        crate::turn::TURN_SECRET,
+        "the TURN servers' static-auth-secret (coturn use-auth-secret), 32+ characters: credentials are minted per participant (required with THRONG_TURN_URLS)",
+    ),
+    (
+        crate::turn::TURN_TTL_SECS,
+        "lifetime of minted TURN credentials, 60 to 86400 (default 600; coturn checks them when a relay is allocated, so a call outlives them)",
     ),
     (
         throng_ops::grpc_tls::NODE_TLS_CA_FILE,

@@ -278,6 +278,7 @@ impl NodeClient {
             .map_err(self.status())?
             .into_inner();
         Ok(TransportCreated {
+            ice_servers: None,
             ice_parameters: self.json("ice parameters", &t.ice_parameters_json)?,
             ice_candidates: self.json("ice candidates", &t.ice_candidates_json)?,
             dtls_parameters: self.json("dtls parameters", &t.dtls_parameters_json)?,

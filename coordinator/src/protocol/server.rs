@@ -44,6 +44,10 @@ pub struct TransportCreated {
     pub ice_candidates: Value,
     /// mediasoup DtlsParameters.
     pub dtls_parameters: Value,
+    /// TURN relays with credentials for this participant (`iceServers` of
+    /// the transport), when the cluster has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ice_servers: Option<Vec<crate::turn::IceServer>>,
 }
 
 /// `produce`'s answer.
@@ -78,6 +82,10 @@ pub struct ConsumerCreated {
 pub struct IceRestarted {
     /// New IceParameters.
     pub ice_parameters: Value,
+    /// Fresh TURN credentials (the browser may allocate again), when the
+    /// cluster has TURN relays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ice_servers: Option<Vec<crate::turn::IceServer>>,
 }
 
 /// The `data` of a `response`.

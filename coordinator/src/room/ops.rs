@@ -200,7 +200,10 @@ impl Rooms {
             .await?
             .plan_own_transport(peer_id, transport_id)?;
         let ice_parameters = self.clients.of(&router)?.restart_ice(transport_id).await?;
-        Ok(IceRestarted { ice_parameters })
+        Ok(IceRestarted {
+            ice_parameters,
+            ice_servers: None,
+        })
     }
 
     /// A producer on the peer's send transport, made available on every

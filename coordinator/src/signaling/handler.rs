@@ -410,11 +410,13 @@ async fn request(
         ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
             unreachable!("handled by the caller")
         }
-        ClientMessage::CreateTransport { direction, .. } => Reply::Transport(
-            rooms
+        ClientMessage::CreateTransport { direction, .. } => {
+            let mut t = rooms
                 .create_transport(room, peer, outbox, direction)
-                .await?,
-        ),
+                .await?;
+            t.ice_servers = deps.turn.as_ref().map(|turn| turn.ice_servers(peer));
+            Reply::Transport(t)
+        }
         ClientMessage::ConnectTransport {
             transport_id,
             dtls_parameters,
@@ -522,7 +524,10 @@ async fn request(
             done
         }
         ClientMessage::RestartIce { transport_id, .. } => {
-            Reply::Ice(rooms.restart_ice(room, peer, &transport_id).await?)
+            let mut ice = rooms.restart_ice(room, peer, &transport_id).await?;
+            // The browser may allocate anew: credentials valid from now.
+            ice.ice_servers = deps.turn.as_ref().map(|turn| turn.ice_servers(peer));
+            Reply::Ice(ice)
         }
         ClientMessage::Leave { .. } => {
             debug!(room = %room, peer = %peer, "leave requested");

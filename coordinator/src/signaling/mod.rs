@@ -31,6 +31,8 @@ pub struct SessionDeps {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-session and per-identity limits, the relay key.
     pub limits: Arc<SessionLimits>,
+    /// TURN relays and their credentials, when configured.
+    pub turn: Option<Arc<crate::turn::Turn>>,
 }
 
 /// The limits a session is held to (`crate::limits`).

@@ -4,6 +4,8 @@
 //! and a WebSocket client of the signalling protocol.
 #![allow(dead_code, unused_imports)]
 
+pub mod scenario;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
