@@ -34,6 +34,8 @@ fn value_sets() -> Vec<(&'static str, Vec<PathBuf>)> {
             vec![ci.join("external-sentinel-tls-values.yaml")],
         ),
         ("grpc-mtls", vec![ci.join("grpc-mtls-values.yaml")]),
+        ("turn-bundled", vec![ci.join("turn-bundled-values.yaml")]),
+        ("turn-external", vec![ci.join("turn-external-values.yaml")]),
     ]
 }
 

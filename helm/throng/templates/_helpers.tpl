@@ -76,6 +76,34 @@ redis-url
         path: {{ .Values.redis.external.caSecretKey }}
 {{- end }}
 {{- end -}}
+{{/* The TURN URIs coordinators hand out: the external list, or the bundled
+coturn's (UDP, TCP, and TLS when it has a certificate). */}}
+{{- define "throng.turnUrls" -}}
+{{- $t := .Values.turn -}}
+{{- if eq $t.mode "external" -}}
+{{- join "," $t.urls -}}
+{{- else if eq $t.mode "bundled" -}}
+{{- $b := $t.bundled -}}
+{{- $urls := list (printf "turn:%s:%d?transport=udp" $b.host (int $b.port)) (printf "turn:%s:%d?transport=tcp" $b.host (int $b.port)) -}}
+{{- if $b.tlsSecret -}}
+{{- $urls = append $urls (printf "turns:%s:%d?transport=tcp" $b.host (int $b.tlsPort)) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}
+{{- end -}}
+
+{{/* THRONG_TURN_* of the coordinators, when turn.mode is not none. */}}
+{{- define "throng.turnEnv" -}}
+{{- if ne .Values.turn.mode "none" }}
+- name: THRONG_TURN_URLS
+  value: {{ include "throng.turnUrls" . | quote }}
+- name: THRONG_TURN_SECRET_FILE
+  value: {{ include "throng.secretsDir" . }}/turn-secret
+- name: THRONG_TURN_TTL_SECS
+  value: {{ .Values.turn.ttlSeconds | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "throng.grpcTlsDir" -}}/run/secrets/throng-grpc-tls{{- end -}}
 
 {{/* gRPC TLS between coordinators and media nodes, when grpcTls.secret is set:
@@ -167,6 +195,15 @@ capabilities:
 {{- end -}}
 {{- if and (eq .Values.redis.mode "external") (not .Values.redis.external.url) (not .Values.redis.external.existingSecret) -}}
 {{- fail "redis.mode=external needs redis.external.url or redis.external.existingSecret" -}}
+{{- end -}}
+{{- if and (eq .Values.turn.mode "external") (not .Values.turn.urls) -}}
+{{- fail "turn.mode=external needs turn.urls" -}}
+{{- end -}}
+{{- if and (eq .Values.turn.mode "bundled") (not .Values.turn.bundled.host) -}}
+{{- fail "turn.mode=bundled needs turn.bundled.host (the DNS name of the TURN nodes)" -}}
+{{- end -}}
+{{- if gt (int .Values.turn.bundled.relayPortMin) (int .Values.turn.bundled.relayPortMax) -}}
+{{- fail "turn.bundled.relayPortMin exceeds relayPortMax" -}}
 {{- end -}}
 {{- if and .Values.coordinator.ingress.tls.enabled (not .Values.coordinator.ingress.tls.secretName) -}}
 {{- fail "coordinator.ingress.tls.enabled needs coordinator.ingress.tls.secretName" -}}
