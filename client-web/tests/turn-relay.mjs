@@ -1,8 +1,9 @@
 // Two people whose browsers may use nothing but TURN relays (`?relay=1`:
 // iceTransportPolicy 'relay', what a browser behind a firewall that blocks
-// the media nodes' ports ends up with) join through the lobby, once per
-// round: each round's coordinator hands out one kind of relay (coturn over
-// UDP, over TCP, over TLS). Each must see the call connected through that
+// the media nodes' ports ends up with), or (`forceRelay: false`) browsers
+// really behind such a firewall, join through the lobby, once per round:
+// each round's coordinator hands out one kind of relay (coturn over UDP,
+// over TCP, over TLS). Each must see the call connected through that
 // relay (the indicator says so), and receive the other's video (frames
 // decoded, increasing) and audio (packets increasing, and the fake
 // microphone's beep heard).
@@ -14,7 +15,11 @@ import { env } from './lib.mjs';
 await scenario('turn relay', async (cleanup) => {
   // The TLS relay's certificate is checked: the harness gives the browser a
   // HOME whose NSS database trusts the test's CA.
-  const browser = await launch();
+  // A page on a plain-HTTP address other than localhost is no secure
+  // context (no camera): a deployment serves HTTPS; the test names the origin.
+  const browser = await launch({
+    args: env.insecureOrigin ? [`--unsafely-treat-insecure-origin-as-secure=${env.insecureOrigin}`] : [],
+  });
   cleanup(() => browser.close());
   const figures = [];
   for (const round of env.rounds) {
@@ -25,7 +30,8 @@ await scenario('turn relay', async (cleanup) => {
     for (const [i, name] of names.entries()) {
       const { page, context } = await newPage(browser, { name: `${name}/${round.name}`, viewport: { width: 960, height: 640 } });
       contexts.push(context);
-      await page.goto(`${round.url}/?token=${encodeURIComponent(round.tokens[i])}&relay=1`);
+      const relay = round.forceRelay === false ? '' : '&relay=1';
+      await page.goto(`${round.url}/?token=${encodeURIComponent(round.tokens[i])}${relay}`);
       await page.waitForSelector('body[data-ready="true"]', { timeout: 20000 });
       await page.getByLabel('Your name').fill(name);
       await page.getByRole('button', { name: 'Join' }).click();

@@ -231,3 +231,71 @@ async fn chromium_forced_to_relay_gets_media_through_coturn_over_udp_tcp_and_tls
         "coturn allocated {allocations} relays for 3 rounds of 2 browsers:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_behind_a_firewall_that_allows_only_tcp_to_the_turn_port_gets_media() {
+    use throng_test_support::netns::Netns;
+    use throng_test_support::{Coordinator, Node};
+    // The browsers live in a namespace of their own whose firewall lets out
+    // nothing but TCP to the coordinator's port and the TURN port. The media
+    // node announces an address the namespace could reach (no route is
+    // missing): only the firewall stops direct media, UDP and TCP alike.
+    let ns = Netns::new("fw");
+    let coturn = Coturn::start_on(&ns.outside, TURN_SECRET_VALUE, None);
+    let mut nenv = Node::env("node-1", 1, None);
+    nenv.insert("THRONG_RTC_LISTEN_IP".into(), ns.outside.clone());
+    nenv.insert("THRONG_ANNOUNCED_ADDRESS".into(), ns.outside.clone());
+    let node = Node::start(nenv).await;
+    let http_port = throng_test_support::free_tcp_port();
+    let mut cenv = Coordinator::env(&[node.grpc.to_string()], 100_000, None);
+    cenv.insert(cvars::LISTEN.into(), format!("{}:{http_port}", ns.outside));
+    cenv.insert(
+        cvars::WEB_ROOT.into(),
+        client_web().join("dist").display().to_string(),
+    );
+    // Both kinds of relay are offered: UDP is what the firewall drops.
+    cenv.insert(
+        TURN_URLS.into(),
+        format!("{},{}", coturn.udp_url(), coturn.tcp_url()),
+    );
+    cenv.insert(TURN_SECRET.into(), TURN_SECRET_VALUE.into());
+    let coordinator = Coordinator::start(cenv).await;
+    coordinator.wait_for_nodes(1).await;
+    ns.allow_only_tcp_to(&[http_port, coturn.port]);
+    let dropped_before = ns.dropped();
+
+    let base = format!("http://{}:{http_port}", ns.outside);
+    let key = TokenKey::new(SECRET);
+    let room = "firewalled";
+    let rounds = json!([{
+        "name": "firewalled",
+        "url": base,
+        "path": "relay-tcp",
+        "forceRelay": false,
+        "tokens": [key.mint(room, "ada", true, 3600), key.mint(room, "grace", true, 3600)],
+    }]);
+    let mut extra = Extra::default();
+    extra.settings.insert("rounds".into(), rounds);
+    extra.settings.insert("insecureOrigin".into(), json!(base));
+    extra.wrap = vec!["ip".into(), "netns".into(), "exec".into(), ns.name.clone()];
+    let mut cluster = Cluster::at(coordinator.http);
+    run_scenario_with(
+        "turn-relay.mjs",
+        &base,
+        room,
+        &[],
+        Duration::from_secs(180),
+        &mut cluster,
+        extra,
+    )
+    .await;
+    let dropped = ns.dropped() - dropped_before;
+    assert!(
+        dropped > 0,
+        "the firewall dropped nothing: the browsers never tried the direct path"
+    );
+    eprintln!("figure: the firewall dropped {dropped} packets on the direct and UDP paths; media went over TURN/TCP");
+    // The rules go with the namespace (and are removed first).
+    ns.open();
+    assert!(ns.output(&["iptables", "-S", "OUTPUT"]).contains("-P OUTPUT ACCEPT"));
+}

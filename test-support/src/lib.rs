@@ -3,10 +3,13 @@
 //! ports for workers ([`free_port_block`]), media nodes and coordinators
 //! started in the test process over real gRPC and HTTP on 127.0.0.1
 //! ([`Node`], [`Coordinator`]), and waiting until a coordinator sees its
-//! nodes; test certificates ([`tls`]); a real TURN server ([`turn`]). Everything a helper starts stops when its handle drops.
+//! nodes; test certificates ([`tls`]); a real TURN server ([`turn`]);
+//! a network namespace behind a firewall ([`netns`]). Everything a helper
+//! starts stops when its handle drops.
 #![forbid(unsafe_code)]
 
 pub mod metrics;
+pub mod netns;
 mod services;
 pub mod tls;
 pub mod turn;

@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 
 use crate::tls::Issued;
-use crate::{free_port_block, free_tcp_port, wait_listening, TempDir};
+use crate::{free_port_block, free_tcp_port, TempDir};
 
 /// A running coturn.
 pub struct Coturn {
@@ -18,6 +18,8 @@ pub struct Coturn {
     pub tls_port: Option<u16>,
     /// First and last relay port.
     pub relay_ports: (u16, u16),
+    /// The address it listens and relays on.
+    pub ip: String,
     dir: TempDir,
 }
 
@@ -25,6 +27,12 @@ impl Coturn {
     /// Starts coturn with `secret` as its static-auth-secret, TLS with `cert`
     /// when given, and waits until it listens.
     pub fn start(secret: &str, cert: Option<&Issued>) -> Self {
+        Self::start_on("127.0.0.1", secret, cert)
+    }
+
+    /// [`Coturn::start`] listening and relaying on `ip` (an address of the
+    /// test's own, such as the outside end of a [`crate::netns::Netns`]).
+    pub fn start_on(ip: &str, secret: &str, cert: Option<&Issued>) -> Self {
         let dir = TempDir::new("coturn");
         let port = free_tcp_port();
         let tls_port = cert.map(|_| free_tcp_port());
@@ -37,7 +45,8 @@ impl Coturn {
             "--simple-log",
             "--verbose",
         ])
-        .args(["--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
+        .arg(format!("--listening-ip={ip}"))
+        .arg(format!("--relay-ip={ip}"))
         .arg(format!("--listening-port={port}"))
         .args(["--use-auth-secret", "--realm=throng"])
         .arg(format!("--static-auth-secret={secret}"))
@@ -72,27 +81,38 @@ impl Coturn {
             .stderr(Stdio::null())
             .spawn()
             .expect("turnserver (Debian's coturn package; scripts/install-deps.sh installs it)");
-        wait_listening(port, "coturn");
+        let wait = |port: u16, what: &str| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::net::TcpStream::connect((ip, port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what} did not listen on {ip}:{port}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait(port, "coturn");
         if let Some(tls) = tls_port {
-            wait_listening(tls, "coturn (TLS)");
+            wait(tls, "coturn (TLS)");
         }
         Self {
             child,
             port,
             tls_port,
             relay_ports: (relay, relay + 39),
+            ip: ip.to_string(),
             dir,
         }
     }
 
     /// `turn:` over UDP.
     pub fn udp_url(&self) -> String {
-        format!("turn:127.0.0.1:{}?transport=udp", self.port)
+        format!("turn:{}:{}?transport=udp", self.ip, self.port)
     }
 
     /// `turn:` over TCP.
     pub fn tcp_url(&self) -> String {
-        format!("turn:127.0.0.1:{}?transport=tcp", self.port)
+        format!("turn:{}:{}?transport=tcp", self.ip, self.port)
     }
 
     /// `turns:` (TLS over TCP) for the name `host` the certificate carries.
@@ -129,7 +149,7 @@ impl Coturn {
             .args(["-y", "-n", "2", "-m", "1", "-l", "100"])
             .args(["-u", username, "-w", credential])
             .args(["-p", &self.port.to_string()])
-            .arg("127.0.0.1")
+            .arg(&self.ip)
             .output()
             .expect("turnutils_uclient (Debian's coturn package)");
         let text = format!(

@@ -97,6 +97,9 @@ pub struct Extra {
     pub kill: Option<u32>,
     /// More environment for the script (and the browsers it starts).
     pub env: Vec<(String, String)>,
+    /// A command the script runs under (e.g. `ip netns exec NAME`: its
+    /// browsers then live in that network namespace).
+    pub wrap: Vec<String>,
 }
 
 pub fn loadgen_binary() -> PathBuf {
@@ -145,7 +148,15 @@ pub async fn run_scenario_with(
         .unwrap()
         .extend(extra.settings.clone());
     let mut load: Option<tokio::process::Child> = None;
-    let mut child = tokio::process::Command::new("node")
+    let mut command = match extra.wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = tokio::process::Command::new(first);
+            c.args(rest).arg("node");
+            c
+        }
+        None => tokio::process::Command::new("node"),
+    };
+    let mut child = command
         .arg(format!("tests/{script}"))
         .current_dir(client_web())
         .env("THRONG_E2E", settings.to_string())
