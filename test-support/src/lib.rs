@@ -47,17 +47,32 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// A base port with `n` consecutive ports free for both UDP and TCP (a media
-/// node's workers listen on both).
+/// node's workers listen on both). Taken below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768 and up by default): a port there can be
+/// taken at any moment by some outgoing connection of a test running beside
+/// this one (seen: a worker's TCP port taken between this check and the
+/// worker's bind). Blocks start at random so that tests running at once
+/// rarely pick the same one.
 pub fn free_port_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base < 10000 || base as u32 + n as u32 > 65000 {
-            continue;
-        }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let low = 10_000u32;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|first| *first > low + 1000)
+        .unwrap_or(32_768);
+    let span = high - low - u32::from(n);
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ NEXT.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..500 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = (low + (x % u64::from(span)) as u32) as u16;
         let all_free = (base..base + n).all(|p| {
             UdpSocket::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
         });
