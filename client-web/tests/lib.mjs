@@ -212,6 +212,22 @@ export async function stopNode(id, { timeoutMs = 10000 } = {}) {
 }
 
 /**
+ * Writes `request` on stdout for the Rust harness and returns the rest of
+ * the first line it answers that starts with `prefix`.
+ */
+export async function askHarnessValue(request, prefix, { timeoutMs = 10000 } = {}) {
+  if (!harnessReplies) {
+    harnessReplies = [];
+    createInterface({ input: process.stdin }).on('line', (l) => harnessReplies.push(l));
+  }
+  const from = harnessReplies.length;
+  process.stdout.write(`${request}\n`);
+  const line = await eventually(`the harness answered ${prefix}`,
+    async () => harnessReplies.slice(from).find((l) => l.startsWith(prefix)), { timeoutMs });
+  return line.slice(prefix.length);
+}
+
+/**
  * Writes `request` on stdout for the Rust harness and waits until it
  * answers `reply` on stdin (`stop-node`, `start-load`, `stop-load`).
  */

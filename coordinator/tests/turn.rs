@@ -175,13 +175,32 @@ async fn chromium_forced_to_relay_gets_media_through_coturn_over_udp_tcp_and_tls
             "tokens": [key.mint(&room, "ada", true, 3600), key.mint(&room, "grace", true, 3600)],
         })
     };
+    // The same browsers, first on the direct path (TURN offered, not
+    // needed on loopback), then forced through each kind of relay.
+    let mut direct = round("direct", &udp_base, "direct");
+    direct["forceRelay"] = json!(false);
     let rounds = json!([
+        direct,
         round("udp", &udp_base, "relay-udp"),
         round("tcp", &more[0].0, "relay-tcp"),
         round("tls", &more[1].0, "relay-tls"),
     ]);
     let mut extra = Extra::default();
     extra.settings.insert("rounds".into(), rounds);
+    // Figures: coturn's CPU over a steady 3 s of each relayed call;
+    // THRONG_TURN_BENCH_REPEAT=N repeats the rounds (BENCHMARKS.md).
+    extra.settings.insert("turnCpu".into(), json!(true));
+    extra.settings.insert("steadyMs".into(), json!(3000));
+    let repeat: u64 = std::env::var("THRONG_TURN_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    extra.settings.insert("repeat".into(), json!(repeat));
+    let coturn = std::sync::Arc::new(coturn);
+    let cpu = coturn.clone();
+    extra.reply = Some(Box::new(move |line| {
+        (line == "turn-cpu").then(|| format!("turn-cpu {}", cpu.cpu_ms()))
+    }));
     // Chromium checks the TLS relay's certificate against the user's NSS
     // database: a HOME of the test's own whose database trusts its CA.
     let home = tmp.path().join("home");
@@ -218,7 +237,7 @@ async fn chromium_forced_to_relay_gets_media_through_coturn_over_udp_tcp_and_tls
         &udp_base,
         "turn-udp",
         &[],
-        Duration::from_secs(240),
+        Duration::from_secs(240 * repeat),
         &mut cluster,
         extra,
     )
@@ -297,5 +316,7 @@ async fn chromium_behind_a_firewall_that_allows_only_tcp_to_the_turn_port_gets_m
     eprintln!("figure: the firewall dropped {dropped} packets on the direct and UDP paths; media went over TURN/TCP");
     // The rules go with the namespace (and are removed first).
     ns.open();
-    assert!(ns.output(&["iptables", "-S", "OUTPUT"]).contains("-P OUTPUT ACCEPT"));
+    assert!(ns
+        .output(&["iptables", "-S", "OUTPUT"])
+        .contains("-P OUTPUT ACCEPT"));
 }

@@ -123,6 +123,27 @@ impl Coturn {
         )
     }
 
+    /// CPU time coturn used so far (user + system), milliseconds.
+    pub fn cpu_ms(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and
+        // stime are the 12th and 13th, in clock ticks.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        let hz: u64 = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100);
+        ticks * 1000 / hz
+    }
+
     /// What coturn logged so far (coturn appends the date to the file name
     /// unless told otherwise: every file it wrote, in order).
     pub fn log(&self) -> String {

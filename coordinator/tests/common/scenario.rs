@@ -100,6 +100,8 @@ pub struct Extra {
     /// A command the script runs under (e.g. `ip netns exec NAME`: its
     /// browsers then live in that network namespace).
     pub wrap: Vec<String>,
+    /// Answers lines no other harness rule knows (`Some(reply)`).
+    pub reply: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
 }
 
 pub fn loadgen_binary() -> PathBuf {
@@ -183,6 +185,13 @@ pub async fn run_scenario_with(
     });
     let run = async {
         while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(answer) = extra.reply.as_ref().and_then(|f| f(&line)) {
+                stdin
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .unwrap();
+                continue;
+            }
             if line == "start-load" {
                 let child = tokio::process::Command::new(loadgen_binary())
                     .args(&extra.load)
