@@ -83,6 +83,9 @@ pub async fn run_scenario(
     .await
 }
 
+/// A harness rule of a scenario's own: the answer to a line, if it knows it.
+pub type Reply = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What some scenarios need beyond the others.
 #[derive(Default)]
 pub struct Extra {
@@ -101,7 +104,7 @@ pub struct Extra {
     /// browsers then live in that network namespace).
     pub wrap: Vec<String>,
     /// Answers lines no other harness rule knows (`Some(reply)`).
-    pub reply: Option<Box<dyn Fn(&str) -> Option<String> + Send + Sync>>,
+    pub reply: Option<Reply>,
 }
 
 pub fn loadgen_binary() -> PathBuf {
