@@ -125,3 +125,18 @@ EXPOSE 6379
 HEALTHCHECK --interval=3s --timeout=3s --retries=5 CMD ["redis-cli", "ping"]
 ENTRYPOINT ["redis-server"]
 CMD ["--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]
+
+# ---- TURN relay (compose) ------------------------------------------------------
+FROM ${DEBIAN_IMAGE} AS turn
+ARG VERSION
+LABEL org.opencontainers.image.title="throng-turn" \
+      org.opencontainers.image.description="Debian's coturn: TURN relays for Throng's participants behind restrictive firewalls" \
+      org.opencontainers.image.version="${VERSION}"
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends coturn \
+ && rm -rf /var/lib/apt/lists/*
+COPY deploy/turn/entrypoint.sh /usr/local/bin/throng-turn
+USER turnserver
+EXPOSE 3478/udp 3478/tcp 5349/tcp
+HEALTHCHECK --interval=5s --timeout=4s --retries=3 CMD ["/usr/local/bin/throng-turn", "health"]
+ENTRYPOINT ["/usr/local/bin/throng-turn"]

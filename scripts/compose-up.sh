@@ -18,12 +18,18 @@ THRONG_TOKEN_SECRET=$(secret)
 THRONG_API_KEY=$(secret)
 THRONG_ADMIN_KEY=$(secret)
 THRONG_NODE_TOKEN=$(secret)
+THRONG_TURN_SECRET=$(secret)
 ENV
   echo "compose-up: wrote .env with new secrets (keep it: join links are signed with them)" >&2
 elif ! grep -q '^THRONG_NODE_TOKEN=' .env; then
   # An .env from before the media nodes' gRPC token.
   echo "THRONG_NODE_TOKEN=$(secret)" >> .env
   echo "compose-up: added THRONG_NODE_TOKEN to .env" >&2
+fi
+if ! grep -q '^THRONG_TURN_SECRET=' .env; then
+  # An .env from before the TURN relay.
+  echo "THRONG_TURN_SECRET=$(secret)" >> .env
+  echo "compose-up: added THRONG_TURN_SECRET to .env" >&2
 fi
 "${COMPOSE[@]}" up -d --build --wait
 PUBLIC_IP=${PUBLIC_IP:-$(sed -n 's/^PUBLIC_IP=//p' .env)}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds Throng's four images (coordinator, media-node, proxy, redis) from the
+# Builds Throng's five images (coordinator, media-node, proxy, redis, turn) from the
 # repository's Dockerfile into a private Docker engine, offline:
 #
 #   - the engine is Debian's dockerd, started here with its own data root
@@ -128,7 +128,7 @@ else
   BUILD_ARGS+=(--build-arg BINARIES=prebuilt)
 fi
 
-for target in redis proxy coordinator media-node; do
+for target in redis proxy turn coordinator media-node; do
   start=$(date +%s)
   "${DOCKER[@]}" build --progress=plain --network host "${BUILD_ARGS[@]}" \
     --target "$target" -t "throng/$target:$TAG" "$ROOT" >"$EXEC/build-$target.log" 2>&1 \

@@ -3,6 +3,9 @@
 // API), they see and hear each other; then the node carrying one of them is
 // stopped (`docker compose stop`, asked of the Rust side on stdout), that one
 // re-joins on the other node by itself and media flows both ways again.
+// Before that, a third browser that may use nothing but TURN relays
+// (`?relay=1`) joins through the stack's coturn, sees and hears both and is
+// heard, and leaves.
 import {
   admin, check, connected, env, eventually, joinThroughUi, launch, log, newPage, receiveStats,
   scenario, stopNode,
@@ -46,6 +49,30 @@ await scenario('compose', async (cleanup) => {
   check(before[adaId] !== before[graceId], `one participant on each media node (${JSON.stringify(before)})`);
   await flowing(ada, 'Ada', graceId);
   await flowing(grace, 'Grace', adaId);
+
+  // Through the TURN relay: Linus's browser may not reach the media nodes
+  // directly; coturn relays to the address they announce (PUBLIC_IP).
+  const linus = (await newPage(browser, { name: 'linus' })).page;
+  await linus.goto(`${env.url}/?token=${encodeURIComponent(env.tokens[2])}&relay=1`);
+  await linus.waitForSelector('body[data-ready="true"]', { timeout: 20000 });
+  await linus.getByLabel('Your name').fill('Linus');
+  await linus.getByRole('button', { name: 'Join' }).click();
+  await eventually('Linus shows Connected through the TURN relay', async () => {
+    const conn = linus.locator('#conn');
+    const state = await conn.getAttribute('data-state');
+    const path = await conn.getAttribute('data-path');
+    return { ok: state === 'connected' && path?.startsWith('relay-'), state, path };
+  }, { timeoutMs: 60000 });
+  const linusId = await linus.evaluate(() => window.throng.call.peerId);
+  await flowing(linus, 'Linus (relayed) from Ada', adaId);
+  await flowing(linus, 'Linus (relayed) from Grace', graceId);
+  await flowing(ada, 'Ada from Linus (relayed)', linusId);
+  await linus.getByRole('button', { name: 'Leave' }).click();
+  await eventually('Linus left the room', async () => {
+    const room = await admin(`/admin/rooms/${encodeURIComponent(env.room)}`);
+    const ids = (room.peers ?? []).map((p) => p.peerId);
+    return { ok: !ids.includes(linusId) && ids.length === 2, ids };
+  }, { timeoutMs: 20000 });
 
   const moving = before[adaId];
   log(`stopping ${moving}, which carries Ada`);

@@ -4,6 +4,8 @@
 //! certificate made here, two headless Chromium participants on the host
 //! through the proxy's published port (one on each media node), `docker
 //! compose stop` of the node carrying one of them (it re-joins on the other),
+//! before that a third browser restricted to TURN relays (`?relay=1`) getting
+//! media both ways through the stack's coturn,
 //! and `docker compose down` leaving nothing behind.
 //!
 //! The name starts with `chromium_` so that nextest runs it alone (it takes
@@ -19,6 +21,27 @@ const PROJECT: &str = "throng-test";
 const SECRET: &str = "compose-test-token-secret-compose-test-0123";
 const API_KEY: &str = "compose-test-api-key-compose-test-api-0123";
 const ADMIN_KEY: &str = "compose-test-admin-key-compose-test-ad-0123";
+
+/// An address on the namespace's loopback interface that is not loopback
+/// (removed on drop).
+struct PublicIp(&'static str);
+
+impl PublicIp {
+    fn add(ip: &'static str) -> Self {
+        let _ = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .status();
+        Self(ip)
+    }
+}
+
+impl Drop for PublicIp {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .status();
+    }
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,8 +114,21 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
     certificate(&tls);
     let http_port = free_port();
     let https_port = free_port();
+    // PUBLIC_IP: an address of the test's namespace that is not loopback, so
+    // that the TURN relay in its container can send media to it (to the
+    // media nodes' published ports) as on a real host.
+    let public_ip = PublicIp::add("10.203.0.1");
+    let turn_port = free_port();
+    let turn_tls_port = free_port();
     let env: BTreeMap<String, String> = [
-        ("PUBLIC_IP", "127.0.0.1".to_string()),
+        ("PUBLIC_IP", public_ip.0.to_string()),
+        ("TURN_PORT", turn_port.to_string()),
+        ("TURN_TLS_PORT", turn_tls_port.to_string()),
+        ("TURN_VERBOSE", "1".into()),
+        (
+            "THRONG_TURN_SECRET",
+            "compose-test-turn-secret-0123456789abcdef".into(),
+        ),
         ("HTTP_PORT", http_port.to_string()),
         ("HTTPS_PORT", https_port.to_string()),
         ("TLS_DIR", tls.display().to_string()),
@@ -134,7 +170,7 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
         "compose: start to healthy {:.1} s",
         healthy_after.as_secs_f64()
     );
-    for image in ["coordinator", "media-node", "proxy", "redis"] {
+    for image in ["coordinator", "media-node", "proxy", "redis", "turn"] {
         let (_, size, _) = engine.docker(&[
             "image",
             "inspect",
@@ -171,7 +207,7 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
     // Two people in the browser, as in the web client's tests.
     let key = coordinator::auth::TokenKey::new(SECRET);
     let room = "compose-room";
-    let tokens: Vec<String> = ["ada", "grace"]
+    let tokens: Vec<String> = ["ada", "grace", "linus"]
         .iter()
         .map(|id| key.mint(room, id, true, 3600))
         .collect();
@@ -222,7 +258,7 @@ async fn chromium_compose_stack_serves_two_people_across_both_nodes_and_survives
         .await
         .expect("the compose scenario did not finish in 4 minutes");
     if !status.success() {
-        let (_, logs, _) = stack.run(&["logs", "--no-color", "--tail", "80"]);
+        let (_, logs, _) = stack.run(&["logs", "--no-color", "--tail", "300"]);
         panic!("compose scenario failed ({status}); service logs:\n{logs}");
     }
 

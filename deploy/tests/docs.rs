@@ -82,7 +82,8 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
             "THRONG_TOKEN_SECRET",
             "THRONG_API_KEY",
             "THRONG_ADMIN_KEY",
-            "THRONG_NODE_TOKEN"
+            "THRONG_NODE_TOKEN",
+            "THRONG_TURN_SECRET"
         ]
         .iter()
         .any(|v| stderr.contains(&format!("required variable {v} is missing"))),
@@ -91,11 +92,13 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
 
     let secret = "s".repeat(40);
     let node_token = "n".repeat(40);
+    let turn_secret = "t".repeat(40);
     let env = BTreeMap::from([
         ("THRONG_TOKEN_SECRET", secret.as_str()),
         ("THRONG_API_KEY", secret.as_str()),
         ("THRONG_ADMIN_KEY", secret.as_str()),
         ("THRONG_NODE_TOKEN", node_token.as_str()),
+        ("THRONG_TURN_SECRET", turn_secret.as_str()),
     ]);
     let (ok, json, stderr) = compose_config(&env);
     assert!(ok, "compose config: {stderr}");
@@ -110,7 +113,8 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
             "media-node-1",
             "media-node-2",
             "proxy",
-            "redis"
+            "redis",
+            "turn"
         ]
     );
     for (name, s) in services {
@@ -171,6 +175,24 @@ fn the_compose_file_requires_secrets_orders_start_by_health_and_outwaits_the_dra
             "{name}"
         );
     }
+    // TURN: the relay signs with the coordinators' secret, which it gets as
+    // its own variable (written to a private file, never argv); the
+    // coordinators hand out UDP and TCP on PUBLIC_IP.
+    let turn = &services["turn"];
+    assert_eq!(turn["environment"]["TURN_SECRET"], turn_secret.as_str());
+    for c in ["coordinator-1", "coordinator-2"] {
+        let env = &services[c]["environment"];
+        assert_eq!(env["THRONG_TURN_SECRET"], turn_secret.as_str());
+        assert_eq!(
+            env["THRONG_TURN_URLS"],
+            "turn:127.0.0.1:3478?transport=udp,turn:127.0.0.1:3478?transport=tcp"
+        );
+    }
+    // On the host's network (answers of the media nodes' published ports
+    // come back from the address relayed to), its ports from the settings.
+    assert_eq!(turn["network_mode"], "host");
+    assert_eq!(turn["environment"]["TURN_PORT"], "3478");
+    assert_eq!(turn["environment"]["TURN_TLS_PORT"], "5349");
     // The two nodes' worker ports do not overlap.
     let base = |n: &str| -> u64 {
         services[n]["environment"]["THRONG_RTC_BASE_PORT"]
