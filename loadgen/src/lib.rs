@@ -14,3 +14,4 @@ pub mod scenario;
 pub mod signal;
 pub mod source;
 pub mod surge;
+pub mod turn;

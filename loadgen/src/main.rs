@@ -24,7 +24,8 @@ const USAGE: &str = "usage:
       [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
   loadgen direct --port UDP_TCP_PORT [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
   loadgen room  --url ws://HOST:PORT/ws --token-secret SECRET [--participants 50] [--senders 12]
-      [--tiles 12] [--window-secs 15] [--node-pid PID] [--json FILE]
+      [--tiles 12] [--window-secs 15] [--node-pid PID] [--relay none|receivers] [--json FILE]
+      (--relay receivers: receivers only through the TURN relay the coordinator hands out)
   loadgen rooms --url ... --token-secret SECRET --rooms 10 --participants 20 [as room]
   loadgen churn --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
       [--cycles 5] [--participants 20]
@@ -256,6 +257,11 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
         bind,
         node_pid: f.get("node-pid").and_then(|p| p.parse().ok()),
         source: loadgen::source::SourceSpec::WEBCAM,
+        relay: match f.get("relay") {
+            None | Some("none") => false,
+            Some("receivers") => true,
+            Some(other) => return Err(format!("--relay {other:?}: none or receivers")),
+        },
     };
     let r = scenario::rooms(&args, &url, token).await?;
     println!(

@@ -29,6 +29,10 @@ pub enum ParticipantError {
     /// ICE/DTLS did not come up.
     #[error("{0} transport did not connect")]
     NotConnected(&'static str),
+    /// Relays only were asked for, and the transport came without a
+    /// `turn:` server over UDP.
+    #[error("{0} transport has no TURN relay (iceServers) to use")]
+    NoRelay(&'static str),
 }
 
 /// A joined participant.
@@ -44,6 +48,8 @@ pub struct Participant {
     /// From sending `join` to `joined`.
     pub admitted_after: Duration,
     bind: IpAddr,
+    /// Media only through the TURN relays the coordinator hands out.
+    relay_only: bool,
     sender: Option<Arc<Peer>>,
     sender_task: Option<tokio::task::JoinHandle<()>>,
     receiver: Option<Peer>,
@@ -86,10 +92,18 @@ impl Participant {
             peers: joined["peers"].as_array().cloned().unwrap_or_default(),
             admitted_after,
             bind,
+            relay_only: false,
             sender: None,
             sender_task: None,
             receiver: None,
         }
+    }
+
+    /// From now on, media only through the TURN relay each transport comes
+    /// with (UDP), as a browser behind a firewall that blocks the media
+    /// nodes' ports; a transport without one is an error.
+    pub fn relay_only(&mut self) {
+        self.relay_only = true;
     }
 
     async fn transport(
@@ -104,7 +118,15 @@ impl Participant {
                 REQUEST,
             )
             .await?;
-        let mut peer = Peer::start(&t, &self.caps, self.bind).await?;
+        let relay = if self.relay_only {
+            Some(
+                crate::turn::TurnServer::from_ice_servers(&t["iceServers"])
+                    .ok_or(ParticipantError::NoRelay(direction))?,
+            )
+        } else {
+            None
+        };
+        let mut peer = Peer::start_relayed(&t, &self.caps, self.bind, relay.as_ref()).await?;
         let id = t["id"].as_str().unwrap_or_default().to_string();
         self.session
             .request(

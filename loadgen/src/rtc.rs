@@ -283,6 +283,18 @@ impl Peer {
         router_caps: &Value,
         bind: IpAddr,
     ) -> Result<Self, RtcError> {
+        Self::start_relayed(transport, router_caps, bind, None).await
+    }
+
+    /// [`Peer::start`], with `relay`: media only through that TURN server
+    /// (its relayed address is the only local candidate), as a browser
+    /// behind a firewall that blocks the media nodes' ports.
+    pub async fn start_relayed(
+        transport: &Value,
+        router_caps: &Value,
+        bind: IpAddr,
+        relay: Option<&crate::turn::TurnServer>,
+    ) -> Result<Self, RtcError> {
         let p = |what: &str| RtcError::Params(what.to_string());
         let ufrag = transport["iceParameters"]["usernameFragment"]
             .as_str()
@@ -345,10 +357,25 @@ impl Peer {
         let mut rtc = config.build(Instant::now());
 
         let socket = UdpSocket::bind(SocketAddr::new(bind, 0)).await?;
-        let local = socket.local_addr()?;
-        let host =
-            Candidate::host(local, "udp").map_err(|e| p(&format!("local candidate: {e}")))?;
-        rtc.add_local_candidate(host);
+        let mut local = socket.local_addr()?;
+        let relay = match relay {
+            Some(turn) => {
+                let relay = crate::turn::allocate(&socket, turn, &remote)
+                    .await
+                    .map_err(|e| p(&format!("TURN relay: {e}")))?;
+                let c = Candidate::relayed(relay.relayed, local, "udp")
+                    .map_err(|e| p(&format!("relayed candidate: {e}")))?;
+                rtc.add_local_candidate(c);
+                local = relay.relayed;
+                Some(relay)
+            }
+            None => {
+                let host = Candidate::host(local, "udp")
+                    .map_err(|e| p(&format!("local candidate: {e}")))?;
+                rtc.add_local_candidate(host);
+                None
+            }
+        };
         for r in &remote {
             if let Ok(c) = Candidate::host(*r, "udp") {
                 rtc.add_remote_candidate(c);
@@ -373,7 +400,15 @@ impl Peer {
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (conn_tx, connected) = watch::channel(false);
         let stats = RecvStats::default();
-        tokio::spawn(drive(rtc, socket, local, cmd_rx, conn_tx, stats.clone()));
+        tokio::spawn(drive(
+            rtc,
+            socket,
+            local,
+            relay,
+            cmd_rx,
+            conn_tx,
+            stats.clone(),
+        ));
         Ok(Self {
             cmd,
             fingerprint,
@@ -511,10 +546,12 @@ impl Peer {
 }
 
 /// Runs the endpoint until the [`Peer`] is dropped or the connection dies.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     mut rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
+    relay: Option<crate::turn::Relay>,
     mut cmd: mpsc::UnboundedReceiver<Command>,
     connected: watch::Sender<bool>,
     stats: RecvStats,
@@ -528,9 +565,16 @@ async fn drive(
         let deadline = loop {
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Transmit(t)) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
+                Ok(Output::Transmit(t)) => match &relay {
+                    Some(r) => {
+                        if let Some(framed) = r.wrap(t.destination, &t.contents) {
+                            let _ = socket.send_to(&framed, r.server).await;
+                        }
+                    }
+                    None => {
+                        let _ = socket.send_to(&t.contents, t.destination).await;
+                    }
+                },
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
                         let _ = connected.send(true);
@@ -586,7 +630,16 @@ async fn drive(
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = r else { return };
-                let Ok(contents) = buf[..n].try_into() else { continue };
+                // Through a relay: what the server forwards from a peer.
+                let (source, data) = match &relay {
+                    Some(r) if source == r.server => match r.unwrap(&buf[..n]) {
+                        Some((peer, data)) => (peer, data),
+                        None => continue,
+                    },
+                    Some(_) => continue,
+                    None => (source, std::borrow::Cow::Borrowed(&buf[..n])),
+                };
+                let Ok(contents) = data.as_ref().try_into() else { continue };
                 let input = Input::Receive(Instant::now(), Receive {
                     proto: Protocol::Udp,
                     source,

@@ -40,6 +40,9 @@ pub struct RoomArgs {
     pub node_pid: Option<u32>,
     /// The senders' media.
     pub source: SourceSpec,
+    /// Receivers reach the media node only through the TURN relay their
+    /// transports come with (as behind a firewall that blocks its ports).
+    pub relay: bool,
 }
 
 /// What `room`/`rooms` measured.
@@ -111,6 +114,9 @@ pub async fn rooms(
             async move {
                 let started = Instant::now();
                 let mut p = Participant::join(url, &tok, &room, &id, args.bind, limit).await?;
+                if args.relay {
+                    p.relay_only();
+                }
                 for prod in &page {
                     p.consume(prod).await?;
                 }

@@ -246,6 +246,7 @@ async fn a_room_with_senders_and_receivers_reports_first_media_and_loss() {
         bind: LOOPBACK,
         node_pid: Some(std::process::id()),
         source: SourceSpec::LIGHT,
+        relay: false,
     };
     let r = loadgen::scenario::rooms(&args, &url, |room, id| key.mint(room, id, true, 600))
         .await
