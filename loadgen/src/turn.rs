@@ -177,8 +177,11 @@ fn message(kind: u16, tid: &[u8; 12], attrs: &[(u16, Vec<u8>)], key: Option<&[u8
     m
 }
 
-/// A STUN message's type, transaction id and attributes.
-fn parse(m: &[u8]) -> Option<(u16, [u8; 12], HashMap<u16, Vec<u8>>)> {
+/// A STUN message's type, transaction id and attributes by type.
+type Parsed = (u16, [u8; 12], HashMap<u16, Vec<u8>>);
+
+/// Parses a STUN message (None: not one).
+fn parse(m: &[u8]) -> Option<Parsed> {
     if m.len() < 20 || m[0] & 0xC0 != 0 || u32::from_be_bytes([m[4], m[5], m[6], m[7]]) != MAGIC {
         return None;
     }
