@@ -88,6 +88,16 @@ pub struct IceRestarted {
     pub ice_servers: Option<Vec<crate::turn::IceServer>>,
 }
 
+impl IceRestarted {
+    /// New ICE parameters, no TURN credentials (the handler adds them).
+    pub fn new(ice_parameters: Value) -> Self {
+        Self {
+            ice_parameters,
+            ice_servers: None,
+        }
+    }
+}
+
 /// The `data` of a `response`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]

@@ -200,10 +200,7 @@ impl Rooms {
             .await?
             .plan_own_transport(peer_id, transport_id)?;
         let ice_parameters = self.clients.of(&router)?.restart_ice(transport_id).await?;
-        Ok(IceRestarted {
-            ice_parameters,
-            ice_servers: None,
-        })
+        Ok(IceRestarted::new(ice_parameters))
     }
 
     /// A producer on the peer's send transport, made available on every
