@@ -10,6 +10,40 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
+/// Routers, transports, producers and consumers a node holds, asked directly.
+async fn totals(
+    node: &throng_proto::media::media_node_client::MediaNodeClient<tonic::transport::Channel>,
+) -> (u32, u32, u32, u32) {
+    let mut node = node.clone();
+    throng_test_support::node_totals(
+        &node
+            .get_node_info(throng_proto::media::GetNodeInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+}
+
+/// Reserved units per node, from `/admin/nodes`.
+fn reserved_by_node(nodes: &serde_json::Value) -> Vec<(String, u64)> {
+    nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["nodeId"].as_str().unwrap().to_string(),
+                n["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|w| w["reserved"].as_u64().unwrap())
+                    .sum(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_tells_nobody_to_reconnect_and_the_room_carries_on() {
     let mut redis = RedisServer::start();
@@ -145,7 +179,7 @@ async fn joins_made_while_redis_is_away_wait_in_line_and_are_admitted_when_it_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_and_evicted_closes_what_it_held_when_it_comes_back() {
-    use throng_test_support::{node_totals, Node, Proxy};
+    use throng_test_support::{Node, Proxy};
     let redis = RedisServer::start();
     // node-1 reaches Redis, and is reached by coordinators, through proxies
     // the test cuts: a partition, the node itself running on.
@@ -166,17 +200,6 @@ async fn a_node_cut_off_and_evicted_closes_what_it_held_when_it_comes_back() {
     let mut a = Client::connect(&c).await;
     assert_eq!(a.join("cut", "a", true).await["type"], "joined");
     publish_audio(&mut a, 6161).await;
-    let totals = |d: &throng_proto::media::media_node_client::MediaNodeClient<_>| {
-        let mut d = d.clone();
-        async move {
-            node_totals(
-                &d.get_node_info(throng_proto::media::GetNodeInfoRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner(),
-            )
-        }
-    };
     assert_eq!(totals(&direct).await, (1, 1, 1, 0));
     // Another node joins the cluster.
     let (n2, _s2) = start_node("node-2", 1, Some(&redis)).await;
@@ -237,22 +260,7 @@ async fn a_node_cut_off_and_evicted_closes_what_it_held_when_it_comes_back() {
     );
     // What is left is exactly a's new placement, on node-2.
     let nodes = admin(&c, "/admin/nodes").await;
-    let reserved: Vec<(String, u64)> = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["nodeId"].as_str().unwrap().to_string(),
-                n["workers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|w| w["reserved"].as_u64().unwrap())
-                    .sum(),
-            )
-        })
-        .collect();
+    let reserved = reserved_by_node(&nodes);
     assert!(reserved.contains(&("node-1".into(), 0)), "{nodes}");
     assert!(reserved.contains(&("node-2".into(), 26)), "{nodes}");
     // a's call on node-2 goes on.
@@ -268,7 +276,7 @@ async fn a_node_cut_off_and_evicted_closes_what_it_held_when_it_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_a_node_cut_off_and_evicted_is_cleared_by_its_coordinator_when_it_answers_again(
 ) {
-    use throng_test_support::{node_totals, Node, Proxy};
+    use throng_test_support::{Node, Proxy};
     // The single-machine form: no Redis; the coordinator polls its nodes.
     // node-1 is reached only through a proxy the test cuts.
     let grpc_port = throng_test_support::free_tcp_port();
@@ -286,17 +294,6 @@ async fn without_redis_a_node_cut_off_and_evicted_is_cleared_by_its_coordinator_
         start_coordinator(&[grpc_proxy.addr.to_string(), n2.to_string()], 1500, None).await;
     let c = Cluster::at(http);
     c.wait_for_nodes(2).await;
-    let totals = |d: &throng_proto::media::media_node_client::MediaNodeClient<_>| {
-        let mut d = d.clone();
-        async move {
-            node_totals(
-                &d.get_node_info(throng_proto::media::GetNodeInfoRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner(),
-            )
-        }
-    };
     // Both empty: the first join goes to node-1 (the smaller key).
     let mut a = Client::connect(&c).await;
     assert_eq!(a.join("cut", "a", true).await["type"], "joined");
@@ -340,22 +337,7 @@ async fn without_redis_a_node_cut_off_and_evicted_is_cleared_by_its_coordinator_
     let closed_after = healed.elapsed();
     c.wait_for_nodes(2).await;
     let nodes = admin(&c, "/admin/nodes").await;
-    let reserved: Vec<(String, u64)> = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["nodeId"].as_str().unwrap().to_string(),
-                n["workers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|w| w["reserved"].as_u64().unwrap())
-                    .sum(),
-            )
-        })
-        .collect();
+    let reserved = reserved_by_node(&nodes);
     assert!(reserved.contains(&("node-1".into(), 0)), "{nodes}");
     assert!(reserved.contains(&("node-2".into(), 26)), "{nodes}");
     // A newcomer to another room may land on node-1 again, and works there.

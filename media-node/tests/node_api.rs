@@ -973,17 +973,7 @@ async fn a_node_that_finds_itself_evicted_says_so_closes_everything_and_reports_
     // It tells whoever follows it, closes what it held, clears the mark and
     // reports again.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut told = None;
-    while told.is_none() && Instant::now() < deadline {
-        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), events.message())
-            .await
-            .map(|r| r.transpose())
-        {
-            if let Some(pb::event::Event::NodeEvicted(e)) = ev.event {
-                told = Some(e.routers);
-            }
-        }
-    }
+    let told = node_evicted(&mut events).await;
     assert_eq!(told, Some(1), "NodeEvicted with the routers it held");
     loop {
         let report: Option<String> = conn.get(node_key("evicted-node")).await.unwrap();
@@ -1034,18 +1024,7 @@ async fn close_all_says_node_evicted_and_closes_every_router_with_what_it_holds(
         .unwrap()
         .into_inner();
     assert_eq!(closed.routers, 2);
-    let mut told = None;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while told.is_none() && Instant::now() < deadline {
-        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), events.message())
-            .await
-            .map(|r| r.transpose())
-        {
-            if let Some(pb::event::Event::NodeEvicted(e)) = ev.event {
-                told = Some(e.routers);
-            }
-        }
-    }
+    let told = node_evicted(&mut events).await;
     assert_eq!(told, Some(2), "NodeEvicted with the routers it held");
     let info = node_info(&mut client).await;
     let left: Vec<(u32, u32)> = info
@@ -1058,4 +1037,20 @@ async fn close_all_says_node_evicted_and_closes_every_router_with_what_it_holds(
     let again = client.close_all(pb::CloseAllRequest {}).await.unwrap();
     assert_eq!(again.into_inner().routers, 0);
     router(&mut client, "after", 0).await;
+}
+
+/// The routers a `NodeEvicted` on `events` counts, if one comes within 5 s.
+async fn node_evicted(events: &mut tonic::Streaming<pb::Event>) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(1), events.message())
+            .await
+            .map(|r| r.transpose())
+        {
+            if let Some(pb::event::Event::NodeEvicted(e)) = ev.event {
+                return Some(e.routers);
+            }
+        }
+    }
+    None
 }
