@@ -82,6 +82,17 @@ pub async fn cluster_of(
     worker_capacity: u32,
     redis: Option<&RedisServer>,
 ) -> Cluster {
+    cluster_of_with(nodes, workers, worker_capacity, redis, &[]).await
+}
+
+/// [`cluster_of`] with more coordinator settings (`THRONG_*`, value).
+pub async fn cluster_of_with(
+    nodes: usize,
+    workers: usize,
+    worker_capacity: u32,
+    redis: Option<&RedisServer>,
+    extra: &[(&str, String)],
+) -> Cluster {
     let mut addrs = Vec::new();
     let mut node_stops = Vec::new();
     for i in 0..nodes {
@@ -89,7 +100,7 @@ pub async fn cluster_of(
         addrs.push(addr.to_string());
         node_stops.push(Some(stop));
     }
-    let (http, coord_stop) = start_coordinator(&addrs, worker_capacity, redis).await;
+    let (http, coord_stop) = start_coordinator_with(&addrs, worker_capacity, redis, extra).await;
     let c = Cluster {
         url: format!("ws://{http}/ws"),
         http,

@@ -38,23 +38,10 @@ pub async fn web_cluster_with(
         dist.join("index.html").is_file(),
         "client-web/dist is not built: run `make test` (or `npm ci && npm run build` in client-web/)"
     );
-    let mut addrs = Vec::new();
-    let mut node_stops = Vec::new();
-    for i in 0..nodes {
-        let (addr, stop) = start_node(&format!("node-{}", i + 1), workers, Some(redis)).await;
-        addrs.push(addr.to_string());
-        node_stops.push(Some(stop));
-    }
     let mut settings = vec![(cvars::WEB_ROOT, dist.display().to_string())];
     settings.extend(extra.iter().cloned());
-    let (http, coord_stop) = start_coordinator_with(&addrs, 100_000, Some(redis), &settings).await;
-    let c = Cluster {
-        url: format!("ws://{http}/ws"),
-        http,
-        node_stops,
-        coord_stop: Some(coord_stop),
-    };
-    c.wait_for_nodes(nodes).await;
+    let c = cluster_of_with(nodes, workers, 100_000, Some(redis), &settings).await;
+    let http = c.http;
     let base = format!("http://{http}");
     (c, base)
 }
