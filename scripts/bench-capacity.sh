@@ -36,7 +36,7 @@ RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, steps $STEPS receivers, ${WINDOW}s windows, node ${NODE_BIN:-target/release/media-node}"
-target/release/loadgen capacity --url "ws://$LISTEN/ws" --token-secret "$SECRET" --node-pid "$NODE" \
+target/release/loadgen capacity --url "ws://$LISTEN/ws" --node-pid "$NODE" \
   --steps "$STEPS" --window-secs "$WINDOW" --json /tmp/throng-capacity-cluster.json
 stop_all
 [ "${DIRECT:-1}" = 0 ] && exit 0

@@ -42,7 +42,7 @@ snapshot() {
        "redis keys $(redis-cli -p $REDIS_PORT dbsize); sessions $(metric throng_websocket_sessions), participants $(metric throng_participants), rooms $(metric throng_rooms)"
 }
 churn() {
-  $BIN/loadgen churn --url "ws://$LISTEN/ws" --token-secret "$SECRET" --admin-key "$THRONG_ADMIN_KEY" \
+  $BIN/loadgen churn --url "ws://$LISTEN/ws" \
     --cycles "$1" --participants "$2"
 }
 # Warm-up: allocators, connection pools and the worker's first router settle.

@@ -42,7 +42,7 @@ for run in $(seq 1 "$RUNS"); do
   for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   sleep 1.5
   echo "--- run $run"
-  $BIN/loadgen node-kill --url "ws://$LISTEN/ws" --token-secret "$SECRET" --admin-key "$THRONG_ADMIN_KEY" \
+  $BIN/loadgen node-kill --url "ws://$LISTEN/ws" \
     --nodes "$NODES" --rooms "$ROOMS" --participants "$PER" --watch-secs 10 2>&1 | grep -v '^kill-' || echo "(node-kill reported a failure)"
   stop_all
 done

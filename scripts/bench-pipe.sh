@@ -34,5 +34,5 @@ RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, node pids ${NODES[*]}"
-target/release/loadgen pipe --url "ws://$LISTEN/ws" --token-secret "$SECRET" --admin-key "$THRONG_ADMIN_KEY" \
+target/release/loadgen pipe --url "ws://$LISTEN/ws" \
   --node-pids "${NODES[0]},${NODES[1]}" --window-secs "$WINDOW" --senders "$SENDERS"

@@ -28,11 +28,11 @@ RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
-target/release/loadgen room --url "ws://$LISTEN/ws" --token-secret "$SECRET" --participants "$PARTICIPANTS" \
+target/release/loadgen room --url "ws://$LISTEN/ws" --participants "$PARTICIPANTS" \
   --senders "$SENDERS" --window-secs 10 --node-pid "$NODE" || true
 sleep 3
-target/release/loadgen rooms --url "ws://$LISTEN/ws" --token-secret "$SECRET" --rooms "$ROOMS" --participants 8 \
+target/release/loadgen rooms --url "ws://$LISTEN/ws" --rooms "$ROOMS" --participants 8 \
   --senders 4 --window-secs 10 --node-pid "$NODE" || true
 sleep 3
-target/release/loadgen churn --url "ws://$LISTEN/ws" --token-secret "$SECRET" --admin-key "$THRONG_ADMIN_KEY" \
+target/release/loadgen churn --url "ws://$LISTEN/ws" \
   --cycles 5 --participants 20

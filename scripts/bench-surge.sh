@@ -40,7 +40,7 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$COORD/status"; }
 redis_calls() { redis-cli -p $REDIS_PORT info commandstats | awk -F'[=,]' '/^cmdstat_/ {n += $2} END {print n}'; }
 for rooms in 1 50; do
   c0=$(cpu_ticks); s0=$(sys_ticks); r0=$(redis_calls); m0=$(rss_kib)
-  target/release/loadgen surge --url "ws://$LISTEN/ws" --token-secret "$SECRET" --joins "$JOINS" --rooms "$rooms" \
+  target/release/loadgen surge --url "ws://$LISTEN/ws" --joins "$JOINS" --rooms "$rooms" \
     --media "${MEDIA:-10}" --timeout-secs 120 --hold-secs 5 & LOAD=$!
   peak=$m0
   lg=0

@@ -50,7 +50,7 @@ run() {  # $1 = off | on
   fi
   sleep 1.5
   local c0 n0; c0=$(ticks $COORD); n0=$(ticks $NODE)
-  local out; out=$(target/release/loadgen surge --url "ws://$LISTEN/ws" --token-secret "$SECRET" --joins "$JOINS" --rooms 50 \
+  local out; out=$(target/release/loadgen surge --url "ws://$LISTEN/ws" --joins "$JOINS" --rooms 50 \
     --media "${MEDIA:-0}" --timeout-secs 120 --hold-secs 2 2>/dev/null || true)
   local c1 n1; c1=$(ticks $COORD); n1=$(ticks $NODE)
   [ -n "$view" ] && { wait $view || true; }

@@ -27,7 +27,7 @@ THRONG_LISTEN=$LISTEN THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ THRONG_WOR
 RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!)
 for _ in $(seq 1 50); do curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 1.5
-target/release/loadgen capacity --url "ws://$LISTEN/ws" --token-secret "$SECRET" --node-pid "$NODE" \
+target/release/loadgen capacity --url "ws://$LISTEN/ws" --node-pid "$NODE" \
   --steps "$RECEIVERS" --settle-secs 2 --window-secs 40 > /tmp/throng-profile-load.txt 2>&1 & LOAD=$!; PIDS+=($LOAD)
 TID=$(grep -l '^mediasoup-work' /proc/$NODE/task/*/comm | head -1 | cut -d/ -f5)
 # Wait until the receivers are in (the worker's consumer count reaches 2 x RECEIVERS).

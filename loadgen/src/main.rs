@@ -2,6 +2,12 @@
 //! coordinator URL, exactly as browsers do (same WebSocket protocol, same
 //! tokens). Every run is bounded in count and time and stops by itself.
 //!
+//! The command line is `clap` (derive): an unknown flag or a bad value is an
+//! error (exit 2) naming it, and `--help` describes every scenario. The
+//! token secret and the admin key come from the environment
+//! (`THRONG_TOKEN_SECRET`, `THRONG_ADMIN_KEY`) so that `ps` does not show them;
+//! the flags still work.
+//!
 //! Scenarios: `surge` (loadgen::surge), `capacity`/`direct`
 //! (loadgen::capacity), `room`/`rooms`/`churn`/`pipe` (loadgen::scenario),
 //! `leave-surge` (loadgen::leave, against a media node directly),
@@ -9,95 +15,293 @@
 //! each prints a progress line while it runs, a summary at the end, and
 //! optionally writes it as JSON.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use coordinator::auth::TokenKey;
 use serde_json::json;
 
-const USAGE: &str = "usage:
-  loadgen surge --url ws://HOST:PORT/ws --token-secret SECRET \\
-      [--joins 1000] [--rooms 1] [--media 10] [--tiles 12] [--timeout-secs 60] [--hold-secs 0] [--json FILE]
-  loadgen capacity --url ws://HOST:PORT/ws --token-secret SECRET --node-pid PID \\
-      [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
-  loadgen direct --port UDP_TCP_PORT [--steps 50,100,200] [--window-secs 15] [--settle-secs 3] [--json FILE]
-  loadgen room  --url ws://HOST:PORT/ws --token-secret SECRET [--participants 50] [--senders 12]
-      [--tiles 12] [--window-secs 15] [--node-pid PID] [--relay none|receivers] [--json FILE]
-      (--relay receivers: receivers only through the TURN relay the coordinator hands out)
-  loadgen rooms --url ... --token-secret SECRET --rooms 10 --participants 20 [as room]
-  loadgen churn --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
-      [--cycles 5] [--participants 20]
-  loadgen pipe  --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY
-      [--node-pids PID,PID] [--window-secs 15] [--senders 1]
-      (2 nodes of 1 worker, THRONG_WORKER_CAPACITY = 26 x (senders + 1))
-  loadgen node-kill --url ws://HOST:PORT/ws --token-secret SECRET --admin-key KEY \\
-      --nodes NODE_ID=PID,NODE_ID=PID [--rooms 10] [--participants 4] [--watch-secs 10] [--json FILE]
-      (everyone sends and receives; the node hosting the most participants is SIGKILLed)
-  loadgen leave-surge --node HOST:GRPC_PORT [--participants 500] [--consumers 10] [--json FILE]
-      (a media node's own gRPC API: everyone leaves one router at once)
-  loadgen otlp-sink --listen HOST:PORT
-      (an OTLP/gRPC trace receiver counting spans, for benchmarks with export on)
+/// Plays many participants against a Throng cluster through the coordinator
+/// URL, as browsers do. Every run is bounded in count and time.
+#[derive(Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
 
-The token secret is the cluster's THRONG_TOKEN_SECRET (tokens are minted here).
-capacity: one sender and growing numbers of WebRTC receivers (str0m) through the
-coordinator; the media node (PID, one worker) has its worker CPU read from /proc.
-direct: the same with mediasoup driven by this process (the baseline).";
+/// The coordinator and how to mint join tokens for it.
+#[derive(Args, Clone)]
+struct Cluster {
+    /// The coordinator's WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
+    #[arg(long)]
+    url: String,
+    /// The cluster's THRONG_TOKEN_SECRET: join tokens are minted here.
+    #[arg(long, env = "THRONG_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: String,
+}
 
-/// The `--name value` pairs after the scenario.
-struct Flags(std::collections::HashMap<String, String>);
-
-impl Flags {
-    fn parse(raw: &[String]) -> Result<Self, String> {
-        let mut out = std::collections::HashMap::new();
-        let mut it = raw.iter().skip(1);
-        while let Some(k) = it.next() {
-            let name = k
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected {k:?}"))?;
-            let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
-            out.insert(name.to_string(), v.clone());
-        }
-        Ok(Self(out))
+impl Cluster {
+    /// Join tokens `(room, identity)`.
+    fn minter(&self) -> impl Fn(&str, &str) -> String + Clone + use<> {
+        let key = TokenKey::new(self.token_secret.as_bytes());
+        move |room: &str, id: &str| key.mint(room, id, true, 3600)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+    /// The coordinator's HTTP base (for its admin API).
+    fn http(&self) -> String {
+        self.url
+            .replace("ws://", "http://")
+            .trim_end_matches("/ws")
+            .to_string()
     }
+}
 
-    fn required(&self, name: &str) -> Result<&str, String> {
-        self.get(name)
-            .ok_or_else(|| format!("--{name} is required"))
-    }
+/// The coordinator's admin key (the admin API lists nodes and counts).
+#[derive(Args, Clone)]
+struct Admin {
+    /// The cluster's THRONG_ADMIN_KEY.
+    #[arg(long, env = "THRONG_ADMIN_KEY", hide_env_values = true)]
+    admin_key: String,
+}
 
-    /// A number, or `default` when the flag is absent.
-    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, String> {
-        self.get(name)
-            .map(|v| v.parse::<T>().map_err(|_| format!("--{name}: a number")))
-            .unwrap_or(Ok(default))
-    }
+/// Where the summary goes, besides standard output.
+#[derive(Args, Clone)]
+struct Output {
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
 
-    /// `--url`, and join tokens `(room, identity)` minted with `--token-secret`.
-    fn cluster(&self) -> Result<(String, impl Fn(&str, &str) -> String + Clone), String> {
-        let url = self.required("url")?.to_string();
-        let key = TokenKey::new(self.required("token-secret")?.as_bytes());
-        Ok((url, move |room: &str, id: &str| {
-            key.mint(room, id, true, 3600)
-        }))
-    }
-
-    /// Writes `summary` to `--json FILE`, when given.
-    fn write_json(&self, summary: &impl serde::Serialize) -> Result<(), String> {
-        match self.get("json") {
+impl Output {
+    fn write(&self, summary: &impl serde::Serialize) -> Result<(), String> {
+        match &self.json {
             Some(path) => {
                 std::fs::write(path, serde_json::to_string_pretty(summary).expect("json"))
-                    .map_err(|e| format!("{path}: {e}"))
+                    .map_err(|e| format!("{}: {e}", path.display()))
             }
             None => Ok(()),
         }
     }
 }
+
+/// The ramp of a capacity run.
+#[derive(Args, Clone)]
+struct Ramp {
+    /// Receivers at each step, growing, at most 3000.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200", value_parser = clap::value_parser!(u64).range(1..=3000))]
+    steps: Vec<u64>,
+    /// Seconds measured at each step.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+    window_secs: u64,
+    /// Seconds waited after each step is connected before measuring.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60))]
+    settle_secs: u64,
+}
+
+/// Which receivers go through the TURN relay the coordinator hands out.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    /// Nobody: every participant connects directly.
+    None,
+    /// Receivers only through the relay (senders direct).
+    Receivers,
+}
+
+/// A media room scenario's shape.
+#[derive(Args, Clone)]
+struct RoomShape {
+    /// Participants per room.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=3000))]
+    participants: u64,
+    /// Of them, how many send audio and video.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=100))]
+    senders: u64,
+    /// Tiles per page: a receiver consumes at most this many senders.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=100))]
+    tiles: u64,
+    /// Seconds measured once everyone receives.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+    window_secs: u64,
+    /// A media node (one worker) whose worker CPU is read from /proc.
+    #[arg(long, value_name = "PID")]
+    node_pid: Option<u32>,
+    /// Who connects through the TURN relay.
+    #[arg(long, value_enum, default_value_t = Relay::None)]
+    relay: Relay,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Joins released at once into one or more rooms (each with a presenter),
+    /// then what a browser does next: receive transport, consume, resume; some
+    /// with real WebRTC until the first packet. Reports time to admitted.
+    Surge {
+        #[command(flatten)]
+        cluster: Cluster,
+        /// Participants released at once.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+        joins: u64,
+        /// Rooms they go to (participant i to room i mod rooms), at most --joins.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+        rooms: u64,
+        /// Of them, participants with a real WebRTC endpoint (at most --joins;
+        /// default 10 or --joins if fewer).
+        #[arg(long)]
+        media: Option<u64>,
+        /// Tiles per page: a participant consumes at most this many peers.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=100))]
+        tiles: u64,
+        /// Whole run limit once released, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout_secs: u64,
+        /// Seconds everyone stays once all are done.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
+        hold_secs: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One sender and growing numbers of WebRTC receivers through the
+    /// coordinator; the media node (one worker) has its worker CPU read from
+    /// /proc. Prints the consumers at which the worker reaches 85 % of a core.
+    Capacity {
+        #[command(flatten)]
+        cluster: Cluster,
+        /// The media node's process (one worker).
+        #[arg(long, value_name = "PID")]
+        node_pid: u32,
+        #[command(flatten)]
+        ramp: Ramp,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The capacity ramp against mediasoup driven by this process (the
+    /// baseline without Throng), its WebRTC transport on PORT.
+    Direct {
+        /// The UDP/TCP port of the WebRTC transport.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        #[command(flatten)]
+        ramp: Ramp,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One room with real media: senders send audio and video, everyone
+    /// receives up to a page of tiles; loss, jitter and worker CPU measured.
+    Room {
+        #[command(flatten)]
+        cluster: Cluster,
+        #[command(flatten)]
+        shape: RoomShape,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Like room, several rooms at once.
+    Rooms {
+        #[command(flatten)]
+        cluster: Cluster,
+        /// Rooms.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        rooms: u64,
+        #[command(flatten)]
+        shape: RoomShape,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Cycles of join, send or consume, leave; the nodes' counts must be back
+    /// where they were.
+    Churn {
+        #[command(flatten)]
+        cluster: Cluster,
+        #[command(flatten)]
+        admin: Admin,
+        /// Cycles.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        cycles: u64,
+        /// Participants per cycle.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=500))]
+        participants: u64,
+    },
+    /// Senders with one receiver on their worker and one on another node:
+    /// the latency and CPU a pipe adds (2 nodes of 1 worker,
+    /// THRONG_WORKER_CAPACITY = 26 x (senders + 1)).
+    Pipe {
+        #[command(flatten)]
+        cluster: Cluster,
+        #[command(flatten)]
+        admin: Admin,
+        /// The two media nodes' processes.
+        #[arg(long, value_delimiter = ',', value_name = "PID,PID")]
+        node_pids: Vec<u32>,
+        /// Seconds measured per phase.
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=600))]
+        window_secs: u64,
+        /// Senders.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=12))]
+        senders: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Everyone sends and receives; the node hosting the most participants is
+    /// SIGKILLed; how long media stops and whether everyone recovers.
+    NodeKill {
+        #[command(flatten)]
+        cluster: Cluster,
+        #[command(flatten)]
+        admin: Admin,
+        /// The media nodes, NODE_ID=PID,NODE_ID=PID.
+        #[arg(long, value_delimiter = ',', required = true, value_parser = node_and_pid)]
+        nodes: Vec<(String, u32)>,
+        /// Rooms.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
+        rooms: u64,
+        /// Participants per room.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=20))]
+        participants: u64,
+        /// Seconds watched after the kill.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=120))]
+        watch_secs: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// A media node's own gRPC API: everyone leaves one router at once.
+    LeaveSurge {
+        /// The node's gRPC address, HOST:PORT.
+        #[arg(long)]
+        node: String,
+        /// Participants.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(2..=5000))]
+        participants: u64,
+        /// Consumers each.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=100))]
+        consumers: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// An OTLP/gRPC trace receiver counting spans (for benchmarks with export
+    /// on); stops on SIGTERM or Ctrl-C.
+    OtlpSink {
+        /// Where to listen, HOST:PORT.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn node_and_pid(s: &str) -> Result<(String, u32), String> {
+    let (id, pid) = s.split_once('=').ok_or("NODE_ID=PID, e.g. node-1=4242")?;
+    let pid = pid
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{pid:?} is not a process id"))?;
+    Ok((id.trim().to_string(), pid))
+}
+
+const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 /// p50, p95, p99 and max, in seconds, on one line.
 fn quantiles_line(v: [f64; 4]) -> String {
@@ -107,166 +311,168 @@ fn quantiles_line(v: [f64; 4]) -> String {
     )
 }
 
-async fn capacity_main(raw: &[String]) -> Result<(), String> {
+/// A usage error: clap's format, exit 2.
+fn usage_error(message: String) -> ! {
+    use clap::CommandFactory;
+    Cli::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
+}
+
+async fn capacity_main(
+    cluster: Option<(Cluster, u32)>,
+    port: Option<u16>,
+    ramp: Ramp,
+    output: Output,
+) -> Result<bool, String> {
     use loadgen::capacity::{self, CapacityArgs};
-    let f = Flags::parse(raw)?;
-    let num = |k: &str, d: u64| f.num(k, d);
-    let steps: Vec<usize> = f
-        .get("steps")
-        .unwrap_or("50,100,200")
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| "--steps: numbers, e.g. 50,100,200".to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) || steps[steps.len() - 1] > 3000 {
-        return Err("--steps: growing, at most 3000".into());
+    if ramp.steps.windows(2).any(|w| w[0] >= w[1]) {
+        usage_error("--steps: growing numbers, e.g. 50,100,200".into());
     }
     let args = CapacityArgs {
-        steps,
-        window: Duration::from_secs(num("window-secs", 15)?.clamp(1, 600)),
-        settle: Duration::from_secs(num("settle-secs", 3)?.min(60)),
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        steps: ramp.steps.iter().map(|&s| s as usize).collect(),
+        window: Duration::from_secs(ramp.window_secs),
+        settle: Duration::from_secs(ramp.settle_secs),
+        bind: LOCALHOST,
         source: loadgen::source::SourceSpec::WEBCAM,
     };
     capacity::print_header();
-    let (mode, steps) = if raw[0] == "direct" {
-        let port = num("port", 0)?;
-        let port = u16::try_from(port)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or("--port is required")?;
-        ("direct", capacity::direct(&args, port).await?)
-    } else {
-        let (url, mint) = f.cluster()?;
-        let pid = u32::try_from(num("node-pid", 0)?)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or("--node-pid is required")?;
-        let token = move |id: &str| mint("capacity", id);
-        ("cluster", capacity::cluster(&args, &url, token, pid).await?)
+    let (mode, steps) = match (cluster, port) {
+        (Some((cluster, pid)), _) => {
+            let mint = cluster.minter();
+            let token = move |id: &str| mint("capacity", id);
+            (
+                "cluster",
+                capacity::cluster(&args, &cluster.url, token, pid).await?,
+            )
+        }
+        (None, Some(port)) => ("direct", capacity::direct(&args, port).await?),
+        (None, None) => unreachable!("clap requires one"),
     };
     let at85 = loadgen::measure::consumers_at(&steps, 85.0);
     match at85 {
         Some(n) => println!("{mode}: worker at 85 % of a core with about {n:.0} consumers"),
         None => println!("{mode}: the worker stayed below 85 % of a core"),
     }
-    f.write_json(&json!({ "scenario": mode, "steps": steps, "consumersAt85Pct": at85 }))
+    output.write(&json!({ "scenario": mode, "steps": steps, "consumersAt85Pct": at85 }))?;
+    Ok(true)
 }
 
-async fn media_main(raw: &[String]) -> Result<bool, String> {
+async fn pipe_main(
+    cluster: Cluster,
+    admin: Admin,
+    node_pids: Vec<u32>,
+    window_secs: u64,
+    senders: u64,
+    output: Output,
+) -> Result<bool, String> {
     use loadgen::scenario;
-    let f = Flags::parse(raw)?;
-    let num = |k: &str, d: usize| f.num(k, d);
-    let (url, token) = f.cluster()?;
-    let bind = std::net::IpAddr::from([127, 0, 0, 1]);
-    if raw[0] == "pipe" {
-        let admin = f.required("admin-key")?;
-        let http = url
-            .replace("ws://", "http://")
-            .trim_end_matches("/ws")
-            .to_string();
-        let pids: Vec<u32> = f
-            .get("node-pids")
-            .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        let window = Duration::from_secs(num("window-secs", 15)?.clamp(1, 600) as u64);
-        let webcam = loadgen::source::SourceSpec::WEBCAM;
-        let senders = num("senders", 1)?.clamp(1, 12);
-        let r = scenario::pipe(
-            &url, &http, admin, token, window, bind, &pids, webcam, senders,
+    let senders = senders as usize;
+    let r = scenario::pipe(
+        &cluster.url,
+        &cluster.http(),
+        &admin.admin_key,
+        cluster.minter(),
+        Duration::from_secs(window_secs),
+        LOCALHOST,
+        &node_pids,
+        loadgen::source::SourceSpec::WEBCAM,
+        senders,
+    )
+    .await?;
+    let l = |x: &scenario::Latency| {
+        format!(
+            "{} packets: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            x.samples, x.ms[0], x.ms[1], x.ms[2], x.ms[3]
         )
-        .await?;
-        let l = |x: &scenario::Latency| {
-            format!(
-                "{} packets: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
-                x.samples, x.ms[0], x.ms[1], x.ms[2], x.ms[3]
-            )
-        };
-        println!(
-            "scenario   pipe ({senders} sender(s); one receiver on their worker, one on another node)"
-        );
-        if senders == 1 {
-            println!("same worker   {}", l(&r.same_worker));
-            println!("across nodes  {}", l(&r.piped));
-        }
-        for (name, phase) in ["senders only", "+ near receiver", "+ far receiver"]
-            .iter()
-            .zip(&r.phases)
-        {
-            let cpus: Vec<String> = phase
-                .iter()
-                .map(|(pid, cpu)| format!("node pid {pid} {cpu:.1} %"))
-                .collect();
-            println!("worker CPU, {name:<16} {}", cpus.join("   "));
-        }
-        if let Some(c) = &r.per_piped_producer {
-            println!(
-                "per stream, % of a core: piped producer {:.3} on the senders' node + {:.3} on the far node; \
-                 for comparison a WebRTC producer {:.3}, a consumer {:.3}",
-                c.sending_node, c.receiving_node, c.webrtc_producer, c.consumer
-            );
-        }
-        f.write_json(&r)?;
-        return Ok(senders > 1 || (r.same_worker.samples > 0 && r.piped.samples > 0));
-    }
-    if raw[0] == "churn" {
-        let admin = f.required("admin-key")?;
-        let http = url
-            .replace("ws://", "http://")
-            .trim_end_matches("/ws")
-            .to_string();
-        let (cycles, per) = (
-            num("cycles", 5)?.clamp(1, 100),
-            num("participants", 20)?.clamp(2, 500),
-        );
-        let scenario::ChurnReport {
-            before,
-            after,
-            peak_transports,
-            errors,
-        } = scenario::churn(&url, &http, admin, token, cycles, per, bind).await?;
-        println!("scenario   churn ({cycles} cycles of {per} participants: join, send or consume, leave)");
-        println!("errors     {errors}");
-        println!("node counts before {before}");
-        println!("transports seen during a cycle (peak) {peak_transports}");
-        println!("node counts after  {after}");
-        let ok = errors == 0 && before == after && peak_transports > 0;
-        println!(
-            "{}",
-            if ok {
-                "every count is back where it was"
-            } else {
-                "COUNTS DIFFER"
-            }
-        );
-        return Ok(ok);
-    }
-    let args = scenario::RoomArgs {
-        rooms: if raw[0] == "rooms" {
-            num("rooms", 10)?.clamp(1, 1000)
-        } else {
-            1
-        },
-        per_room: num("participants", 50)?.clamp(1, 3000),
-        senders: num("senders", 12)?.clamp(1, 100),
-        tiles: num("tiles", 12)?.clamp(1, 100),
-        window: Duration::from_secs(num("window-secs", 15)?.clamp(1, 600) as u64),
-        bind,
-        node_pid: f.get("node-pid").and_then(|p| p.parse().ok()),
-        source: loadgen::source::SourceSpec::WEBCAM,
-        relay: match f.get("relay") {
-            None | Some("none") => false,
-            Some("receivers") => true,
-            Some(other) => return Err(format!("--relay {other:?}: none or receivers")),
-        },
     };
-    let r = scenario::rooms(&args, &url, token).await?;
     println!(
-        "scenario   {} ({} room(s) of {} + {} senders, {} tiles per page)",
-        raw[0], args.rooms, args.per_room, args.senders, args.tiles
+        "scenario   pipe ({senders} sender(s); one receiver on their worker, one on another node)"
+    );
+    if senders == 1 {
+        println!("same worker   {}", l(&r.same_worker));
+        println!("across nodes  {}", l(&r.piped));
+    }
+    for (name, phase) in ["senders only", "+ near receiver", "+ far receiver"]
+        .iter()
+        .zip(&r.phases)
+    {
+        let cpus: Vec<String> = phase
+            .iter()
+            .map(|(pid, cpu)| format!("node pid {pid} {cpu:.1} %"))
+            .collect();
+        println!("worker CPU, {name:<16} {}", cpus.join("   "));
+    }
+    if let Some(c) = &r.per_piped_producer {
+        println!(
+            "per stream, % of a core: piped producer {:.3} on the senders' node + {:.3} on the far node; \
+             for comparison a WebRTC producer {:.3}, a consumer {:.3}",
+            c.sending_node, c.receiving_node, c.webrtc_producer, c.consumer
+        );
+    }
+    output.write(&r)?;
+    Ok(senders > 1 || (r.same_worker.samples > 0 && r.piped.samples > 0))
+}
+
+async fn churn_main(cluster: Cluster, admin: Admin, cycles: u64, per: u64) -> Result<bool, String> {
+    use loadgen::scenario;
+    let scenario::ChurnReport {
+        before,
+        after,
+        peak_transports,
+        errors,
+    } = scenario::churn(
+        &cluster.url,
+        &cluster.http(),
+        &admin.admin_key,
+        cluster.minter(),
+        cycles as usize,
+        per as usize,
+        LOCALHOST,
+    )
+    .await?;
+    println!(
+        "scenario   churn ({cycles} cycles of {per} participants: join, send or consume, leave)"
+    );
+    println!("errors     {errors}");
+    println!("node counts before {before}");
+    println!("transports seen during a cycle (peak) {peak_transports}");
+    println!("node counts after  {after}");
+    let ok = errors == 0 && before == after && peak_transports > 0;
+    println!(
+        "{}",
+        if ok {
+            "every count is back where it was"
+        } else {
+            "COUNTS DIFFER"
+        }
+    );
+    Ok(ok)
+}
+
+async fn rooms_main(
+    name: &str,
+    cluster: Cluster,
+    rooms: u64,
+    shape: RoomShape,
+    output: Output,
+) -> Result<bool, String> {
+    use loadgen::scenario;
+    let args = scenario::RoomArgs {
+        rooms: rooms as usize,
+        per_room: shape.participants as usize,
+        senders: shape.senders as usize,
+        tiles: shape.tiles as usize,
+        window: Duration::from_secs(shape.window_secs),
+        bind: LOCALHOST,
+        node_pid: shape.node_pid,
+        source: loadgen::source::SourceSpec::WEBCAM,
+        relay: shape.relay == Relay::Receivers,
+    };
+    let r = scenario::rooms(&args, &cluster.url, cluster.minter()).await?;
+    println!(
+        "scenario   {name} ({} room(s) of {} + {} senders, {} tiles per page)",
+        args.rooms, args.per_room, args.senders, args.tiles
     );
     println!(
         "admitted   {}   errors {}   receivers without media {}",
@@ -285,17 +491,21 @@ async fn media_main(raw: &[String]) -> Result<bool, String> {
         "window {:.0} s: {} consumers, {:.0} packets/s in, loss {:.3} %, jitter p50 {:.2} ms p95 {:.2} ms, worker CPU {:.1} %",
         w.seconds, w.consumers, w.packets_per_sec, w.loss_pct, w.jitter_p50_ms, w.jitter_p95_ms, w.worker_cpu_pct
     );
-    f.write_json(&json!({ "scenario": raw[0], "report": r }))?;
+    output.write(&json!({ "scenario": name, "report": r }))?;
     Ok(r.errors == 0 && r.without_media == 0)
 }
 
-async fn leave_main(raw: &[String]) -> Result<bool, String> {
+async fn leave_main(
+    node: String,
+    participants: u64,
+    consumers: u64,
+    output: Output,
+) -> Result<bool, String> {
     use loadgen::leave::{leave_surge, LeaveArgs};
-    let f = Flags::parse(raw)?;
     let args = LeaveArgs {
-        node: f.required("node")?.to_string(),
-        participants: f.num("participants", 500)?.clamp(2, 5000),
-        consumers: f.num("consumers", 10)?.min(100),
+        node,
+        participants: participants as usize,
+        consumers: consumers as usize,
     };
     let r = leave_surge(&args).await?;
     println!(
@@ -311,43 +521,37 @@ async fn leave_main(raw: &[String]) -> Result<bool, String> {
         r.removal_secs, r.slowest_call_secs, r.to_zero_secs
     );
     println!("after      {:?}", r.after);
-    f.write_json(&json!({ "scenario": "leave-surge", "report": r }))?;
+    output.write(&json!({ "scenario": "leave-surge", "report": r }))?;
     Ok(r.after == (0, 0, 0))
 }
 
-async fn surge_main(raw: &[String]) -> Result<bool, String> {
+#[allow(clippy::too_many_arguments)]
+async fn surge_main(
+    cluster: Cluster,
+    joins: u64,
+    rooms: u64,
+    media: Option<u64>,
+    tiles: u64,
+    timeout_secs: u64,
+    hold_secs: u64,
+    output: Output,
+) -> Result<bool, String> {
     use loadgen::surge::{self, SurgeArgs};
-    if raw.first().map(String::as_str) != Some("surge") {
-        return Err(format!("unknown scenario {:?}", raw.first()));
+    let media = media.unwrap_or(10.min(joins));
+    if rooms > joins {
+        usage_error(format!("--rooms {rooms}: at most --joins ({joins})"));
     }
-    let f = Flags::parse(raw)?;
-    let num = |k: &str, d: usize| f.num(k, d);
-    let (url, token) = f.cluster()?;
-    let (joins, rooms, timeout) = (
-        num("joins", 1000)?,
-        num("rooms", 1)?,
-        num("timeout-secs", 60)?,
-    );
-    let media = num("media", 10.min(joins))?;
-    if !(1..=20_000).contains(&joins)
-        || rooms == 0
-        || rooms > joins
-        || media > joins
-        || !(1..=3600).contains(&timeout)
-    {
-        return Err(
-            "--joins 1..=20000, --rooms 1..=joins, --media 0..=joins, --timeout-secs 1..=3600"
-                .into(),
-        );
+    if media > joins {
+        usage_error(format!("--media {media}: at most --joins ({joins})"));
     }
     let args = SurgeArgs {
-        joins,
-        rooms,
-        media,
-        tiles: num("tiles", 12)?.clamp(1, 100),
-        timeout: Duration::from_secs(timeout as u64),
-        hold: Duration::from_secs(num("hold-secs", 0)?.min(600) as u64),
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
+        joins: joins as usize,
+        rooms: rooms as usize,
+        media: media as usize,
+        tiles: tiles as usize,
+        timeout: Duration::from_secs(timeout_secs),
+        hold: Duration::from_secs(hold_secs),
+        bind: LOCALHOST,
         source: loadgen::source::SourceSpec::LIGHT,
     };
     let done = Arc::new(AtomicUsize::new(0));
@@ -365,7 +569,7 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
             }
         })
     };
-    let r = surge::surge(&args, &url, token, done).await;
+    let r = surge::surge(&args, &cluster.url, cluster.minter(), done).await;
     progress.abort();
     let r = r?;
     let q = quantiles_line;
@@ -390,39 +594,24 @@ async fn surge_main(raw: &[String]) -> Result<bool, String> {
         r.media_received,
         r.media
     );
-    f.write_json(&json!({ "scenario": "surge", "report": r }))?;
+    output.write(&json!({ "scenario": "surge", "report": r }))?;
     Ok(r.ok())
 }
 
-async fn node_kill_main(raw: &[String]) -> Result<bool, String> {
-    use loadgen::failover::{node_kill, NodeKillArgs};
-    let f = Flags::parse(raw)?;
-    let (url, token) = f.cluster()?;
-    let admin = f.required("admin-key")?;
-    let http = url
-        .replace("ws://", "http://")
-        .trim_end_matches("/ws")
-        .to_string();
-    let nodes = f
-        .required("nodes")?
-        .split(',')
-        .map(|n| {
-            let (id, pid) = n
-                .split_once('=')
-                .ok_or("--nodes: NODE_ID=PID,NODE_ID=PID")?;
-            let pid = pid.trim().parse::<u32>().map_err(|_| "--nodes: a pid")?;
-            Ok::<_, &str>((id.trim().to_string(), pid))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let args = NodeKillArgs {
-        rooms: f.num("rooms", 10usize)?.clamp(1, 100),
-        per_room: f.num("participants", 4usize)?.clamp(2, 20),
-        bind: std::net::IpAddr::from([127, 0, 0, 1]),
-        source: loadgen::source::SourceSpec::LIGHT,
-        nodes,
-        watch: Duration::from_secs(f.num("watch-secs", 10u64)?.clamp(2, 120)),
-    };
-    let r = node_kill(&args, &url, &http, admin, token).await?;
+async fn node_kill_main(
+    cluster: Cluster,
+    admin: Admin,
+    args: loadgen::failover::NodeKillArgs,
+    output: Output,
+) -> Result<bool, String> {
+    let r = loadgen::failover::node_kill(
+        &args,
+        &cluster.url,
+        &cluster.http(),
+        &admin.admin_key,
+        cluster.minter(),
+    )
+    .await?;
     println!(
         "scenario   node-kill ({} rooms of {}, everyone sends and receives)",
         args.rooms, args.per_room
@@ -443,90 +632,120 @@ async fn node_kill_main(raw: &[String]) -> Result<bool, String> {
         "untouched rooms: longest gap {:.3} s   re-joins {}   errors {}   not recovered {}",
         r.untouched_max, r.rejoins, r.errors, r.not_recovered
     );
-    f.write_json(&json!({ "scenario": "node-kill", "report": r }))?;
+    output.write(&json!({ "scenario": "node-kill", "report": r }))?;
     Ok(r.not_recovered == 0)
+}
+
+async fn otlp_sink_main(listen: SocketAddr) -> Result<bool, String> {
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    let (spans, exports) = loadgen::otlp::sink(listen, stop)
+        .await
+        .map_err(|e| format!("otlp-sink: {e}"))?;
+    println!("otlp-sink: {spans} spans in {exports} exports");
+    Ok(true)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    if raw.first().map(String::as_str) == Some("node-kill") {
-        return match node_kill_main(&raw).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("{e}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if matches!(
-        raw.first().map(String::as_str),
-        Some("room" | "rooms" | "churn" | "pipe")
-    ) {
-        return match media_main(&raw).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("{e}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if matches!(raw.first().map(String::as_str), Some("capacity" | "direct")) {
-        return match capacity_main(&raw).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{e}\n{USAGE}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if raw.first().map(String::as_str) == Some("otlp-sink") {
-        let listen = match raw.get(1..) {
-            Some([flag, addr]) if flag == "--listen" => addr.parse::<std::net::SocketAddr>().ok(),
-            _ => None,
-        };
-        let Some(listen) = listen else {
-            eprintln!("otlp-sink needs --listen HOST:PORT\n{USAGE}");
-            return ExitCode::from(2);
-        };
-        let stop = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        };
-        return match loadgen::otlp::sink(listen, stop).await {
-            Ok((spans, exports)) => {
-                println!("otlp-sink: {spans} spans in {exports} exports");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("otlp-sink: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if raw.first().map(String::as_str) == Some("leave-surge") {
-        return match leave_main(&raw).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("{e}\n{USAGE}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    match surge_main(&raw).await {
+    let result = match Cli::parse().scenario {
+        Scenario::Surge {
+            cluster,
+            joins,
+            rooms,
+            media,
+            tiles,
+            timeout_secs,
+            hold_secs,
+            output,
+        } => {
+            surge_main(
+                cluster,
+                joins,
+                rooms,
+                media,
+                tiles,
+                timeout_secs,
+                hold_secs,
+                output,
+            )
+            .await
+        }
+        Scenario::Capacity {
+            cluster,
+            node_pid,
+            ramp,
+            output,
+        } => capacity_main(Some((cluster, node_pid)), None, ramp, output).await,
+        Scenario::Direct { port, ramp, output } => {
+            capacity_main(None, Some(port), ramp, output).await
+        }
+        Scenario::Room {
+            cluster,
+            shape,
+            output,
+        } => rooms_main("room", cluster, 1, shape, output).await,
+        Scenario::Rooms {
+            cluster,
+            rooms,
+            shape,
+            output,
+        } => rooms_main("rooms", cluster, rooms, shape, output).await,
+        Scenario::Churn {
+            cluster,
+            admin,
+            cycles,
+            participants,
+        } => churn_main(cluster, admin, cycles, participants).await,
+        Scenario::Pipe {
+            cluster,
+            admin,
+            node_pids,
+            window_secs,
+            senders,
+            output,
+        } => pipe_main(cluster, admin, node_pids, window_secs, senders, output).await,
+        Scenario::NodeKill {
+            cluster,
+            admin,
+            nodes,
+            rooms,
+            participants,
+            watch_secs,
+            output,
+        } => {
+            let args = loadgen::failover::NodeKillArgs {
+                rooms: rooms as usize,
+                per_room: participants as usize,
+                bind: LOCALHOST,
+                source: loadgen::source::SourceSpec::LIGHT,
+                nodes,
+                watch: Duration::from_secs(watch_secs),
+            };
+            node_kill_main(cluster, admin, args, output).await
+        }
+        Scenario::LeaveSurge {
+            node,
+            participants,
+            consumers,
+            output,
+        } => leave_main(node, participants, consumers, output).await,
+        Scenario::OtlpSink { listen } => otlp_sink_main(listen).await,
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            ExitCode::from(2)
+            // A run that could not be carried out (the cluster refused, a
+            // node was unreachable): not a usage error.
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
         }
     }
 }
