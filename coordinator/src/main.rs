@@ -121,6 +121,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Before anything binds: one descriptor per browser socket.
+    match throng_ops::nofile::raise() {
+        Ok(limit) => limit.log(
+            u64::from(config.limits.queue_max) + 1024,
+            "one per browser socket: THRONG_QUEUE_MAX waiting plus 1024 connected",
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let shutdown = async {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {

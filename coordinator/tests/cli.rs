@@ -207,3 +207,44 @@ async fn readyz_follows_the_media_nodes_and_redis() {
     }
     coordinator.stop().await.ok();
 }
+
+#[tokio::test]
+async fn the_open_files_limit_is_raised_and_a_low_one_is_logged_against_the_queue() {
+    // Under a shell that lowers the limits (soft 256, hard 2000). The listen
+    // address is taken, so the coordinator exits 2 right after the raise.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let start = |queue_max: &str| {
+        let mut env = valid_env();
+        env.insert(vars::LISTEN.into(), held.local_addr().unwrap().to_string());
+        env.insert(vars::QUEUE_MAX.into(), queue_max.into());
+        env.insert("RUST_LOG".into(), "info".into());
+        std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "ulimit -S -n 256 && ulimit -H -n 2000 && exec \"$0\"",
+                BIN,
+            ])
+            .env_clear()
+            .envs(&env)
+            .output()
+            .expect("run coordinator")
+    };
+    // The default queue (10 000 waiting) needs more than 2000: warned.
+    let out = start("10000");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("open files limit raised") && stderr.contains("now=2000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("before=256"), "{stderr}");
+    assert!(
+        stderr.contains("lower than the configuration needs") && stderr.contains("need=11024"),
+        "{stderr}"
+    );
+    // A queue of 500 fits in 2000: raised, no warning.
+    let out = start("500");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open files limit raised"), "{stderr}");
+    assert!(!stderr.contains("lower than the configuration"), "{stderr}");
+}

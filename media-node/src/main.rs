@@ -100,6 +100,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Before the workers start (threads of this process, sharing its limit):
+    // each ICE-TCP connection is a descriptor (two per participant at most;
+    // 3000 per worker of the default 1500 consumers, plus 64).
+    match throng_ops::nofile::raise() {
+        Ok(limit) => limit.log(
+            config.workers as u64 * 3000 + 64,
+            "two ICE-TCP connections per participant of each 1500-consumer worker",
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let shutdown = async {
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {

@@ -273,3 +273,76 @@ async fn a_node_stopping_while_redis_is_away_exits_promptly() {
         started.elapsed()
     );
 }
+
+/// Starts the node under a shell that lowers its open-file limits first
+/// (soft 256, hard `hard`); returns its log lines (JSON) up to "ready" and
+/// its open-files limit line from /proc.
+async fn start_with_nofile(hard: u32) -> (Vec<serde_json::Value>, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut env = node_env("nofile-node", 1, None);
+    env.insert("THRONG_LOG_FORMAT".into(), "json".into());
+    env.insert("RUST_LOG".into(), "info".into());
+    let mut child = tokio::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!("ulimit -S -n 256 && ulimit -H -n {hard} && exec \"$0\""),
+            BIN,
+        ])
+        .env_clear()
+        .envs(&env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), out.next_line())
+        .await
+        .expect("ready line")
+        .unwrap()
+        .expect("ready line");
+    let mut logs = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_millis(500), err.next_line()).await
+    {
+        logs.push(serde_json::from_str(&line).unwrap());
+    }
+    // The workers are threads of the node's process (mediasoup's Rust crate
+    // runs them in-process): they share its limit.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    child.kill().await.unwrap();
+    (logs, line)
+}
+
+fn logged<'a>(logs: &'a [serde_json::Value], message: &str) -> Option<&'a serde_json::Value> {
+    logs.iter().find(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(message))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_is_raised_to_the_hard_one_and_a_low_one_is_logged() {
+    let (logs, worker) = start_with_nofile(4000).await;
+    let raised = logged(&logs, "open files limit raised").expect("raise logged");
+    assert_eq!(raised["before"], 256, "{raised}");
+    assert_eq!(raised["now"], 4000, "{raised}");
+    assert!(
+        worker.split_whitespace().filter(|w| *w == "4000").count() == 2,
+        "soft = hard = 4000, for the node and its worker threads: {worker}"
+    );
+    assert!(logged(&logs, "open files limit is lower").is_none());
+    // A hard limit below what a 1500-consumer worker may need: said so.
+    let (logs, _) = start_with_nofile(2000).await;
+    let low = logged(&logs, "open files limit is lower").expect("warning logged");
+    assert_eq!(low["level"], "WARN", "{low}");
+    assert_eq!(low["limit"], 2000, "{low}");
+}

@@ -12,7 +12,8 @@
 //!   they connect to it, TLS and Sentinel included ([`RedisConn`],
 //!   [`redis_client`], [`redis_ca`]);
 //! - TLS on the gRPC link between coordinators and media nodes, read and
-//!   checked the same way on both ends ([`grpc_tls`]).
+//!   checked the same way on both ends ([`grpc_tls`]);
+//! - the open-file limit, raised to the hard limit at start ([`nofile`]).
 //!
 //! Exit codes: 0 done, 1 failed while serving, 2 bad configuration or command
 //! line (including a listen address that cannot be bound).
@@ -24,6 +25,7 @@
 #![deny(unsafe_code)]
 
 pub mod grpc_tls;
+pub mod nofile;
 pub mod redis_conn;
 pub use redis_conn::RedisConn;
 

@@ -108,7 +108,13 @@ pub fn init(
     format: LogFormat,
 ) -> Result<Tracing, TraceError> {
     let filter = filter(env)?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal (and not with NO_COLOR): a log file or a
+    // container's log stream gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && env.get("NO_COLOR").is_none_or(|v| v.is_empty());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // RUST_LOG filters the logs only: spans are exported at `info` whatever
     // the log level (an operator quietening the logs keeps the traces).
     let fmt = match format {
