@@ -182,7 +182,7 @@ pub async fn run_with(
         queue.clone(),
         config.placement.clone(),
     );
-    let rooms = Rooms::new(placement, clients.clone(), hooks);
+    let rooms = Rooms::new(placement, clients.clone(), hooks, config.presence_window);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;

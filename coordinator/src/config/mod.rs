@@ -49,6 +49,8 @@ pub struct CoordinatorConfig {
     /// How long a participant whose socket closed without a leave keeps its
     /// place and media for a `resume`; zero: it leaves at once.
     pub resume_grace: std::time::Duration,
+    /// How long a room's membership changes are coalesced (`room::presence`).
+    pub presence_window: std::time::Duration,
     /// A second, internal address serving only `/metrics`, without a key
     /// (for a Prometheus inside the cluster); `None`: `/metrics` only on
     /// `listen`, behind the admin key.
@@ -235,6 +237,14 @@ impl CoordinatorConfig {
             std::time::Duration::from_secs(u64::from(number(env, vars::DRAIN_GRACE_SECS, 10, 0)?));
         let resume_grace =
             std::time::Duration::from_secs(u64::from(number(env, vars::RESUME_GRACE_SECS, 30, 0)?));
+        let presence_window = number(env, vars::PRESENCE_WINDOW_MS, 200, 10)?;
+        if presence_window > 5000 {
+            return Err(ConfigError {
+                var: vars::PRESENCE_WINDOW_MS,
+                reason: format!("{presence_window} ms: at most 5000"),
+            });
+        }
+        let presence_window = std::time::Duration::from_millis(u64::from(presence_window));
         let metrics_listen = match get(env, vars::METRICS_LISTEN) {
             None => None,
             Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError {
@@ -346,6 +356,7 @@ impl CoordinatorConfig {
             limits,
             drain_grace,
             resume_grace,
+            presence_window,
             metrics_listen,
             web_root,
             open_join,
@@ -446,6 +457,10 @@ impl CoordinatorConfig {
             (
                 vars::RESUME_GRACE_SECS,
                 self.resume_grace.as_secs().to_string(),
+            ),
+            (
+                vars::PRESENCE_WINDOW_MS,
+                self.presence_window.as_millis().to_string(),
             ),
             (
                 vars::METRICS_LISTEN,

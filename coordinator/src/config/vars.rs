@@ -38,6 +38,8 @@ pub const OPEN_JOIN: &str = "THRONG_OPEN_JOIN";
 pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
 /// How long a session whose socket closed without a leave is kept for a resume.
 pub const RESUME_GRACE_SECS: &str = "THRONG_RESUME_GRACE_SECS";
+/// How long a room's membership changes are coalesced before they are told.
+pub const PRESENCE_WINDOW_MS: &str = "THRONG_PRESENCE_WINDOW_MS";
 /// Internal metrics address.
 pub const METRICS_LISTEN: &str = "THRONG_METRICS_LISTEN";
 
@@ -145,6 +147,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         RESUME_GRACE_SECS,
         "how long a participant whose socket closed without a leave keeps its place and media for a resume (reconnect, or another coordinator), 0 = leave at once (default 30)",
+    ),
+    (
+        PRESENCE_WINDOW_MS,
+        "how long a room's joins and leaves are gathered into one peersJoined / peersLeft for its clients, 10 to 5000 (default 200)",
     ),
     (
         METRICS_LISTEN,

@@ -34,6 +34,20 @@ pub enum ClientMessage {
         /// The `resumeToken` of the `joined` or last `resumed`.
         resume_token: String,
     },
+    /// A page of the room's roster, in join order, after `cursor` (the
+    /// `nextCursor` of `joined`, `resumed` or the previous page). Answered by
+    /// a `response` whose data is a [`super::PeerPage`].
+    #[serde(rename_all = "camelCase")]
+    ListPeers {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// Where the previous page ended (absent: from the start).
+        #[serde(default)]
+        cursor: Option<String>,
+        /// Most peers in the page (default and most: `PEER_PAGE_MAX`).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// A WebRTC transport.
     #[serde(rename_all = "camelCase")]
     CreateTransport {
@@ -159,6 +173,7 @@ impl ClientMessage {
         match self {
             Self::Join { req_id, .. }
             | Self::Resume { req_id, .. }
+            | Self::ListPeers { req_id, .. }
             | Self::CreateTransport { req_id, .. }
             | Self::ConnectTransport { req_id, .. }
             | Self::Produce { req_id, .. }
@@ -180,6 +195,7 @@ impl ClientMessage {
         match self {
             Self::Join { .. } => "join",
             Self::Resume { .. } => "resume",
+            Self::ListPeers { .. } => "listPeers",
             Self::CreateTransport { .. } => "createTransport",
             Self::ConnectTransport { .. } => "connectTransport",
             Self::Produce { .. } => "produce",

@@ -1,4 +1,5 @@
-//! Browser signalling, version 1: every message of `/ws`, both directions,
+//! Browser signalling, version 2 (presence as coalesced lists and a paged
+//! roster; `docs/signalling.md` says what changed from 1): every message of `/ws`, both directions,
 //! with typed fields (direction, kind) and typed reply payloads, and the
 //! [`Outbox`] through which everything reaches one client's socket: the
 //! client's messages in `client`, the server's in `server`, the queue in
@@ -21,7 +22,7 @@ pub use server::*;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version, sent in `welcome`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest accepted client message, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

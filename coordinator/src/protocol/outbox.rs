@@ -1,6 +1,8 @@
 //! What goes to one client's socket, and the queue every part of the
 //! coordinator that talks to that client writes to.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::ServerMessage;
@@ -20,6 +22,8 @@ pub enum Outgoing {
         /// The session ends after it.
         ends_session: bool,
     },
+    /// An event serialized once for many clients (a room's presence lists).
+    Shared(Arc<str>),
 }
 
 impl Outgoing {
@@ -28,6 +32,7 @@ impl Outgoing {
         match self {
             Self::Message(m) => serde_json::to_string(&m).expect("server messages serialize"),
             Self::Relayed { text, .. } => text,
+            Self::Shared(text) => text.to_string(),
         }
     }
 
@@ -36,6 +41,7 @@ impl Outgoing {
         match self {
             Self::Message(m) => m.is_event(),
             Self::Relayed { event, .. } => *event,
+            Self::Shared(_) => true,
         }
     }
 
@@ -44,6 +50,7 @@ impl Outgoing {
         match self {
             Self::Message(m) => m.ends_session(),
             Self::Relayed { ends_session, .. } => *ends_session,
+            Self::Shared(_) => false,
         }
     }
 }
@@ -64,6 +71,11 @@ impl Outbox {
     /// Queues a message (a client already gone is not an error).
     pub fn send(&self, msg: ServerMessage) {
         let _ = self.0.send(Outgoing::Message(msg));
+    }
+
+    /// Queues an event serialized once for many clients.
+    pub fn send_shared(&self, text: Arc<str>) {
+        let _ = self.0.send(Outgoing::Shared(text));
     }
 
     /// Queues a relayed message; false once the client is gone.

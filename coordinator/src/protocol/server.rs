@@ -17,6 +17,23 @@ pub struct PeerInfo {
     pub producers: Vec<ProducerInfo>,
 }
 
+/// A page of the room's roster (`joined`, `resumed`, `listPeers`): peers
+/// in join order, where the next page starts, and how many are in the room.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerPage {
+    /// The page, in join order (without the asking peer).
+    pub peers: Vec<PeerInfo>,
+    /// Pass to `listPeers` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// Everyone in the room, the asking peer included.
+    pub peer_count: usize,
+}
+
+/// Most peers in one page of the roster.
+pub const PEER_PAGE_MAX: usize = 100;
+
 /// A producer as others see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +127,8 @@ pub enum Reply {
     Consumer(ConsumerCreated),
     /// `restartIce`.
     Ice(IceRestarted),
+    /// `listPeers`.
+    Peers(PeerPage),
     /// Everything else: `{}`.
     Done(Done),
 }
@@ -193,8 +212,10 @@ pub enum ServerMessage {
         can_publish: bool,
         /// RTP capabilities of the participant's router.
         router_rtp_capabilities: Value,
-        /// Peers already in the room, in join order.
-        peers: Vec<PeerInfo>,
+        /// The first page of the others already in the room, in join
+        /// order (`nextCursor` for the rest), and the room's count.
+        #[serde(flatten)]
+        roster: PeerPage,
         /// Takes this session up again on a new socket (`resume`) while the
         /// server keeps it, after the socket closed without a `leave`.
         resume_token: String,
@@ -210,8 +231,10 @@ pub enum ServerMessage {
         peer_id: String,
         /// May send media.
         can_publish: bool,
-        /// The others in the room, in join order.
-        peers: Vec<PeerInfo>,
+        /// The first page of the others in the room, in join order
+        /// (`nextCursor` for the rest), and the room's count.
+        #[serde(flatten)]
+        roster: PeerPage,
         /// Its producers (the client closes those it does not know).
         producers: Vec<ProducerInfo>,
         /// Its consumers (the client closes those it does not know, and
@@ -244,17 +267,24 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
-    /// Someone joined.
+    /// Peers joined (or joined again: the entry replaces what the client
+    /// knew of that peer), coalesced over the room's presence window. May
+    /// list the receiving peer itself (clients skip their own id).
     #[serde(rename_all = "camelCase")]
-    PeerJoined {
-        /// The peer.
-        peer: PeerInfo,
+    PeersJoined {
+        /// The peers, in join order.
+        peers: Vec<PeerInfo>,
+        /// Everyone in the room now.
+        peer_count: usize,
     },
-    /// Someone left.
+    /// Peers left, coalesced over the room's presence window. May name
+    /// peers the client never heard of (joined and left within one window).
     #[serde(rename_all = "camelCase")]
-    PeerLeft {
-        /// The peer.
-        peer_id: String,
+    PeersLeft {
+        /// The peers.
+        peer_ids: Vec<String>,
+        /// Everyone in the room now.
+        peer_count: usize,
     },
     /// A peer started sending.
     #[serde(rename_all = "camelCase")]
@@ -376,8 +406,8 @@ impl ServerMessage {
             Self::Resumed { .. } => "resumed",
             Self::Response { .. } => "response",
             Self::Error { .. } => "error",
-            Self::PeerJoined { .. } => "peerJoined",
-            Self::PeerLeft { .. } => "peerLeft",
+            Self::PeersJoined { .. } => "peersJoined",
+            Self::PeersLeft { .. } => "peersLeft",
             Self::NewProducer { .. } => "newProducer",
             Self::ProducerClosed { .. } => "producerClosed",
             Self::ProducerPaused { .. } => "producerPaused",
@@ -394,8 +424,8 @@ impl ServerMessage {
 pub fn is_event_type(t: &str) -> bool {
     matches!(
         t,
-        "peerJoined"
-            | "peerLeft"
+        "peersJoined"
+            | "peersLeft"
             | "newProducer"
             | "producerClosed"
             | "producerPaused"
@@ -449,8 +479,9 @@ mod tests {
         let v = serde_json::to_value(Reply::Done(Done {})).unwrap();
         assert_eq!(v, serde_json::json!({}));
         for m in [
-            ServerMessage::PeerLeft {
-                peer_id: "x".into(),
+            ServerMessage::PeersLeft {
+                peer_ids: vec!["x".into()],
+                peer_count: 1,
             },
             ServerMessage::ActiveSpeaker {
                 peer_id: "x".into(),

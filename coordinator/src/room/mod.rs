@@ -17,10 +17,17 @@
 //!    join that waited at a closing room's lock starts over with a new one.
 //! 3. the owner index (`Rooms::index`, std mutex): which room and peer own a
 //!    transport or consumer a node reports about.
+//! 4. a room's joins in flight (`presence::Joining`, std mutex, a leaf).
+//!
+//! A join places its participant (registry and node calls) without the
+//! room's lock and takes it again to add the peer (`ops::Rooms::join`); the
+//! room's membership changes reach its clients in coalesced lists
+//! ([`presence`]), flushed by a task per room.
 
 pub mod events;
 pub mod ops;
 pub mod peer;
+pub mod presence;
 pub mod state;
 pub mod takeover;
 
@@ -130,7 +137,6 @@ impl From<PlacementError> for RoomError {
 pub type Res<T> = Result<T, RoomError>;
 
 /// A room behind its lock.
-#[derive(Default)]
 struct RoomCell {
     state: Arc<tokio::sync::Mutex<RoomState>>,
 }
@@ -157,6 +163,8 @@ pub struct Rooms {
     draining: std::sync::atomic::AtomicBool,
     /// Numbers each detachment (`ops::Rooms::detach`).
     detachments: std::sync::atomic::AtomicU64,
+    /// How long membership changes are coalesced ([`presence`]).
+    presence_window: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,7 +173,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Rooms {
     /// No rooms yet.
-    pub fn new(placement: Placement, clients: Arc<NodeClients>, hooks: Hooks) -> Arc<Self> {
+    pub fn new(
+        placement: Placement,
+        clients: Arc<NodeClients>,
+        hooks: Hooks,
+        presence_window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             placement,
             clients,
@@ -175,7 +188,22 @@ impl Rooms {
             hooks,
             draining: Default::default(),
             detachments: Default::default(),
+            presence_window,
         })
+    }
+
+    /// A new room, with its presence flusher running.
+    fn new_cell(&self) -> Arc<RoomCell> {
+        let wake = Arc::new(Notify::new());
+        let mut room = RoomState::default();
+        room.presence = presence::Presence::with_wake(wake.clone());
+        let state = Arc::new(tokio::sync::Mutex::new(room));
+        tokio::spawn(presence::flusher(
+            Arc::downgrade(&state),
+            wake,
+            self.presence_window,
+        ));
+        Arc::new(RoomCell { state })
     }
 
     /// The room's lock, creating the room if needed; never a closed room.
@@ -183,7 +211,7 @@ impl Rooms {
         loop {
             let cell = lock(&self.map)
                 .entry(room_id.to_string())
-                .or_default()
+                .or_insert_with(|| self.new_cell())
                 .clone();
             self.hooks.pass(HOOK_JOIN_AT_LOCK).await;
             let guard = cell.state.clone().lock_owned().await;

@@ -9,14 +9,17 @@
 //! plans and commits belong together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::media::client::RouterRef;
 use crate::media::pipes::RoomPipes;
 use crate::protocol::{
-    Direction, ErrorCode, MediaKind, Outbox, PeerInfo, ProducerInfo, ResumedConsumer, ServerMessage,
+    Direction, ErrorCode, MediaKind, Outbox, PeerInfo, PeerPage, ProducerInfo, ResumedConsumer,
+    ServerMessage,
 };
 
 pub use super::peer::{ConsumerRec, Peer, PeerGone, ProducerGone, ProducerRec};
+use super::presence::{Joining, Presence};
 use super::RoomError;
 
 /// What a resumed peer is told of the room and of itself.
@@ -24,8 +27,8 @@ use super::RoomError;
 pub struct Reattached {
     /// May send media.
     pub can_publish: bool,
-    /// The others, in join order.
-    pub peers: Vec<PeerInfo>,
+    /// The first page of the others, in join order.
+    pub roster: PeerPage,
     /// Its producers.
     pub producers: Vec<ProducerInfo>,
     /// Its consumers.
@@ -48,6 +51,10 @@ pub struct RoomState {
     producers: HashMap<String, ProducerRec>,
     /// Where each producer can be consumed, and the pipe pairs.
     pub pipes: RoomPipes,
+    /// Membership changes not told yet (`room::presence`).
+    pub presence: Presence,
+    /// Identities with a join in flight (`room::presence::Joining`).
+    pub joining: Joining,
 }
 
 fn err(code: ErrorCode, message: impl Into<String>) -> RoomError {
@@ -135,12 +142,70 @@ impl RoomState {
         }
     }
 
-    /// Everyone, in join order, as a joining client sees them.
-    pub fn peer_infos(&self) -> Vec<PeerInfo> {
-        self.order
-            .values()
-            .map(|id| self.peer_info(id, &self.peers[id]))
-            .collect()
+    /// A page of the roster for `except` (who is not listed): up to
+    /// `limit` peers in join order after the peer whose join sequence is
+    /// `after`. O(log N + limit).
+    pub fn peer_page(&self, except: &str, after: Option<u64>, limit: usize) -> PeerPage {
+        let mut peers = Vec::new();
+        let mut next_cursor = None;
+        let mut last = None;
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        for (seq, id) in self.order.range(from..) {
+            if id == except {
+                continue;
+            }
+            if peers.len() == limit {
+                next_cursor = last.map(|s: u64| s.to_string());
+                break;
+            }
+            peers.push(self.peer_info(id, &self.peers[id]));
+            last = Some(*seq);
+        }
+        PeerPage {
+            peers,
+            next_cursor,
+            peer_count: self.peers.len(),
+        }
+    }
+
+    /// Sends one event, serialized once, to every peer.
+    fn broadcast_shared(&self, msg: &ServerMessage) {
+        let text: Arc<str> = serde_json::to_string(msg)
+            .expect("server messages serialize")
+            .into();
+        for p in self.peers.values() {
+            p.outbox.send_shared(text.clone());
+        }
+    }
+
+    /// Tells everyone the state now of up to `max` identities whose
+    /// presence changed (oldest change first): `peersLeft` for those gone,
+    /// then `peersJoined` for those present. Returns whether changes are
+    /// left for the next flush.
+    pub fn flush_presence(&mut self, max: usize) -> bool {
+        let mut joined: Vec<(u64, PeerInfo)> = Vec::new();
+        let mut left = Vec::new();
+        for id in self.presence.take(max) {
+            match self.peers.get(&id) {
+                Some(p) => joined.push((p.seq, self.peer_info(&id, p))),
+                None => left.push(id),
+            }
+        }
+        let peer_count = self.peers.len();
+        if !left.is_empty() {
+            self.broadcast_shared(&ServerMessage::PeersLeft {
+                peer_ids: left,
+                peer_count,
+            });
+        }
+        if !joined.is_empty() {
+            joined.sort_by_key(|(seq, _)| *seq);
+            self.broadcast_shared(&ServerMessage::PeersJoined {
+                peers: joined.into_iter().map(|(_, p)| p).collect(),
+                peer_count,
+            });
+        }
+        self.presence.pending() > 0
     }
 
     /// The peer's session ended without a leave: the peer stays, its media
@@ -222,12 +287,7 @@ impl RoomState {
         consumers.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
         Ok(Reattached {
             can_publish: peer.can_publish,
-            peers: self
-                .order
-                .values()
-                .filter(|id| id.as_str() != peer_id)
-                .map(|id| self.peer_info(id, &self.peers[id]))
-                .collect(),
+            roster: self.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX),
             producers,
             consumers,
             transports: [&peer.send_transport, &peer.recv_transport]
@@ -272,8 +332,7 @@ impl RoomState {
                 adopted: false,
             },
         );
-        let peer = self.peer_info(peer_id, &self.peers[peer_id]);
-        self.broadcast(Some(peer_id), &ServerMessage::PeerJoined { peer });
+        self.presence.note(peer_id);
     }
 
     /// Removes a peer and its producers, telling the room; returns what the
@@ -286,12 +345,7 @@ impl RoomState {
             .collect();
         let peer = self.peers.remove(peer_id).expect("looked up above");
         self.order.remove(&peer.seq);
-        self.broadcast(
-            None,
-            &ServerMessage::PeerLeft {
-                peer_id: peer_id.into(),
-            },
-        );
+        self.presence.note(peer_id);
         Some(PeerGone {
             router: self.routers.get(&peer.router_id).cloned(),
             producers,
@@ -486,10 +540,20 @@ impl RoomState {
     }
 
     /// Tells everyone else about a new producer.
-    pub fn announce_producer(&self, producer_id: &str) {
+    pub fn announce_producer(&mut self, producer_id: &str) {
         let Some(rec) = self.producers.get(producer_id) else {
             return;
         };
+        // A publisher's presence is not held back: those who did not hear
+        // of it yet do now, with its producers, before `newProducer`.
+        if self.presence.take_one(&rec.peer_id) {
+            if let Some(p) = self.peers.get(&rec.peer_id) {
+                self.broadcast_shared(&ServerMessage::PeersJoined {
+                    peers: vec![self.peer_info(&rec.peer_id, p)],
+                    peer_count: self.peers.len(),
+                });
+            }
+        }
         self.broadcast(
             Some(&rec.peer_id),
             &ServerMessage::NewProducer {
@@ -615,12 +679,7 @@ impl RoomState {
             peer.outbox.send(ServerMessage::Reconnect {
                 reason: "media node lost".into(),
             });
-            self.broadcast(
-                None,
-                &ServerMessage::PeerLeft {
-                    peer_id: peer_id.clone(),
-                },
-            );
+            self.presence.note(&peer_id);
             gone.push((
                 peer_id,
                 PeerGone {
@@ -640,6 +699,7 @@ impl RoomState {
     /// Closes the room: it is marked closed and gives its routers back.
     pub fn close(&mut self) -> Vec<RouterRef> {
         self.closed = true;
+        self.presence.close();
         self.pipes.clear();
         self.routers.drain().map(|(_, r)| r).collect()
     }
@@ -681,8 +741,16 @@ mod tests {
         room.add_peer("ann", "Ann", true, ann.clone(), "r1");
         room.add_peer("bob", "Bob", true, bob.clone(), "r1");
         room.add_peer("cid", "Cid", false, cid, "r1");
-        assert_eq!(drain(&mut ann_rx), ["peerJoined", "peerJoined"]);
-        let order: Vec<_> = room.peer_infos().into_iter().map(|p| p.peer_id).collect();
+        assert!(drain(&mut ann_rx).is_empty(), "presence waits for a flush");
+        assert!(room.flush_presence(2), "cid is left for the next flush");
+        assert!(!room.flush_presence(2));
+        assert_eq!(drain(&mut ann_rx), ["peersJoined", "peersJoined"]);
+        let order: Vec<_> = room
+            .peer_page("", None, 10)
+            .peers
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
         assert_eq!(order, ["ann", "bob", "cid"]);
 
         assert!(room.commit_transport("bob", &bob, Direction::Send, "t-bob"));
@@ -705,11 +773,108 @@ mod tests {
         assert_eq!(gone.producers.len(), 1);
         assert_eq!(gone.producers[0].nodes.len(), 1);
         assert_eq!(gone.transports, ["t-bob"]);
-        assert_eq!(drain(&mut ann_rx), ["producerClosed", "peerLeft"]);
-        let order: Vec<_> = room.peer_infos().into_iter().map(|p| p.peer_id).collect();
+        assert_eq!(drain(&mut ann_rx), ["producerClosed"]);
+        room.flush_presence(10);
+        assert_eq!(drain(&mut ann_rx), ["peersLeft"]);
+        let order: Vec<_> = room
+            .peer_page("", None, 10)
+            .peers
+            .into_iter()
+            .map(|p| p.peer_id)
+            .collect();
         assert_eq!(order, ["ann", "cid"]);
         assert!(room.producer("p-bob").is_none());
         assert!(room.remove_peer("bob").is_none());
+    }
+
+    fn messages(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::protocol::Outgoing>,
+    ) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            out.push(serde_json::from_str(&m.into_text()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn presence_is_coalesced_per_identity_bounded_per_flush_and_a_publisher_goes_first() {
+        let mut room = RoomState::default();
+        room.add_router(router("r1", "n1"));
+        let (watcher, mut rx) = Outbox::channel();
+        room.add_peer("w", "W", false, watcher, "r1");
+        room.flush_presence(10);
+        let _ = messages(&mut rx);
+        // Five join, one of them leaves and another joins again, in one window.
+        let mut boxes = Vec::new();
+        for i in 0..5 {
+            let (o, r) = Outbox::channel();
+            room.add_peer(&format!("p{i}"), &format!("P{i}"), true, o.clone(), "r1");
+            boxes.push((o, r));
+        }
+        let _ = room.remove_peer("p1");
+        let _ = room.remove_peer("p3");
+        room.add_peer("p3", "P3 again", true, boxes[3].0.clone(), "r1");
+        // At most 2 identities a flush: p0, p1 (gone), then p2, p3, then p4.
+        assert!(room.flush_presence(2));
+        let m = messages(&mut rx);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0]["type"], "peersLeft");
+        assert_eq!(m[0]["peerIds"], json!(["p1"]));
+        assert_eq!(m[1]["type"], "peersJoined");
+        assert_eq!(m[1]["peers"][0]["peerId"], "p0");
+        assert_eq!(m[1]["peerCount"], 5);
+        assert!(room.flush_presence(2));
+        let m = messages(&mut rx);
+        assert_eq!(m.len(), 1, "p2 and p3 are present: {m:?}");
+        let names: Vec<_> = m[0]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["displayName"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["P2", "P3 again"]);
+        // p4 publishes before the next flush: announced at once, then its
+        // producer.
+        let (o4, _) = &boxes[4];
+        assert!(room.commit_transport("p4", o4, Direction::Send, "t4"));
+        assert!(room.commit_producer("p4", o4, "t4", "pr4", MediaKind::Audio, "mic"));
+        room.announce_producer("pr4");
+        let m = messages(&mut rx);
+        let types: Vec<_> = m.iter().map(|v| v["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["peersJoined", "newProducer"]);
+        assert_eq!(m[0]["peers"][0]["peerId"], "p4");
+        assert_eq!(m[0]["peers"][0]["producers"][0]["producerId"], "pr4");
+        assert!(!room.flush_presence(2), "p4 was told already");
+        assert!(messages(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn the_roster_pages_in_join_order_without_the_asker() {
+        let mut room = RoomState::default();
+        room.add_router(router("r1", "n1"));
+        for i in 0..7 {
+            let (o, _) = Outbox::channel();
+            room.add_peer(&format!("p{i}"), "x", false, o, "r1");
+        }
+        let _ = room.remove_peer("p2");
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = room.peer_page("p4", after, 2);
+            assert_eq!(page.peer_count, 6);
+            assert!(page.peers.len() <= 2);
+            seen.extend(page.peers.into_iter().map(|p| p.peer_id));
+            match page.next_cursor {
+                Some(c) => after = Some(c.parse().unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["p0", "p1", "p3", "p5", "p6"]);
+        // A page that ends exactly at the last peer has no next cursor.
+        let page = room.peer_page("p4", None, 5);
+        assert_eq!(page.peers.len(), 5);
+        assert!(page.next_cursor.is_none());
     }
 
     #[test]
@@ -745,6 +910,7 @@ mod tests {
         room.add_peer("b", "B", true, b.clone(), "r2");
         assert!(room.commit_transport("b", &b, Direction::Send, "tb"));
         assert!(room.commit_producer("b", &b, "tb", "pb", MediaKind::Audio, "mic"));
+        room.flush_presence(10);
         let _ = (drain(&mut a_rx), drain(&mut b_rx));
         let (producers, gone) = room.lose_node("n2");
         assert_eq!(gone.len(), 1);
@@ -754,7 +920,9 @@ mod tests {
         );
         assert_eq!(producers.len(), 1);
         assert_eq!(drain(&mut b_rx), ["reconnect"]);
-        assert_eq!(drain(&mut a_rx), ["producerClosed", "peerLeft"]);
+        assert_eq!(drain(&mut a_rx), ["producerClosed"]);
+        room.flush_presence(10);
+        assert_eq!(drain(&mut a_rx), ["peersLeft"]);
         assert_eq!(room.routers().len(), 1);
         assert_eq!(room.lose_node("n2"), (Vec::new(), Vec::new()));
         let routers = room.close();

@@ -384,7 +384,7 @@ async fn join(
         peer_id: peer.clone(),
         can_publish: claims.publish,
         router_rtp_capabilities: j.router_rtp_capabilities,
-        peers: j.peers,
+        roster: j.roster,
         resume_token: deps.tokens.mint_resume(
             &room,
             &peer,
@@ -410,6 +410,11 @@ async fn request(
         ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
             unreachable!("handled by the caller")
         }
+        ClientMessage::ListPeers { cursor, limit, .. } => Reply::Peers(
+            rooms
+                .list_peers(room, peer, cursor.as_deref(), limit)
+                .await?,
+        ),
         ClientMessage::CreateTransport { direction, .. } => {
             let mut t = rooms
                 .create_transport(room, peer, outbox, direction)
