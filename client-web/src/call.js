@@ -127,12 +127,15 @@ export class Call {
       { onQueued: (q) => this.onQueued?.(q), timeoutMs: 0 },
     );
     if (this.sig !== sig) return;
-    this.note(`joined as ${joined.peerId} with ${joined.peers.map((p) => p.peerId).join(',')}`);
+    this.note(`joined as ${joined.peerId} with ${joined.peers.map((p) => p.peerId).join(',')} of ${joined.peerCount}`);
     this.peerId = joined.peerId;
     this.canPublish = joined.canPublish;
     this.resumeToken = joined.resumeToken;
     // Before any await: events about the room follow `joined` at once.
-    this.roster.joined(joined.peers);
+    this.roster.selfId = joined.peerId;
+    this.roster.page(joined);
+    // The rest of a big room's roster, page by page, while media starts.
+    if (joined.nextCursor) this.loadRoster(sig, joined.nextCursor);
     this.device = current.device = new Device();
     await this.device.load({ routerRtpCapabilities: joined.routerRtpCapabilities });
     this.recvTransport = current.recvTransport = await this.createTransport('recv');
@@ -198,7 +201,8 @@ export class Call {
   }
 
   onEvent(sig, m) {
-    this.note(`${sig === this.sig ? '' : '(stale) '}${m.type} ${m.peerId ?? m.peer?.peerId ?? m.code ?? ''}`);
+    const who = m.peerId ?? m.peers?.map((p) => p.peerId).join(',') ?? m.peerIds?.join(',') ?? m.code ?? '';
+    this.note(`${sig === this.sig ? '' : '(stale) '}${m.type} ${who}`);
     if (sig !== this.sig) return;
     if (m.type === 'consumerLayers') {
       this.layerEvents = (this.layerEvents ?? 0) + 1;
@@ -206,7 +210,7 @@ export class Call {
       return;
     }
     if (this.roster.apply(m)) {
-      if (m.type === 'peerLeft') this.subs.forget(m.peerId);
+      if (m.type === 'peersLeft') for (const id of m.peerIds) this.subs.forget(id);
       this.changed();
       this.subs.sync();
       return;
@@ -274,19 +278,35 @@ export class Call {
     if (!this.left && this.current === current) this.rejoin(reason);
   }
 
+  /**
+   * Pages through the roster from `cursor` (`listPeers`); returns true when
+   * the last page came on this session.
+   */
+  async loadRoster(sig, cursor) {
+    try {
+      while (cursor && this.sig === sig) {
+        const page = await sig.request('listPeers', { cursor });
+        if (this.sig !== sig) return false;
+        this.roster.page(page);
+        this.changed();
+        this.subs.sync();
+        cursor = page.nextCursor;
+      }
+      return this.sig === sig;
+    } catch (e) {
+      this.note(`roster paging stopped: ${e.message}`);
+      return false;
+    }
+  }
+
   /** Lines the roster, consumers and producers up with a `resumed` message. */
   applyResumed(r, sig) {
     this.resumeToken = r.resumeToken;
     this.canPublish = r.canPublish;
-    // The room as it is now: who left meanwhile leaves, who came arrives,
-    // producers closed meanwhile go.
-    const present = new Set(r.peers.map((p) => p.peerId));
-    for (const id of [...this.roster.peers.keys()]) {
-      if (!present.has(id)) {
-        this.roster.apply({ type: 'peerLeft', peerId: id });
-        this.subs.forget(id);
-      }
-    }
+    // The room as it is now: who came arrives, producers closed meanwhile
+    // go; who left meanwhile is whoever no page or event names (below).
+    this.roster.markStale();
+    this.roster.selfId = r.peerId;
     for (const p of r.peers) {
       const known = this.roster.peers.get(p.peerId);
       if (known) {
@@ -298,6 +318,7 @@ export class Call {
       this.roster.add(p);
     }
     this.roster.goneEarly.clear();
+    this.roster.count = r.peerCount;
     // Our consumers: the server's list is the truth. One we hold that it
     // does not was closed meanwhile; one it holds that we do not was made
     // while its answer was lost.
@@ -321,6 +342,19 @@ export class Call {
     }
     this.subs.sync();
     this.publisher.reconcile();
+    this.finishResumedRoster(sig, r.nextCursor);
+  }
+
+  /** The rest of a resumed session's roster; then whoever nobody named left meanwhile. */
+  async finishResumedRoster(sig, cursor) {
+    if (!(await this.loadRoster(sig, cursor))) return;
+    for (const id of this.roster.staleIds()) {
+      this.roster.remove(id);
+      this.subs.forget(id);
+    }
+    this.roster.goneEarly.clear();
+    this.changed();
+    this.subs.sync();
   }
 
   /** The server moved us or the session is gone: join again on a new socket, same tracks. */

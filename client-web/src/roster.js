@@ -1,9 +1,10 @@
 // Who is in the room, as this client knows it: the peers (in join order) with
 // their producers, and the consumers this client holds of them. Built from
-// `joined` and kept current by the room's events. Events of a new session may
-// arrive before its `joined` (another join announced while ours was being
-// answered): arrivals are kept, and departures seen early are not brought
-// back by the `joined` list.
+// the pages of the roster (`joined` or `resumed` carry the first, `listPeers`
+// the rest) and kept current by the room's events (protocol 2: `peersJoined`
+// and `peersLeft` lists, coalesced by the server). Events may be applied
+// before a page that was taken earlier: arrivals are kept, and departures
+// seen since the last page are not brought back by the next one.
 
 export class Roster {
   constructor() {
@@ -11,21 +12,36 @@ export class Roster {
     this.joinSeq = 0;
     this.activeSpeaker = null;
     this.goneEarly = new Set();
+    // Everyone in the room, this client included, as the server last said.
+    this.count = 0;
+    this.selfId = null;
   }
 
   /** A new session: forget the old session's view of the room. */
   reset() {
     this.peers.clear();
     this.goneEarly = new Set();
+    this.count = 0;
   }
 
-  /** The room as `joined` listed it, under the events that came first. */
-  joined(peers) {
-    for (const p of peers) {
-      if (this.goneEarly.has(p.peerId)) continue;
+  /** A page of the room (`joined`, `resumed`, `listPeers`), under the events that came first. */
+  page(page) {
+    for (const p of page.peers) {
+      if (this.goneEarly.has(p.peerId) || p.peerId === this.selfId) continue;
       this.add({ ...p, producers: (p.producers ?? []).filter((pr) => !this.goneEarly.has(pr.producerId)) });
     }
+    if (typeof page.peerCount === 'number') this.count = page.peerCount;
     this.goneEarly.clear();
+  }
+
+  /** Before the pages of a resumed session: every peer known is stale until a page or event names it. */
+  markStale() {
+    for (const peer of this.peers.values()) peer.stale = true;
+  }
+
+  /** After the last page: peers no page or event named since `markStale` left meanwhile. */
+  staleIds() {
+    return [...this.peers.values()].filter((p) => p.stale).map((p) => p.id);
   }
 
   add(p) {
@@ -37,10 +53,21 @@ export class Roster {
       consumers: new Map(),
       offSince: null,
     };
+    peer.name = p.displayName;
+    peer.stale = false;
     for (const pr of p.producers ?? []) {
       peer.producers.set(pr.producerId, { kind: pr.kind, source: pr.source, paused: !!pr.paused });
     }
     this.peers.set(p.peerId, peer);
+  }
+
+  /** A peer left (its consumers close); remembered until the next page. */
+  remove(id) {
+    this.goneEarly.add(id);
+    const peer = this.peers.get(id);
+    if (peer) for (const pid of [...peer.consumers.keys()]) this.dropConsumer(peer, pid);
+    this.peers.delete(id);
+    if (this.activeSpeaker === id) this.activeSpeaker = null;
   }
 
   /** Peer ids in join order. */
@@ -70,18 +97,18 @@ export class Roster {
    */
   apply(m) {
     switch (m.type) {
-      case 'peerJoined':
-        this.goneEarly.delete(m.peer.peerId);
-        this.add(m.peer);
+      case 'peersJoined':
+        for (const p of m.peers) {
+          if (p.peerId === this.selfId) continue;
+          this.goneEarly.delete(p.peerId);
+          this.add(p);
+        }
+        this.count = m.peerCount;
         return true;
-      case 'peerLeft': {
-        this.goneEarly.add(m.peerId);
-        const peer = this.peers.get(m.peerId);
-        if (peer) for (const id of [...peer.consumers.keys()]) this.dropConsumer(peer, id);
-        this.peers.delete(m.peerId);
-        if (this.activeSpeaker === m.peerId) this.activeSpeaker = null;
+      case 'peersLeft':
+        for (const id of m.peerIds) this.remove(id);
+        this.count = m.peerCount;
         return true;
-      }
       case 'newProducer': {
         const peer = this.peers.get(m.peerId);
         if (peer) peer.producers.set(m.producer.producerId, { kind: m.producer.kind, source: m.producer.source, paused: false });

@@ -89,7 +89,7 @@ async fn a_redis_restart_tells_nobody_to_reconnect_and_the_room_carries_on() {
             if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                 assert_ne!(v["type"], "reconnect", "{who} was told to reconnect: {v}");
-                assert_ne!(v["type"], "peerLeft", "{who} saw someone leave: {v}");
+                assert_ne!(v["type"], "peersLeft", "{who} saw someone leave: {v}");
             }
         }
     }

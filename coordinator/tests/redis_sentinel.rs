@@ -102,8 +102,7 @@ async fn a_sentinel_failover_loses_no_call_and_no_reservation() {
         "a is still in the room: {joined}"
     );
     // a's call goes on: it is told of b and its requests work.
-    a.wait(|m| m["type"] == "peerJoined" && m["peer"]["peerId"] == "b")
-        .await;
+    a.peer_joined("b").await;
     let t = a
         .request(json!({"type": "createTransport", "direction": "recv"}))
         .await;

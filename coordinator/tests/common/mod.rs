@@ -216,7 +216,7 @@ impl Client {
         };
         let welcome = client.recv().await;
         assert_eq!(welcome["type"], "welcome");
-        assert_eq!(welcome["protocol"], 1);
+        assert_eq!(welcome["protocol"], coordinator::protocol::PROTOCOL_VERSION);
         client
     }
 
@@ -245,6 +245,23 @@ impl Client {
             }
             self.backlog.push(m);
         }
+    }
+
+    /// Waits for a `peersJoined` that lists `peer`; returns its entry.
+    pub async fn peer_joined(&mut self, peer: &str) -> Value {
+        let m = self.wait(|m| lists(m, "peersJoined", peer)).await;
+        m["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peerId"] == peer)
+            .cloned()
+            .unwrap()
+    }
+
+    /// Waits for a `peersLeft` that names `peer`; returns the message.
+    pub async fn peer_left(&mut self, peer: &str) -> Value {
+        self.wait(|m| lists(m, "peersLeft", peer)).await
     }
 
     pub async fn send_raw(&mut self, text: String) {
@@ -295,4 +312,21 @@ pub async fn publish_audio(client: &mut Client, ssrc: u32) -> String {
         .await;
     assert_eq!(p["type"], "response", "{p}");
     p["data"]["id"].as_str().unwrap().to_string()
+}
+
+/// Whether `m` is a presence list of `kind` (`peersJoined`, `peersLeft`)
+/// naming `peer`.
+pub fn lists(m: &Value, kind: &str, peer: &str) -> bool {
+    if m["type"] != kind {
+        return false;
+    }
+    let field = if kind == "peersJoined" {
+        "peers"
+    } else {
+        "peerIds"
+    };
+    m[field].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|p| p["peerId"] == peer || p.as_str() == Some(peer))
+    })
 }
