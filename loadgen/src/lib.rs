@@ -9,6 +9,7 @@ pub mod leave;
 pub mod measure;
 pub mod otlp;
 pub mod participant;
+pub mod roster;
 pub mod rtc;
 pub mod scenario;
 pub mod signal;

@@ -163,6 +163,14 @@ enum Scenario {
         /// Seconds everyone stays once all are done.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
         hold_secs: u64,
+        /// Participants more who join in the same release and leave as soon
+        /// as they are in (joins and leaves interleave).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20_000))]
+        leavers: u64,
+        /// At the end, every signalling participant completes its roster
+        /// (listPeers pages and presence events); each must equal the room.
+        #[arg(long)]
+        check_rosters: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -525,18 +533,30 @@ async fn leave_main(
     Ok(r.after == (0, 0, 0))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn surge_main(
-    cluster: Cluster,
+/// `surge`'s flags.
+struct SurgeShape {
     joins: u64,
     rooms: u64,
     media: Option<u64>,
     tiles: u64,
     timeout_secs: u64,
     hold_secs: u64,
-    output: Output,
-) -> Result<bool, String> {
+    leavers: u64,
+    check_rosters: bool,
+}
+
+async fn surge_main(cluster: Cluster, shape: SurgeShape, output: Output) -> Result<bool, String> {
     use loadgen::surge::{self, SurgeArgs};
+    let SurgeShape {
+        joins,
+        rooms,
+        media,
+        tiles,
+        timeout_secs,
+        hold_secs,
+        leavers,
+        check_rosters,
+    } = shape;
     let media = media.unwrap_or(10.min(joins));
     if rooms > joins {
         usage_error(format!("--rooms {rooms}: at most --joins ({joins})"));
@@ -553,6 +573,8 @@ async fn surge_main(
         hold: Duration::from_secs(hold_secs),
         bind: LOCALHOST,
         source: loadgen::source::SourceSpec::LIGHT,
+        leavers: leavers as usize,
+        check_rosters,
     };
     let done = Arc::new(AtomicUsize::new(0));
     let progress = {
@@ -594,6 +616,29 @@ async fn surge_main(
         r.media_received,
         r.media
     );
+    if leavers > 0 {
+        println!("left again  {} of {leavers} leavers", r.left);
+    }
+    println!(
+        "presence per signalling participant: {:.1} messages (max {:.0}), {:.0} bytes (max {:.0}), {:.0} bytes/s (max {:.0})",
+        r.presence_messages[0],
+        r.presence_messages[1],
+        r.presence_bytes[0],
+        r.presence_bytes[1],
+        r.presence_bytes_per_sec[0],
+        r.presence_bytes_per_sec[1]
+    );
+    if check_rosters {
+        println!(
+            "rosters    {} checked, {} differ from the room{}",
+            r.rosters_checked,
+            r.rosters_wrong,
+            r.roster_difference
+                .as_deref()
+                .map(|d| format!(" (first: {d})"))
+                .unwrap_or_default()
+        );
+    }
     output.write(&json!({ "scenario": "surge", "report": r }))?;
     Ok(r.ok())
 }
@@ -663,16 +708,22 @@ async fn main() -> ExitCode {
             tiles,
             timeout_secs,
             hold_secs,
+            leavers,
+            check_rosters,
             output,
         } => {
             surge_main(
                 cluster,
-                joins,
-                rooms,
-                media,
-                tiles,
-                timeout_secs,
-                hold_secs,
+                SurgeShape {
+                    joins,
+                    rooms,
+                    media,
+                    tiles,
+                    timeout_secs,
+                    hold_secs,
+                    leavers,
+                    check_rosters,
+                },
                 output,
             )
             .await

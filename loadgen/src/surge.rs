@@ -14,7 +14,14 @@
 //!
 //! Reported, all measured from the release: time to `joined`, time until a
 //! signalling participant's consumers are resumed, time to the first media
-//! packet; the errors by kind; who never saw a queue position.
+//! packet; the errors by kind; who never saw a queue position; what presence
+//! (`peersJoined` / `peersLeft`) cost each signalling participant.
+//!
+//! `leavers` more participants join in the same release and leave as soon as
+//! they are in, so that joins and leaves interleave. With `check_rosters`,
+//! once everyone is done each signalling participant completes its roster
+//! (`listPeers` pages, then the events) and it must equal the room as the
+//! run left it: the presenter and everyone admitted, but the leavers.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -27,6 +34,7 @@ use tokio::sync::Barrier;
 
 use crate::measure::quantiles;
 use crate::participant::{Participant, ParticipantError};
+use crate::roster::Roster;
 use crate::rtc::device_capabilities;
 use crate::signal::{Session, SignalError};
 use crate::source::SourceSpec;
@@ -53,6 +61,10 @@ pub struct SurgeArgs {
     pub bind: IpAddr,
     /// The presenters' media.
     pub source: SourceSpec,
+    /// Participants more who join in the release and leave once in.
+    pub leavers: usize,
+    /// Check every signalling participant's roster at the end.
+    pub check_rosters: bool,
 }
 
 /// What `surge` measured.
@@ -81,12 +93,28 @@ pub struct SurgeReport {
     pub media_received: usize,
     /// Release to the first RTP packet received (media participants), seconds.
     pub time_to_first_media: [f64; 4],
+    /// Leavers that joined and left.
+    pub left: usize,
+    /// Presence messages (`peersJoined`, `peersLeft`) per signalling
+    /// participant, from its join to the end of the run: mean and max.
+    pub presence_messages: [f64; 2],
+    /// Their bytes: mean and max.
+    pub presence_bytes: [f64; 2],
+    /// Bytes per second over the same time: mean and max.
+    pub presence_bytes_per_sec: [f64; 2],
+    /// Rosters checked (`check_rosters`) and how many differed from the room.
+    pub rosters_checked: usize,
+    /// Rosters that differed.
+    pub rosters_wrong: usize,
+    /// The first difference seen.
+    pub roster_difference: Option<String>,
 }
 
 impl SurgeReport {
     /// Everyone in, everyone consuming, every media participant with media.
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
+            && self.rosters_wrong == 0
             && self.admitted == self.joins
             && self.signalling_ready + self.media == self.joins
             && self.media_received == self.media
@@ -112,6 +140,18 @@ enum Outcome {
         positioned: bool,
         first_media: Option<Duration>,
     },
+    /// A leaver, in and out.
+    Left,
+}
+
+/// What a signalling participant saw of presence, and its roster if checked.
+struct Seen {
+    room: String,
+    id: String,
+    messages: usize,
+    bytes: usize,
+    per_sec: f64,
+    roster: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Runs the surge. `token(room, identity)` mints join tokens; `done` counts
@@ -148,14 +188,28 @@ pub async fn surge(
     }
     // Every `media_every`-th participant is a media one.
     let media_every = args.joins.checked_div(args.media);
-    let barrier = Arc::new(Barrier::new(args.joins));
+    let all = args.joins + args.leavers;
+    let barrier = Arc::new(Barrier::new(all));
     let release: Arc<OnceLock<Instant>> = Arc::default();
-    let tasks: Vec<_> = (0..args.joins)
-        .map(|i| {
+    // Leavers are spread among the others (every `leave_every`-th task).
+    let leave_every = all.checked_div(args.leavers.max(1)).unwrap_or(all).max(1);
+    let mut regular = 0;
+    let mut leaver = 0;
+    let tasks: Vec<_> = (0..all)
+        .map(|t| {
+            let leaves =
+                args.leavers > 0 && t % leave_every == leave_every - 1 && leaver < args.leavers
+                    || regular == args.joins;
+            let (i, id) = if leaves {
+                leaver += 1;
+                (leaver - 1, format!("surge-leaver-{}", leaver - 1))
+            } else {
+                regular += 1;
+                (regular - 1, format!("surge-{}", regular - 1))
+            };
             let room = room_name(i % args.rooms);
-            let id = format!("surge-{i}");
             let tok = token(&room, &id);
-            let media = media_every.is_some_and(|m| i % m == 0 && i / m < args.media);
+            let media = !leaves && media_every.is_some_and(|m| i % m == 0 && i / m < args.media);
             let (url, barrier, release, done, a) = (
                 url.to_string(),
                 barrier.clone(),
@@ -168,18 +222,47 @@ pub async fn surge(
                 // Everyone waits here, connected or not, so that the joins are released together.
                 barrier.wait().await;
                 let released = *release.get_or_init(Instant::now);
-                let outcome = match session {
-                    Err(e) => (Outcome::Failed(format!("connect: {e}"), None), None),
-                    Ok(s) => one(s, &a, &tok, &room, &id, media, released).await,
+                let (outcome, mut kept, roster) = match session {
+                    Err(e) => (Outcome::Failed(format!("connect: {e}"), None), None, None),
+                    Ok(s) => one(s, &a, &tok, &room, &id, media, leaves, released).await,
                 };
-                done.fetch_add(1, Ordering::Relaxed);
-                // Stay until everyone is done (rooms stay full), and `hold` longer.
+                if !leaves {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                // Stay until everyone is done (rooms stay full).
+                barrier.wait().await;
+                let seen = match (&mut kept, roster) {
+                    (Some(p), Some((mut roster, cursor, admitted_at))) => {
+                        let mut complete = None;
+                        if a.check_rosters {
+                            // The last leaves' lists go out within a window.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let paged = roster.complete(&mut p.session, cursor, REQUEST).await;
+                            tokio::time::sleep(Duration::from_millis(600)).await;
+                            roster.drain(&mut p.session);
+                            complete = paged.ok().map(|_| roster.ids());
+                        } else {
+                            roster.drain(&mut p.session);
+                        }
+                        let secs = admitted_at.elapsed().as_secs_f64().max(0.001);
+                        Some(Seen {
+                            room: room.clone(),
+                            id: id.clone(),
+                            messages: roster.presence_messages,
+                            bytes: roster.presence_bytes,
+                            per_sec: roster.presence_bytes as f64 / secs,
+                            roster: complete,
+                        })
+                    }
+                    _ => None,
+                };
+                // Nobody leaves while others still check, then `hold` longer.
                 barrier.wait().await;
                 tokio::time::sleep(a.hold).await;
-                if let Some(p) = outcome.1 {
+                if let Some(p) = kept {
                     p.leave();
                 }
-                outcome.0
+                (outcome, seen, room, id)
             })
         })
         .collect();
@@ -203,10 +286,31 @@ pub async fn surge(
     };
     let (mut admitted, mut ready, mut first_media) = (Vec::new(), Vec::new(), Vec::new());
     let mut errors = BTreeMap::new();
+    let mut seen = Vec::new();
+    // Who the rooms hold at the end: presenters and everyone admitted.
+    let mut members: BTreeMap<String, std::collections::BTreeSet<String>> = (0..args.rooms)
+        .map(|r| {
+            (
+                room_name(r),
+                [format!("presenter-{r}")].into_iter().collect(),
+            )
+        })
+        .collect();
     for r in results {
+        let r = r.map(|(outcome, s, room, id)| {
+            seen.extend(s);
+            if !matches!(outcome, Outcome::Left | Outcome::Failed(_, None)) {
+                members.entry(room).or_default().insert(id);
+            }
+            outcome
+        });
         let (admitted_after, positioned) = match r {
             Err(e) => {
                 *errors.entry(format!("task: {e}")).or_default() += 1;
+                continue;
+            }
+            Ok(Outcome::Left) => {
+                report.left += 1;
                 continue;
             }
             Ok(Outcome::Failed(e, joined)) => {
@@ -244,6 +348,42 @@ pub async fn surge(
     report.time_to_admitted = quantiles(admitted);
     report.time_to_consuming = quantiles(ready);
     report.time_to_first_media = quantiles(first_media);
+    let mean_max = |v: Vec<f64>| {
+        let n = v.len().max(1) as f64;
+        [
+            v.iter().sum::<f64>() / n,
+            v.iter().copied().fold(0.0, f64::max),
+        ]
+    };
+    report.presence_messages = mean_max(seen.iter().map(|s| s.messages as f64).collect());
+    report.presence_bytes = mean_max(seen.iter().map(|s| s.bytes as f64).collect());
+    report.presence_bytes_per_sec = mean_max(seen.iter().map(|s| s.per_sec).collect());
+    for s in &seen {
+        let Some(roster) = &s.roster else {
+            if args.check_rosters {
+                report.rosters_wrong += 1;
+                report
+                    .roster_difference
+                    .get_or_insert_with(|| format!("{}: roster paging failed", s.id));
+            }
+            continue;
+        };
+        report.rosters_checked += 1;
+        let mut expected = members.get(&s.room).cloned().unwrap_or_default();
+        expected.remove(&s.id);
+        if *roster != expected {
+            report.rosters_wrong += 1;
+            report.roster_difference.get_or_insert_with(|| {
+                format!(
+                    "{} in {}: missing {:?}, extra {:?}",
+                    s.id,
+                    s.room,
+                    expected.difference(roster).take(5).collect::<Vec<_>>(),
+                    roster.difference(&expected).take(5).collect::<Vec<_>>()
+                )
+            });
+        }
+    }
     Ok(report)
 }
 
@@ -251,8 +391,14 @@ fn room_name(r: usize) -> String {
     format!("surge-{r}")
 }
 
+/// A signalling participant's roster, where its next page starts, and when
+/// it was admitted.
+type Kept = (Roster, Option<String>, Instant);
+
 /// One participant from the release on; returns what happened and, for a
-/// participant still in, what to close when the run ends.
+/// participant still in, what to close when the run ends (and, for a
+/// signalling one, its roster so far).
+#[allow(clippy::too_many_arguments)]
 async fn one(
     mut session: Session,
     a: &SurgeArgs,
@@ -260,8 +406,9 @@ async fn one(
     room: &str,
     id: &str,
     media: bool,
+    leaves: bool,
     released: Instant,
-) -> (Outcome, Option<Participant>) {
+) -> (Outcome, Option<Participant>, Option<Kept>) {
     // The queue may hold a participant as long as the run lasts.
     let joined = session
         .request(
@@ -272,13 +419,26 @@ async fn one(
         .await;
     let joined = match joined {
         Ok(j) => j,
-        Err(e) => return (Outcome::Failed(format!("join: {}", kind(&e)), None), None),
+        Err(e) => {
+            return (
+                Outcome::Failed(format!("join: {}", kind(&e)), None),
+                None,
+                None,
+            )
+        }
     };
     let admitted = released.elapsed();
-    let mut positioned = false;
-    while let Ok(ev) = session.events.try_recv() {
-        positioned |= ev.kind == "queued";
+    if leaves {
+        session.close();
+        return (Outcome::Left, None, None);
     }
+    // The roster from `joined` on: the events queued so far came after it.
+    let mut roster = Roster::new(id, &joined);
+    let cursor = joined["nextCursor"].as_str().map(str::to_string);
+    let positioned = roster
+        .drain(&mut session)
+        .iter()
+        .any(|ev| ev.kind == "queued");
     // What a page of tiles shows: the peers' producers, in join order.
     let producers: Vec<String> = joined["peers"]
         .as_array()
@@ -296,7 +456,7 @@ async fn one(
                     format!("media consume: {}", participant_kind(&e)),
                     Some((admitted, positioned)),
                 );
-                return (out, Some(p));
+                return (out, Some(p), None);
             }
         }
         let first_media = match p.received() {
@@ -308,8 +468,9 @@ async fn one(
             positioned,
             first_media,
         };
-        return (out, Some(p));
+        return (out, Some(p), None);
     }
+    let kept = Some((roster, cursor, released + admitted));
     match consume_signalling(&mut session, &joined, &producers).await {
         Ok(()) => {
             let out = Outcome::Signalling {
@@ -320,11 +481,13 @@ async fn one(
             (
                 out,
                 Some(Participant::joined(session, &joined, admitted, a.bind)),
+                kept,
             )
         }
         Err(e) => (
             Outcome::Failed(e, Some((admitted, positioned))),
             Some(Participant::joined(session, &joined, admitted, a.bind)),
+            kept,
         ),
     }
 }

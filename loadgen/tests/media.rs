@@ -312,6 +312,8 @@ async fn a_surge_admits_everyone_who_then_consume_and_media_participants_get_med
         hold: Duration::ZERO,
         bind: LOOPBACK,
         source: SourceSpec::LIGHT,
+        leavers: 0,
+        check_rosters: false,
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = loadgen::surge::surge(
@@ -342,5 +344,60 @@ async fn a_surge_admits_everyone_who_then_consume_and_media_participants_get_med
             "{q:?}"
         );
     }
+    assert!(r.ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_surge_with_joins_and_leaves_interleaved_every_roster_equals_the_room() {
+    // 160 stay and 60 leave as soon as they are in, all released at once
+    // into one room: the rosters need paging (a page is 100 peers) and the
+    // presence lists carry both joins and leaves.
+    let c = cluster_of(1, Some(100_000)).await;
+    let key = TokenKey::new(SECRET.as_bytes());
+    let args = loadgen::surge::SurgeArgs {
+        joins: 160,
+        rooms: 1,
+        media: 0,
+        tiles: 2,
+        timeout: Duration::from_secs(120),
+        hold: Duration::from_secs(4),
+        bind: LOOPBACK,
+        source: SourceSpec::LIGHT,
+        leavers: 60,
+        check_rosters: true,
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // The server's own view while everyone stays (`hold`): the presenter
+    // and the 160, none of the leavers.
+    let server_view = async {
+        while done.load(std::sync::atomic::Ordering::Relaxed) < 160 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        throng_test_support::admin_get(c._coordinator.http, "/admin/rooms/surge-0").await
+    };
+    let (r, room) = tokio::join!(
+        loadgen::surge::surge(
+            &args,
+            &c.ws,
+            |room, id| key.mint(room, id, true, 600),
+            done.clone()
+        ),
+        server_view
+    );
+    let r = r.expect("surge run");
+    eprintln!("{r:#?}");
+    assert_eq!(r.errors, Default::default());
+    assert_eq!((r.admitted, r.left), (160, 60));
+    assert_eq!(room["participants"], 161, "{room}");
+    assert!(
+        !room.to_string().contains("leaver"),
+        "no leaver is left: {room}"
+    );
+    assert_eq!(r.rosters_checked, 160, "{r:?}");
+    assert_eq!(r.rosters_wrong, 0, "{:?}", r.roster_difference);
+    // Coalesced: each client got a few lists, not a message per join and
+    // leave (220 of each would be 440).
+    assert!(r.presence_messages[1] < 100.0, "{:?}", r.presence_messages);
     assert!(r.ok());
 }
