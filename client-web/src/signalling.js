@@ -12,6 +12,8 @@ export class SignalError extends Error {
 }
 
 const REQUEST_TIMEOUT_MS = 20000;
+/** The protocol version this client speaks (`welcome.protocol`). */
+export const PROTOCOL = 2;
 
 export class Signalling {
   /** `onEvent(msg)` gets server events; `onClose(cleanly)` once the socket ends. */
@@ -40,6 +42,12 @@ export class Signalling {
         }
         if (msg.type === 'welcome') {
           welcomed = true;
+          if (msg.protocol !== PROTOCOL) {
+            // Another version's roster events would leave ours stale.
+            reject(new SignalError('bad_request', `the server speaks protocol ${msg.protocol}, this page ${PROTOCOL}: reload it`));
+            ws.close();
+            return;
+          }
           resolve();
           return;
         }

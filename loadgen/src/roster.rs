@@ -84,6 +84,13 @@ impl Roster {
                 self.presence_bytes += ev.text.len();
             }
             "newProducer" | "producerClosed" => {}
+            // Protocol 1's one message per join and leave: counted (a
+            // benchmark against an older coordinator), not applied.
+            "peerJoined" | "peerLeft" => {
+                self.presence_messages += 1;
+                self.presence_bytes += ev.text.len();
+                return true;
+            }
             _ => return false,
         }
         let Ok(v) = serde_json::from_str::<Value>(&ev.text) else {
