@@ -36,6 +36,9 @@ const NODES_WAIT: Duration = Duration::from_secs(3);
 pub struct PlacementSettings {
     /// Consumer capacity of one worker (the original author's 1500).
     pub worker_capacity: u32,
+    /// Share of a core (0 to 1) above which a worker, as its node last
+    /// reported, gets no new participant; 1.0: no ceiling.
+    pub cpu_ceiling: f64,
     /// Tiles on one page of the grid (12).
     pub tiles_per_page: u32,
     /// Most participants in one room, across the cluster.
@@ -118,6 +121,31 @@ impl Seat {
         self.reservation.kept = true;
         self.router
     }
+}
+
+/// Live, non-draining workers with their capacity, but those whose last
+/// reported CPU is above the ceiling: reserved consumer units are the fast,
+/// surge-safe count, and the ceiling catches a worker that reaches a core
+/// before its units are used up (units sized for another machine, or streams
+/// that cost more than the estimate).
+fn candidates(nodes: &[NodeReport], settings: &PlacementSettings) -> Vec<Candidate> {
+    let ceiling = settings.cpu_ceiling;
+    nodes
+        .iter()
+        .filter(|n| !n.draining && !n.dead)
+        .flat_map(|n| {
+            n.workers
+                .iter()
+                .filter(move |w| ceiling >= 1.0 || w.cpu_load <= ceiling)
+                .map(|w| Candidate {
+                    worker: WorkerRef {
+                        node_id: n.node_id.clone(),
+                        worker: w.index,
+                    },
+                    capacity: settings.worker_capacity,
+                })
+        })
+        .collect()
 }
 
 /// Places participants.
@@ -243,21 +271,8 @@ impl Placement {
         &self.settings
     }
 
-    /// Live, non-draining workers with their capacity.
     fn candidates(&self, nodes: &[NodeReport]) -> Vec<Candidate> {
-        nodes
-            .iter()
-            .filter(|n| !n.draining && !n.dead)
-            .flat_map(|n| {
-                n.workers.iter().map(|w| Candidate {
-                    worker: WorkerRef {
-                        node_id: n.node_id.clone(),
-                        worker: w.index,
-                    },
-                    capacity: self.settings.worker_capacity,
-                })
-            })
-            .collect()
+        candidates(nodes, &self.settings)
     }
 
     /// Reserves capacity for `participant` in `room` and finds (or creates)
@@ -437,5 +452,54 @@ impl Placement {
                 warn!(room, error = %e, "router not removed from the registry");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use throng_proto::report::WorkerReport;
+
+    fn node(id: &str, loads: &[f64]) -> NodeReport {
+        NodeReport {
+            node_id: id.into(),
+            grpc_address: "127.0.0.1:1".into(),
+            announced_address: "127.0.0.1".into(),
+            draining: false,
+            dead: false,
+            reported_at_ms: 0,
+            workers: loads
+                .iter()
+                .enumerate()
+                .map(|(i, &cpu_load)| WorkerReport {
+                    index: i as u32,
+                    port: 40000 + i as u16,
+                    routers: 0,
+                    transports: 0,
+                    producers: 0,
+                    consumers: 0,
+                    cpu_time_ms: 0,
+                    cpu_load,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn workers_above_the_cpu_ceiling_are_not_candidates() {
+        let mut settings = PlacementSettings {
+            worker_capacity: 1500,
+            cpu_ceiling: 0.85,
+            tiles_per_page: 12,
+            room_cap: 1000,
+        };
+        let nodes = [node("a", &[0.2, 0.9]), node("b", &[0.85, 0.86])];
+        let picked: Vec<_> = candidates(&nodes, &settings)
+            .into_iter()
+            .map(|c| format!("{}/{}", c.worker.node_id, c.worker.worker))
+            .collect();
+        assert_eq!(picked, ["a/0", "b/0"]);
+        settings.cpu_ceiling = 1.0;
+        assert_eq!(candidates(&nodes, &settings).len(), 4, "100 %: no ceiling");
     }
 }

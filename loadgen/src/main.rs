@@ -359,10 +359,23 @@ async fn capacity_main(
     };
     let at85 = loadgen::measure::consumers_at(&steps, 85.0);
     match at85 {
-        Some(n) => println!("{mode}: worker at 85 % of a core with about {n:.0} consumers"),
+        Some(n) => {
+            println!("{mode}: worker at 85 % of a core with about {n:.0} consumers");
+            // Placement reserves consumer units per participant; on this
+            // machine a worker is at the CPU ceiling with this many.
+            println!(
+                "configure THRONG_WORKER_CAPACITY={:.0} (chart: coordinator.workerCapacity) and THRONG_WORKER_CPU_CEILING=85 for workers on this machine",
+                n.floor()
+            );
+        }
         None => println!("{mode}: the worker stayed below 85 % of a core"),
     }
-    output.write(&json!({ "scenario": mode, "steps": steps, "consumersAt85Pct": at85 }))?;
+    output.write(&json!({
+        "scenario": mode,
+        "steps": steps,
+        "consumersAt85Pct": at85,
+        "workerCapacity": at85.map(f64::floor),
+    }))?;
     Ok(true)
 }
 

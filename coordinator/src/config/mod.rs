@@ -370,6 +370,16 @@ impl CoordinatorConfig {
             admin_key: secret(env, vars::ADMIN_KEY)?,
             placement: PlacementSettings {
                 worker_capacity: number(env, vars::WORKER_CAPACITY, 1500, 1)?,
+                cpu_ceiling: {
+                    let pct = number(env, vars::WORKER_CPU_CEILING, 85, 1)?;
+                    if pct > 100 {
+                        return Err(ConfigError {
+                            var: vars::WORKER_CPU_CEILING,
+                            reason: format!("{pct}: a percentage, 1 to 100"),
+                        });
+                    }
+                    f64::from(pct) / 100.0
+                },
                 tiles_per_page: number(env, vars::TILES_PER_PAGE, 12, 1)?,
                 room_cap: number(env, vars::ROOM_CAP, 1000, 1)?,
             },
@@ -432,6 +442,10 @@ impl CoordinatorConfig {
             (
                 vars::WORKER_CAPACITY,
                 self.placement.worker_capacity.to_string(),
+            ),
+            (
+                vars::WORKER_CPU_CEILING,
+                format!("{:.0}", self.placement.cpu_ceiling * 100.0),
             ),
             (
                 vars::TILES_PER_PAGE,

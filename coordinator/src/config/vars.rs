@@ -18,6 +18,8 @@ pub const API_KEY: &str = "THRONG_API_KEY";
 pub const ADMIN_KEY: &str = "THRONG_ADMIN_KEY";
 /// Worker consumer capacity.
 pub const WORKER_CAPACITY: &str = "THRONG_WORKER_CAPACITY";
+/// Workers reporting more CPU than this (percent of a core) get nobody new.
+pub const WORKER_CPU_CEILING: &str = "THRONG_WORKER_CPU_CEILING";
 /// Tiles per page.
 pub const TILES_PER_PAGE: &str = "THRONG_TILES_PER_PAGE";
 /// Room cap.
@@ -111,6 +113,10 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (ADMIN_KEY, "key for /admin/*, >= 32 characters (required)"),
     (WORKER_CAPACITY, "consumers one worker takes (default 1500)"),
+    (
+        WORKER_CPU_CEILING,
+        "percent of a core above which a worker (as its node last reported) gets no new participant, 1 to 100; 100 = no ceiling (default 85)",
+    ),
     (
         TILES_PER_PAGE,
         "video tiles a browser shows per page (default 12)",
