@@ -19,7 +19,9 @@ use crate::api::{require_key, ApiError};
 use crate::auth::TokenKey;
 use crate::cluster::Cluster;
 use crate::media::client::NodeClients;
-use crate::protocol::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WS_READ_BUFFER_BYTES};
+use crate::protocol::{
+    MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WS_READ_BUFFER_BYTES, WS_WRITE_BUFFER_BYTES,
+};
 use crate::room::Rooms;
 use crate::signaling::session;
 use crate::signaling::SessionDeps;
@@ -220,6 +222,7 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         // "too large" instead of the socket closing.
         .max_message_size(MAX_MESSAGE_BYTES * 2)
         .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| session::serve(socket, deps))
 }
 

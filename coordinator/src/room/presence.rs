@@ -30,8 +30,9 @@ use tokio::sync::Notify;
 use super::state::RoomState;
 
 /// Most peers in one `peersJoined` or `peersLeft` (the rest go in the next
-/// window's).
-pub const FLUSH_MAX: usize = 200;
+/// window's): about 5 KB of JSON, what a socket's write buffer holds
+/// (`protocol::WS_WRITE_BUFFER_BYTES`).
+pub const FLUSH_MAX: usize = 100;
 
 /// The default coalescing window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(200);

@@ -166,7 +166,9 @@ async fn run(
         } = msg
         {
             let span = info_span!("resume", room = %room, participant = tracing::field::Empty);
-            match resume(&deps, &outbox, &room, &resume_token, req_id.clone())
+            // Boxed, like every large await here: the session's task stays
+            // small while it waits for the next message (BENCHMARKS.md, 4).
+            match Box::pin(resume(&deps, &outbox, &room, &resume_token, req_id.clone()))
                 .instrument(span.clone())
                 .await
             {
@@ -202,8 +204,15 @@ async fn run(
                 participant = tracing::field::Empty,
                 outcome = tracing::field::Empty,
             );
-            let work = join(&deps, &outbox, room, display_name, token, req_id.clone())
-                .instrument(span.clone());
+            let work = Box::pin(join(
+                &deps,
+                &outbox,
+                room,
+                display_name,
+                token,
+                req_id.clone(),
+            ))
+            .instrument(span.clone());
             let result = tokio::select! {
                 r = work => Some(r),
                 _ = cancelled.wait_for(|c| *c) => None,
@@ -247,7 +256,7 @@ async fn run(
         let reply = match &joined {
             None => Err(RoomError::new(ErrorCode::OutOfOrder, "join first")),
             Some((room, peer)) => {
-                request(&deps, &outbox, room, peer, msg)
+                Box::pin(request(&deps, &outbox, room, peer, msg))
                     .instrument(span)
                     .await
             }
@@ -280,8 +289,7 @@ async fn run(
         if let Some(cx) = join_trace {
             trace::set_parent(&span, cx);
         }
-        deps.rooms
-            .leave(&room, &peer, &outbox)
+        Box::pin(deps.rooms.leave(&room, &peer, &outbox))
             .instrument(span)
             .await;
     }

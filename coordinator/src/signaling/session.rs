@@ -186,19 +186,21 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                     outbox.send(e.into_message(handler::req_id_of(&text)));
                     continue;
                 }
-                let mut owner = deps.owners.claim(&room).await;
+                // The first join's work, boxed: the session's task stays small
+                // for the rest of its life (BENCHMARKS.md, 4).
+                let mut owner = Box::pin(deps.owners.claim(&room)).await;
                 // An owner that cannot be reached died (or is cut off): the
                 // room is taken over here and rebuilt from the nodes, once;
                 // another coordinator that took it over first is its owner.
                 let mut took_over = false;
                 while let Owner::Remote(addr) = &owner {
-                    match proxy::open(
+                    match Box::pin(proxy::open(
                         addr,
                         text.as_str(),
                         &deps.limits.relay_key,
                         outbox.clone(),
                         ended_tx.clone(),
-                    )
+                    ))
                     .await
                     {
                         Ok(up) => {
@@ -208,10 +210,11 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                         Err(e) if !took_over => {
                             warn!(owner = %addr, error = %e, "room owner unreachable; taking the room over");
                             took_over = true;
-                            owner = deps.owners.take_over(&room, addr).await;
+                            owner = Box::pin(deps.owners.take_over(&room, addr)).await;
                             if owner == Owner::Local {
                                 if let Err(e) =
-                                    deps.rooms.take_over(&room, deps.limits.resume_grace).await
+                                    Box::pin(deps.rooms.take_over(&room, deps.limits.resume_grace))
+                                        .await
                                 {
                                     warn!(room = %room, error = %e, "room not rebuilt");
                                 }
@@ -237,14 +240,14 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
     }
     // A join still queued is cancelled; a joined participant leaves, or is
     // kept for a resume when the socket just stopped.
-    local.close(abrupt).await;
+    Box::pin(local.close(abrupt)).await;
     // A proxied session: closing the owner's socket makes the participant
     // leave there; abandoning it (no close frame) keeps it for a resume.
     if let Some(up) = remote.take() {
         if abrupt {
             up.abandon();
         } else {
-            up.close().await;
+            Box::pin(up.close()).await;
         }
     }
     drop(outbox);
