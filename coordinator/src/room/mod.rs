@@ -1,13 +1,15 @@
 //! Join path: signalling -> join queue -> **rooms** -> placement / media
 //! nodes. The rooms whose participants this coordinator serves: [`state`]
-//! is one room as plain data, [`ops`] the verbs a client may call on it,
+//! is one room as plain data, [`join`] how a participant enters it (and
+//! pages its roster), [`presence`] how membership changes are told,
+//! [`ops`] the other verbs a client may call on it,
 //! [`events`] what the nodes report about it, [`takeover`] how a room whose
 //! coordinator died is rebuilt from the nodes.
 //!
 //! Locks, in the order they may be taken (outer first); none is held across
 //! an `.await` unless it says so:
 //! 1. a room's lock (`tokio::sync::Mutex<RoomState>`, one per room). Held
-//!    across node calls only for placement (`crate::placement`), pipe set-up
+//!    across node calls only for pipe set-up
 //!    (`crate::media::pipes`) and closing the room's routers. Every other verb
 //!    plans under it, calls the node without it, and commits after taking it
 //!    again and re-checking (`ops::Rooms::plan_call_commit`).
@@ -25,6 +27,7 @@
 //! ([`presence`]), flushed by a task per room.
 
 pub mod events;
+pub mod join;
 pub mod ops;
 pub mod peer;
 pub mod presence;
