@@ -55,6 +55,10 @@ pub struct Claims {
     /// Whether the participant may send audio and video.
     #[serde(default = "yes")]
     pub publish: bool,
+    /// Event role (`host`, `speaker`, `audience`); absent: a meeting
+    /// participant. An audience member never publishes, whatever `publish`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::protocol::Role>,
     /// Not valid before, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
@@ -220,6 +224,20 @@ impl TokenKey {
         self.sign(&self.claims(room, identity, publish, ttl_secs))
     }
 
+    /// A join token with an event role.
+    pub fn mint_role(
+        &self,
+        room: &str,
+        identity: &str,
+        role: crate::protocol::Role,
+        ttl_secs: u64,
+    ) -> String {
+        self.sign(&Claims {
+            role: Some(role),
+            ..self.claims(room, identity, role.on_stage(), ttl_secs)
+        })
+    }
+
     /// What [`TokenKey::mint`] and [`TokenKey::mint_resume`] sign.
     fn claims(&self, room: &str, identity: &str, publish: bool, ttl_secs: u64) -> Claims {
         Claims {
@@ -227,6 +245,7 @@ impl TokenKey {
             sub: identity.into(),
             exp: now_secs() + ttl_secs,
             publish,
+            role: None,
             nbf: None,
             aud: self.audience.clone().map(Audience::One),
             rsm: None,
@@ -343,6 +362,7 @@ mod tests {
             sub: "alice".into(),
             exp: now_secs() + 60,
             publish: true,
+            role: None,
             nbf: None,
             aud: None,
             rsm: None,
@@ -356,6 +376,7 @@ mod tests {
             sub: "a".into(),
             exp: now_secs() - 3600,
             publish: true,
+            role: None,
             nbf: None,
             aud: None,
             rsm: None,
@@ -379,6 +400,7 @@ mod tests {
             sub: "a".into(),
             exp: now_secs() + 60,
             publish: true,
+            role: None,
             nbf,
             aud,
             rsm: None,

@@ -235,6 +235,10 @@ struct TokenRequest {
     publish: bool,
     #[serde(default = "default_ttl")]
     ttl_secs: u64,
+    /// An event role (`host`, `speaker`, `audience`); absent: a meeting
+    /// participant.
+    #[serde(default)]
+    role: Option<crate::protocol::Role>,
 }
 
 fn default_publish() -> bool {
@@ -258,9 +262,14 @@ async fn mint_token(
             "room and identity: 1 to 128 printable characters; ttlSecs: 1 to 604800".into(),
         ));
     }
-    let token = state
-        .tokens
-        .mint(&req.room, &req.identity, req.publish, req.ttl_secs);
+    let token = match req.role {
+        Some(role) => state
+            .tokens
+            .mint_role(&req.room, &req.identity, role, req.ttl_secs),
+        None => state
+            .tokens
+            .mint(&req.room, &req.identity, req.publish, req.ttl_secs),
+    };
     Ok(Json(json!({ "token": token })))
 }
 

@@ -17,18 +17,28 @@ const USAGE: &str = "usage:
   coordinator --probe PATH         GET PATH (/healthz, /readyz) on THRONG_LISTEN: exit 0 on 200
   coordinator --version            print the version
   coordinator --help               this text
-  coordinator token --room ROOM --identity ID [--viewer] [--ttl-secs N]
+  coordinator token --room ROOM --identity ID [--viewer] [--role host|speaker|audience] [--ttl-secs N]
                                    print a join token signed with THRONG_TOKEN_SECRET";
 
 /// `coordinator token ...`: mints a join token offline.
 fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
     let (mut room, mut identity, mut publish, mut ttl) = (None, None, true, 6 * 3600u64);
+    let mut role = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--room" => room = it.next().cloned(),
             "--identity" => identity = it.next().cloned(),
             "--viewer" => publish = false,
+            "--role" => match it.next().map(String::as_str) {
+                Some("host") => role = Some(coordinator::protocol::Role::Host),
+                Some("speaker") => role = Some(coordinator::protocol::Role::Speaker),
+                Some("audience") => role = Some(coordinator::protocol::Role::Audience),
+                _ => {
+                    eprintln!("--role: host, speaker or audience\n{USAGE}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            },
             "--ttl-secs" => match it.next().and_then(|v| v.parse().ok()) {
                 Some(v) if v > 0 => ttl = v,
                 _ => {
@@ -62,7 +72,11 @@ fn token(args: &[String], env: &HashMap<String, String>) -> ExitCode {
         &[],
         set(vars::TOKEN_AUDIENCE),
     );
-    println!("{}", key.mint(&room, &identity, publish, ttl));
+    let token = match role {
+        Some(role) => key.mint_role(&room, &identity, role, ttl),
+        None => key.mint(&room, &identity, publish, ttl),
+    };
+    println!("{token}");
     ExitCode::SUCCESS
 }
 

@@ -51,6 +51,16 @@ impl PlacementSettings {
     pub fn participant_cost(&self) -> u32 {
         self.tiles_per_page * 2 + 2
     }
+
+    /// What a participant of `role` costs: an event's audience member
+    /// consumes a page of the stage and sends nothing.
+    pub fn cost_of(&self, role: crate::protocol::Role) -> u32 {
+        if role.on_stage() {
+            self.participant_cost()
+        } else {
+            self.tiles_per_page * 2
+        }
+    }
 }
 
 /// Why a participant could not be placed.
@@ -282,6 +292,7 @@ impl Placement {
         &self,
         room: &str,
         participant: &str,
+        cost: u32,
         known: &HashMap<String, RouterRef>,
     ) -> Result<Seat, PlacementError> {
         let mut nodes = self.cluster.live_nodes().await?;
@@ -304,7 +315,7 @@ impl Placement {
         let request = PlacementRequest {
             room_id: room.to_string(),
             participant_id: participant.to_string(),
-            cost: self.settings.participant_cost(),
+            cost,
             room_cap: self.settings.room_cap,
             candidates: self.candidates(&nodes),
             owner: self.cluster.id().to_string(),

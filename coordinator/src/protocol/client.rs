@@ -48,6 +48,42 @@ pub enum ClientMessage {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// A page of an event's audience, in join order (like `listPeers`).
+    #[serde(rename_all = "camelCase")]
+    ListAudience {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// Where the previous page ended.
+        #[serde(default)]
+        cursor: Option<String>,
+        /// Most in the page (default and most 100).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// An audience member raises (or lowers) its hand.
+    #[serde(rename_all = "camelCase")]
+    RaiseHand {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// Up (false: down).
+        raised: bool,
+    },
+    /// A host brings an audience member on stage: it may publish at once.
+    #[serde(rename_all = "camelCase")]
+    Promote {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// The audience member.
+        peer_id: String,
+    },
+    /// A host sends a speaker back to the audience: its producers close.
+    #[serde(rename_all = "camelCase")]
+    Demote {
+        /// Correlation id.
+        req_id: Option<String>,
+        /// The speaker.
+        peer_id: String,
+    },
     /// A WebRTC transport.
     #[serde(rename_all = "camelCase")]
     CreateTransport {
@@ -174,6 +210,10 @@ impl ClientMessage {
             Self::Join { req_id, .. }
             | Self::Resume { req_id, .. }
             | Self::ListPeers { req_id, .. }
+            | Self::ListAudience { req_id, .. }
+            | Self::RaiseHand { req_id, .. }
+            | Self::Promote { req_id, .. }
+            | Self::Demote { req_id, .. }
             | Self::CreateTransport { req_id, .. }
             | Self::ConnectTransport { req_id, .. }
             | Self::Produce { req_id, .. }
@@ -196,6 +236,10 @@ impl ClientMessage {
             Self::Join { .. } => "join",
             Self::Resume { .. } => "resume",
             Self::ListPeers { .. } => "listPeers",
+            Self::ListAudience { .. } => "listAudience",
+            Self::RaiseHand { .. } => "raiseHand",
+            Self::Promote { .. } => "promote",
+            Self::Demote { .. } => "demote",
             Self::CreateTransport { .. } => "createTransport",
             Self::ConnectTransport { .. } => "connectTransport",
             Self::Produce { .. } => "produce",

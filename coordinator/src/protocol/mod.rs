@@ -51,6 +51,31 @@ pub fn client_ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocket
         .read_buffer_size(WS_READ_BUFFER_BYTES)
 }
 
+/// What a participant is in its room (the join token's `role`; none: an
+/// ordinary meeting participant). In an event the audience receives the
+/// stage (hosts and speakers) and does not appear in its roster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A meeting participant (no role in the token).
+    #[default]
+    Member,
+    /// On stage; sees raised hands, promotes and demotes.
+    Host,
+    /// On stage.
+    Speaker,
+    /// Watches the stage; may raise a hand.
+    Audience,
+}
+
+impl Role {
+    /// On the stage (or in a meeting): in the roster, may publish if the
+    /// token allows.
+    pub fn on_stage(self) -> bool {
+        self != Role::Audience
+    }
+}
+
 /// A transport's direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -31,6 +31,16 @@ pub struct PeerPage {
     pub peer_count: usize,
 }
 
+/// One raised hand, as hosts see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hand {
+    /// The audience member.
+    pub peer_id: String,
+    /// Its name.
+    pub display_name: String,
+}
+
 /// Most peers in one page of the roster.
 pub const PEER_PAGE_MAX: usize = 100;
 
@@ -210,6 +220,10 @@ pub enum ServerMessage {
         peer_id: String,
         /// May send media.
         can_publish: bool,
+        /// Its role (`member` outside events).
+        role: super::Role,
+        /// Audience members in the room (events).
+        audience_count: usize,
         /// RTP capabilities of the participant's router.
         router_rtp_capabilities: Value,
         /// The first page of the others already in the room, in join
@@ -244,6 +258,30 @@ pub enum ServerMessage {
         transports: Vec<String>,
         /// For the next `resume`.
         resume_token: String,
+    },
+    /// The event's audience count changed (coalesced like the lists).
+    #[serde(rename_all = "camelCase")]
+    Audience {
+        /// Audience members in the room.
+        count: usize,
+    },
+    /// To hosts: the raised hands, in the order they went up (the first
+    /// 100), and how many are up.
+    #[serde(rename_all = "camelCase")]
+    Hands {
+        /// The first hands, oldest first.
+        hands: Vec<Hand>,
+        /// Hands up.
+        count: usize,
+    },
+    /// This participant's role changed (a host promoted or demoted it):
+    /// publish (or stop) without re-joining.
+    #[serde(rename_all = "camelCase")]
+    RoleChanged {
+        /// Its role now.
+        role: super::Role,
+        /// May send media now.
+        can_publish: bool,
     },
     /// Reply to a request.
     #[serde(rename_all = "camelCase")]
@@ -406,6 +444,9 @@ impl ServerMessage {
             Self::Resumed { .. } => "resumed",
             Self::Response { .. } => "response",
             Self::Error { .. } => "error",
+            Self::Audience { .. } => "audience",
+            Self::Hands { .. } => "hands",
+            Self::RoleChanged { .. } => "roleChanged",
             Self::PeersJoined { .. } => "peersJoined",
             Self::PeersLeft { .. } => "peersLeft",
             Self::NewProducer { .. } => "newProducer",
@@ -426,6 +467,9 @@ pub fn is_event_type(t: &str) -> bool {
         t,
         "peersJoined"
             | "peersLeft"
+            | "audience"
+            | "hands"
+            | "roleChanged"
             | "newProducer"
             | "producerClosed"
             | "producerPaused"

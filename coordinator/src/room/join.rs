@@ -16,7 +16,7 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use super::{Res, RoomError, Rooms};
-use crate::protocol::{ErrorCode, Outbox, PeerPage, ServerMessage};
+use crate::protocol::{ErrorCode, Outbox, PeerPage, Role, ServerMessage};
 
 /// What a successful join returns.
 pub struct Joined {
@@ -24,6 +24,8 @@ pub struct Joined {
     pub router_rtp_capabilities: Value,
     /// The first page of the peers already there, in join order.
     pub roster: PeerPage,
+    /// An event's audience count.
+    pub audience_count: usize,
     /// What the peer's resume token must name.
     pub resume_nonce: String,
 }
@@ -79,6 +81,7 @@ impl Rooms {
         peer_id: &str,
         display_name: &str,
         can_publish: bool,
+        role: Role,
         outbox: Outbox,
     ) -> Res<Joined> {
         let (state, known, in_flight) = loop {
@@ -113,7 +116,8 @@ impl Rooms {
                 in_flight,
             );
         };
-        let seat = self.placement.seat(room_id, peer_id, &known).await?;
+        let cost = self.placement.settings().cost_of(role);
+        let seat = self.placement.seat(room_id, peer_id, cost, &known).await?;
         let mut room = state.lock_owned().await;
         if room.closed {
             // Cannot happen while the join is in flight; a seat on a closed
@@ -137,21 +141,20 @@ impl Rooms {
         }
         let router = seat.keep();
         in_flight.done();
-        let roster = room.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX);
-        room.add_peer(
+        room.add_peer_as(
             peer_id,
             display_name,
             can_publish,
+            role,
             outbox,
             &router.router_id,
         );
-        info!(room = room_id, peer = peer_id, node = %router.node_id, worker = router.worker, "joined");
+        let roster = room.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX);
+        info!(room = room_id, peer = peer_id, node = %router.node_id, worker = router.worker, ?role, "joined");
         Ok(Joined {
             router_rtp_capabilities: router.caps,
-            roster: PeerPage {
-                peer_count: roster.peer_count + 1,
-                ..roster
-            },
+            roster,
+            audience_count: room.audience_count(),
             resume_nonce: room.peer(peer_id).expect("added").resume_nonce.clone(),
         })
     }
@@ -164,15 +167,8 @@ impl Rooms {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Res<PeerPage> {
-        let after = match cursor {
-            None => None,
-            Some(c) => Some(c.parse::<u64>().map_err(|_| {
-                RoomError::new(ErrorCode::BadRequest, "cursor: a nextCursor of this room")
-            })?),
-        };
-        let limit = limit.map_or(crate::protocol::PEER_PAGE_MAX, |l| {
-            (l as usize).clamp(1, crate::protocol::PEER_PAGE_MAX)
-        });
+        let after = super::stage::cursor(cursor)?;
+        let limit = super::stage::page_size(limit);
         let room = self.joined_room(room_id).await?;
         room.peer(peer_id)?;
         Ok(room.peer_page(peer_id, after, limit))

@@ -31,6 +31,7 @@ pub mod join;
 pub mod ops;
 pub mod peer;
 pub mod presence;
+pub mod stage;
 pub mod state;
 pub mod takeover;
 

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::media::client::RouterRef;
-use crate::protocol::{Direction, MediaKind, Outbox};
+use crate::protocol::{Direction, MediaKind, Outbox, Role};
 
 /// A producer of the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +38,10 @@ pub struct ConsumerRec {
 pub struct Peer {
     /// Name shown to others.
     pub display_name: String,
-    /// The token allows publishing.
+    /// The token allows publishing (or a host promoted it).
     pub can_publish: bool,
+    /// What it is in the room (an event's host, speaker or audience).
+    pub role: Role,
     /// Its client's queue.
     pub outbox: Outbox,
     /// The router it was placed on.

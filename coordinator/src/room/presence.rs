@@ -41,6 +41,10 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_millis(200);
 #[derive(Default)]
 pub struct Presence {
     pending: IndexSet<String>,
+    /// The audience's size changed (told as a count, not as lists).
+    audience: bool,
+    /// The raised hands changed (told to hosts).
+    hands: bool,
     /// Wakes the room's [`flusher`] (absent for a room without one: unit
     /// tests, which flush by hand).
     wake: Option<Arc<Notify>>,
@@ -50,9 +54,35 @@ impl Presence {
     /// A presence whose changes wake `wake`.
     pub fn with_wake(wake: Arc<Notify>) -> Self {
         Self {
-            pending: IndexSet::new(),
             wake: Some(wake),
+            ..Self::default()
         }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = &self.wake {
+            w.notify_one();
+        }
+    }
+
+    /// The audience grew or shrank: its count goes out with the next flush.
+    pub fn note_audience(&mut self) {
+        self.audience = true;
+        self.wake();
+    }
+
+    /// A hand went up or down: the hosts' list goes out with the next flush.
+    pub fn note_hands(&mut self) {
+        self.hands = true;
+        self.wake();
+    }
+
+    /// Takes the audience and hands flags.
+    pub fn take_counts(&mut self) -> (bool, bool) {
+        (
+            std::mem::take(&mut self.audience),
+            std::mem::take(&mut self.hands),
+        )
     }
 
     /// `peer_id` joined or left: its state goes out with the next flush.
@@ -60,11 +90,9 @@ impl Presence {
         if !self.pending.contains(peer_id) {
             self.pending.insert(peer_id.to_string());
         }
-        if let Some(w) = &self.wake {
-            // Stores one permit if the flusher is not waiting: a change
-            // during a flush's window is never lost.
-            w.notify_one();
-        }
+        // Stores one permit if the flusher is not waiting: a change during
+        // a flush's window is never lost.
+        self.wake();
     }
 
     /// Takes up to `max` identities, oldest change first.

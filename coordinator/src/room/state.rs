@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crate::media::client::RouterRef;
 use crate::media::pipes::RoomPipes;
 use crate::protocol::{
-    Direction, ErrorCode, MediaKind, Outbox, PeerInfo, PeerPage, ProducerInfo, ResumedConsumer,
-    ServerMessage,
+    Direction, ErrorCode, Hand, MediaKind, Outbox, PeerInfo, PeerPage, ProducerInfo,
+    ResumedConsumer, Role, ServerMessage,
 };
 
 pub use super::peer::{ConsumerRec, Peer, PeerGone, ProducerGone, ProducerRec};
@@ -44,8 +44,13 @@ pub struct RoomState {
     /// its lock starts over with a new room).
     pub closed: bool,
     peers: HashMap<String, Peer>,
-    /// Join order: sequence -> peer (sorted as it grows, no sort per join).
+    /// Join order of the roster (everyone but an event's audience):
+    /// sequence -> peer (sorted as it grows, no sort per join).
     order: BTreeMap<u64, String>,
+    /// Join order of an event's audience.
+    audience: BTreeMap<u64, String>,
+    /// Raised hands, oldest first.
+    hands: indexmap::IndexSet<String>,
     next_seq: u64,
     routers: HashMap<String, RouterRef>,
     producers: HashMap<String, ProducerRec>,
@@ -164,8 +169,37 @@ impl RoomState {
         PeerPage {
             peers,
             next_cursor,
-            peer_count: self.peers.len(),
+            peer_count: self.order.len(),
         }
+    }
+
+    /// A page of an event's audience (like [`RoomState::peer_page`]; no
+    /// producers: the audience does not publish).
+    pub fn audience_page(&self, after: Option<u64>, limit: usize) -> PeerPage {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        let mut peers = Vec::new();
+        let mut next_cursor = None;
+        for (seq, id) in self.audience.range(from..) {
+            if peers.len() == limit {
+                next_cursor = Some((seq - 1).to_string());
+                break;
+            }
+            peers.push(PeerInfo {
+                peer_id: id.clone(),
+                display_name: self.peers[id].display_name.clone(),
+                producers: Vec::new(),
+            });
+        }
+        PeerPage {
+            peers,
+            next_cursor,
+            peer_count: self.audience.len(),
+        }
+    }
+
+    /// Audience members in the room.
+    pub fn audience_count(&self) -> usize {
+        self.audience.len()
     }
 
     /// Sends one event, serialized once, to every peer.
@@ -187,11 +221,35 @@ impl RoomState {
         let mut left = Vec::new();
         for id in self.presence.take(max) {
             match self.peers.get(&id) {
-                Some(p) => joined.push((p.seq, self.peer_info(&id, p))),
-                None => left.push(id),
+                Some(p) if p.role.on_stage() => joined.push((p.seq, self.peer_info(&id, p))),
+                // Gone, or (demoted) off the stage.
+                _ => left.push(id),
             }
         }
-        let peer_count = self.peers.len();
+        let (audience, hands) = self.presence.take_counts();
+        if audience {
+            self.broadcast_shared(&ServerMessage::Audience {
+                count: self.audience.len(),
+            });
+        }
+        if hands {
+            let msg = ServerMessage::Hands {
+                hands: self
+                    .hands
+                    .iter()
+                    .take(crate::protocol::PEER_PAGE_MAX)
+                    .map(|id| Hand {
+                        peer_id: id.clone(),
+                        display_name: self.peers[id].display_name.clone(),
+                    })
+                    .collect(),
+                count: self.hands.len(),
+            };
+            for p in self.peers.values().filter(|p| p.role == Role::Host) {
+                p.outbox.send(msg.clone());
+            }
+        }
+        let peer_count = self.order.len();
         if !left.is_empty() {
             self.broadcast_shared(&ServerMessage::PeersLeft {
                 peer_ids: left,
@@ -303,7 +361,8 @@ impl RoomState {
         self.routers.insert(router.router_id.clone(), router);
     }
 
-    /// Adds a peer placed on `router_id` and announces it.
+    /// Adds a meeting participant placed on `router_id` (see
+    /// [`RoomState::add_peer_as`]).
     pub fn add_peer(
         &mut self,
         peer_id: &str,
@@ -312,14 +371,43 @@ impl RoomState {
         outbox: Outbox,
         router_id: &str,
     ) {
+        self.add_peer_as(
+            peer_id,
+            display_name,
+            can_publish,
+            Role::Member,
+            outbox,
+            router_id,
+        );
+    }
+
+    /// Adds a peer placed on `router_id`: in the roster (announced with the
+    /// next presence flush), or, an event's audience member, counted. An
+    /// audience member never publishes.
+    pub fn add_peer_as(
+        &mut self,
+        peer_id: &str,
+        display_name: &str,
+        can_publish: bool,
+        role: Role,
+        outbox: Outbox,
+        router_id: &str,
+    ) {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.order.insert(seq, peer_id.to_string());
+        if role.on_stage() {
+            self.order.insert(seq, peer_id.to_string());
+            self.presence.note(peer_id);
+        } else {
+            self.audience.insert(seq, peer_id.to_string());
+            self.presence.note_audience();
+        }
         self.peers.insert(
             peer_id.to_string(),
             Peer {
                 display_name: display_name.to_string(),
-                can_publish,
+                can_publish: can_publish && role.on_stage(),
+                role,
                 outbox,
                 router_id: router_id.to_string(),
                 send_transport: None,
@@ -332,7 +420,104 @@ impl RoomState {
                 adopted: false,
             },
         );
-        self.presence.note(peer_id);
+    }
+
+    /// Takes a departed peer out of the roster or the audience (and its
+    /// hand down), telling the room with the next flush.
+    fn unlist(&mut self, peer_id: &str, peer: &Peer) {
+        if peer.role.on_stage() {
+            self.order.remove(&peer.seq);
+            self.presence.note(peer_id);
+        } else {
+            self.audience.remove(&peer.seq);
+            self.presence.note_audience();
+            if self.hands.shift_remove(peer_id) {
+                self.presence.note_hands();
+            }
+        }
+    }
+
+    /// An audience member's hand goes up (in line after the others) or down.
+    pub fn raise_hand(&mut self, peer_id: &str, raised: bool) -> Result<(), RoomError> {
+        if self.peer(peer_id)?.role != Role::Audience {
+            return Err(err(ErrorCode::Rejected, "only the audience raises hands"));
+        }
+        let changed = if raised {
+            self.hands.insert(peer_id.to_string())
+        } else {
+            self.hands.shift_remove(peer_id)
+        };
+        if changed {
+            self.presence.note_hands();
+        }
+        Ok(())
+    }
+
+    fn host(&self, peer_id: &str) -> Result<(), RoomError> {
+        if self.peer(peer_id)?.role != Role::Host {
+            return Err(err(ErrorCode::Forbidden, "only hosts do that"));
+        }
+        Ok(())
+    }
+
+    /// A host brings an audience member on stage: it is told (and may
+    /// publish at once), the room sees it arrive, the audience shrinks.
+    pub fn promote(&mut self, host: &str, target: &str) -> Result<(), RoomError> {
+        self.host(host)?;
+        let peer = self
+            .peers
+            .get_mut(target)
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such participant"))?;
+        if peer.role != Role::Audience {
+            return Err(err(ErrorCode::Rejected, "not in the audience"));
+        }
+        peer.role = Role::Speaker;
+        peer.can_publish = true;
+        peer.outbox.send(ServerMessage::RoleChanged {
+            role: Role::Speaker,
+            can_publish: true,
+        });
+        let seq = peer.seq;
+        self.audience.remove(&seq);
+        self.order.insert(seq, target.to_string());
+        if self.hands.shift_remove(target) {
+            self.presence.note_hands();
+        }
+        self.presence.note(target);
+        self.presence.note_audience();
+        Ok(())
+    }
+
+    /// A host sends a speaker back to the audience: its producers close
+    /// (returned: the nodes must close them), it is told, and the room sees
+    /// it leave the stage.
+    pub fn demote(&mut self, host: &str, target: &str) -> Result<Vec<ProducerGone>, RoomError> {
+        self.host(host)?;
+        let peer = self
+            .peers
+            .get(target)
+            .ok_or_else(|| err(ErrorCode::NotFound, "no such participant"))?;
+        if peer.role != Role::Speaker {
+            return Err(err(ErrorCode::Rejected, "not a speaker"));
+        }
+        let producers: Vec<String> = peer.producers.iter().cloned().collect();
+        let gone = producers
+            .iter()
+            .filter_map(|p| self.remove_producer(p))
+            .collect();
+        let peer = self.peers.get_mut(target).expect("looked up above");
+        peer.role = Role::Audience;
+        peer.can_publish = false;
+        peer.outbox.send(ServerMessage::RoleChanged {
+            role: Role::Audience,
+            can_publish: false,
+        });
+        let seq = peer.seq;
+        self.order.remove(&seq);
+        self.audience.insert(seq, target.to_string());
+        self.presence.note(target);
+        self.presence.note_audience();
+        Ok(gone)
     }
 
     /// Removes a peer and its producers, telling the room; returns what the
@@ -344,8 +529,7 @@ impl RoomState {
             .filter_map(|p| self.remove_producer(&p))
             .collect();
         let peer = self.peers.remove(peer_id).expect("looked up above");
-        self.order.remove(&peer.seq);
-        self.presence.note(peer_id);
+        self.unlist(peer_id, &peer);
         Some(PeerGone {
             router: self.routers.get(&peer.router_id).cloned(),
             producers,
@@ -550,7 +734,7 @@ impl RoomState {
             if let Some(p) = self.peers.get(&rec.peer_id) {
                 self.broadcast_shared(&ServerMessage::PeersJoined {
                     peers: vec![self.peer_info(&rec.peer_id, p)],
-                    peer_count: self.peers.len(),
+                    peer_count: self.order.len(),
                 });
             }
         }
@@ -675,11 +859,10 @@ impl RoomState {
         let mut gone = Vec::new();
         for peer_id in ids {
             let peer = self.peers.remove(&peer_id).expect("listed above");
-            self.order.remove(&peer.seq);
+            self.unlist(&peer_id, &peer);
             peer.outbox.send(ServerMessage::Reconnect {
                 reason: "media node lost".into(),
             });
-            self.presence.note(&peer_id);
             gone.push((
                 peer_id,
                 PeerGone {

@@ -381,22 +381,32 @@ async fn join(
     deps.metrics
         .queue_wait_seconds
         .observe(waited.elapsed().as_secs_f64());
+    let role = claims.role.unwrap_or_default();
     let span = info_span!("room.join");
     let j = deps
         .rooms
-        .join(&room, &peer, &display_name, claims.publish, outbox.clone())
+        .join(
+            &room,
+            &peer,
+            &display_name,
+            claims.publish,
+            role,
+            outbox.clone(),
+        )
         .instrument(span)
         .await?;
     let msg = ServerMessage::Joined {
         req_id,
         peer_id: peer.clone(),
-        can_publish: claims.publish,
+        can_publish: claims.publish && role.on_stage(),
+        role,
+        audience_count: j.audience_count,
         router_rtp_capabilities: j.router_rtp_capabilities,
         roster: j.roster,
         resume_token: deps.tokens.mint_resume(
             &room,
             &peer,
-            claims.publish,
+            claims.publish && role.on_stage(),
             &j.resume_nonce,
             RESUME_TOKEN_TTL_SECS,
         ),
@@ -417,6 +427,23 @@ async fn request(
     Ok(match msg {
         ClientMessage::Join { .. } | ClientMessage::Resume { .. } => {
             unreachable!("handled by the caller")
+        }
+        ClientMessage::ListAudience { cursor, limit, .. } => Reply::Peers(
+            rooms
+                .list_audience(room, peer, cursor.as_deref(), limit)
+                .await?,
+        ),
+        ClientMessage::RaiseHand { raised, .. } => {
+            rooms.raise_hand(room, peer, raised).await?;
+            done
+        }
+        ClientMessage::Promote { peer_id, .. } => {
+            rooms.promote(room, peer, &peer_id).await?;
+            done
+        }
+        ClientMessage::Demote { peer_id, .. } => {
+            rooms.demote(room, peer, &peer_id).await?;
+            done
         }
         ClientMessage::ListPeers { cursor, limit, .. } => Reply::Peers(
             rooms

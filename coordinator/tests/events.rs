@@ -1,0 +1,196 @@
+//! Event mode, protocol level: join tokens with a `role` (host, speaker,
+//! audience). The audience receives the stage and is only counted (never in
+//! the roster or its lists), pages through itself with `listAudience`,
+//! raises hands that hosts see in order; a host promotes (publish at once,
+//! no re-join) and demotes (producers close); placement charges the
+//! audience no producers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use coordinator::auth::TokenKey;
+use coordinator::protocol::Role;
+use serde_json::{json, Value};
+use throng_test_support::SECRET;
+
+async fn join_as(c: &Cluster, room: &str, id: &str, role: Role) -> (Client, Value) {
+    let mut client = Client::connect(c).await;
+    let token = TokenKey::new(SECRET).mint_role(room, id, role, 600);
+    let joined = client
+        .request(json!({"type": "join", "room": room, "displayName": id, "token": token}))
+        .await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    (client, joined)
+}
+
+/// Messages that arrive within `ms`.
+async fn drain(c: &mut Client, ms: u64) -> Vec<Value> {
+    let mut out = std::mem::take(&mut c.backlog);
+    while let Ok(m) = tokio::time::timeout(Duration::from_millis(ms), c.recv()).await {
+        out.push(m);
+    }
+    out
+}
+
+fn names_audience(messages: &[Value], audience: &[&str]) -> Option<Value> {
+    messages
+        .iter()
+        .find(|m| {
+            audience
+                .iter()
+                .any(|a| lists(m, "peersJoined", a) || lists(m, "peersLeft", a))
+        })
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audience_watches_the_stage_raises_hands_and_is_promoted_and_demoted_live() {
+    let c = cluster(1, 1500).await;
+    let room = "keynote";
+    let (mut host, joined) = join_as(&c, room, "host", Role::Host).await;
+    assert_eq!(joined["role"], "host");
+    let talk = publish_audio(&mut host, 7100).await;
+    let (mut speaker, _) = join_as(&c, room, "speaker", Role::Speaker).await;
+    let mut audience = Vec::new();
+    for id in ["a1", "a2", "a3"] {
+        let (client, joined) = join_as(&c, room, id, Role::Audience).await;
+        // The stage, not the audience: host and speaker, and a count.
+        assert_eq!(peer_ids(&joined), ["host", "speaker"], "{joined}");
+        assert_eq!(joined["canPublish"], false);
+        assert_eq!(joined["role"], "audience");
+        assert_eq!(joined["peerCount"], 2, "{joined}");
+        audience.push(client);
+    }
+    assert_eq!(
+        audience[2].request(json!({"type": "listAudience"})).await["data"]["peerCount"],
+        3
+    );
+    // Nobody hears of the audience as peers; everyone gets its count.
+    let seen = drain(&mut speaker, 600).await;
+    assert!(
+        names_audience(&seen, &["a1", "a2", "a3"]).is_none(),
+        "{seen:?}"
+    );
+    let last_count = seen
+        .iter()
+        .rfind(|m| m["type"] == "audience")
+        .expect("an audience count");
+    assert_eq!(last_count["count"], 3);
+
+    // The audience consumes the stage but cannot publish.
+    let a1 = &mut audience[0];
+    let recv = a1
+        .request(json!({"type": "createTransport", "direction": "recv"}))
+        .await;
+    assert_eq!(recv["type"], "response", "{recv}");
+    let caps = joined["routerRtpCapabilities"].clone();
+    let consumed = a1
+        .request(json!({"type": "consume", "producerId": talk, "rtpCapabilities": caps}))
+        .await;
+    assert_eq!(consumed["type"], "response", "{consumed}");
+    let send = a1
+        .request(json!({"type": "createTransport", "direction": "send"}))
+        .await;
+    assert_eq!(send["code"], "forbidden", "{send}");
+
+    // Anyone pages through the audience, in join order.
+    let page = speaker
+        .request(json!({"type": "listAudience", "limit": 2}))
+        .await;
+    assert_eq!(peer_ids(&page["data"]), ["a1", "a2"], "{page}");
+    let cursor = page["data"]["nextCursor"].clone();
+    let page = speaker
+        .request(json!({"type": "listAudience", "cursor": cursor}))
+        .await;
+    assert_eq!(peer_ids(&page["data"]), ["a3"], "{page}");
+    assert!(page["data"].get("nextCursor").is_none(), "{page}");
+
+    // Hands, in the order they went up, to hosts only.
+    for i in [2, 0] {
+        let r = audience[i]
+            .request(json!({"type": "raiseHand", "raised": true}))
+            .await;
+        assert_eq!(r["type"], "response", "{r}");
+    }
+    let r = speaker
+        .request(json!({"type": "raiseHand", "raised": true}))
+        .await;
+    assert_eq!(r["code"], "rejected", "only the audience: {r}");
+    let hands = host.wait(|m| m["type"] == "hands" && m["count"] == 2).await;
+    let order: Vec<&str> = hands["hands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["peerId"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["a3", "a1"], "{hands}");
+    assert!(drain(&mut speaker, 400)
+        .await
+        .iter()
+        .all(|m| m["type"] != "hands"));
+
+    // Only a host promotes; a3 comes on stage and publishes at once.
+    let r = speaker
+        .request(json!({"type": "promote", "peerId": "a3"}))
+        .await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+    let r = host
+        .request(json!({"type": "promote", "peerId": "a3"}))
+        .await;
+    assert_eq!(r["type"], "response", "{r}");
+    let changed = audience[2].wait(|m| m["type"] == "roleChanged").await;
+    assert_eq!(
+        (changed["role"].as_str(), changed["canPublish"].as_bool()),
+        (Some("speaker"), Some(true))
+    );
+    speaker.peer_joined("a3").await;
+    audience[1].peer_joined("a3").await;
+    host.wait(|m| m["type"] == "hands" && m["count"] == 1).await;
+    let a3_mic = publish_audio(&mut audience[2], 7300).await;
+    let new = audience[1]
+        .wait(|m| m["type"] == "newProducer" && m["peerId"] == "a3")
+        .await;
+    assert_eq!(new["producer"]["producerId"], json!(a3_mic));
+    speaker
+        .wait(|m| m["type"] == "audience" && m["count"] == 2)
+        .await;
+
+    // Demoted: its producer closes for everyone, it leaves the stage.
+    let r = host
+        .request(json!({"type": "demote", "peerId": "a3"}))
+        .await;
+    assert_eq!(r["type"], "response", "{r}");
+    let changed = audience[2].wait(|m| m["type"] == "roleChanged").await;
+    assert_eq!(changed["role"], "audience");
+    let closed = speaker.wait(|m| m["type"] == "producerClosed").await;
+    assert_eq!(closed["producerId"], json!(a3_mic));
+    speaker.peer_left("a3").await;
+    speaker
+        .wait(|m| m["type"] == "audience" && m["count"] == 3)
+        .await;
+    let r = audience[2]
+        .request(json!({"type": "produce", "transportId": "x", "kind": "audio", "rtpParameters": opus_rtp_parameters(1), "source": "mic"}))
+        .await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+    // The node no longer has a3's producer: the host's and nothing else.
+    let room_view = admin(&c, "/admin/rooms/keynote").await;
+    let producers: usize = room_view["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["producers"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(producers, 1, "{room_view}");
+
+    // Placement: the stage costs 2 x 12 + 2 units each, the audience 2 x 12.
+    let nodes = admin(&c, "/admin/nodes").await;
+    let reserved: u64 = nodes["nodes"][0]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["reserved"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reserved, 2 * 26 + 3 * 24, "{nodes}");
+}
