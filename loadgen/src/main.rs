@@ -171,6 +171,16 @@ enum Scenario {
         /// (listPeers pages and presence events); each must equal the room.
         #[arg(long)]
         check_rosters: bool,
+        /// Presenters (str0m senders, audio and video) per room.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+        speakers: u64,
+        /// An event: presenters join as speakers, everyone else as audience
+        /// (they consume the stage; tokens with a role).
+        #[arg(long)]
+        event: bool,
+        /// Release the joins evenly over this many seconds (0: all at once).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
+        release_secs: u64,
         #[command(flatten)]
         output: Output,
     },
@@ -548,6 +558,9 @@ async fn leave_main(
 
 /// `surge`'s flags.
 struct SurgeShape {
+    speakers: u64,
+    event: bool,
+    release_secs: u64,
     joins: u64,
     rooms: u64,
     media: Option<u64>,
@@ -561,6 +574,9 @@ struct SurgeShape {
 async fn surge_main(cluster: Cluster, shape: SurgeShape, output: Output) -> Result<bool, String> {
     use loadgen::surge::{self, SurgeArgs};
     let SurgeShape {
+        speakers,
+        event,
+        release_secs,
         joins,
         rooms,
         media,
@@ -588,6 +604,9 @@ async fn surge_main(cluster: Cluster, shape: SurgeShape, output: Output) -> Resu
         source: loadgen::source::SourceSpec::LIGHT,
         leavers: leavers as usize,
         check_rosters,
+        speakers: speakers as usize,
+        event,
+        spread: Duration::from_secs(release_secs),
     };
     let done = Arc::new(AtomicUsize::new(0));
     let progress = {
@@ -604,7 +623,18 @@ async fn surge_main(cluster: Cluster, shape: SurgeShape, output: Output) -> Resu
             }
         })
     };
-    let r = surge::surge(&args, &cluster.url, cluster.minter(), done).await;
+    // An event's presenters are speakers, everyone else audience.
+    let key = TokenKey::new(cluster.token_secret.as_bytes());
+    let mint = cluster.minter();
+    let token = move |room: &str, id: &str| {
+        use coordinator::protocol::Role;
+        match (event, id.starts_with("presenter-")) {
+            (false, _) => mint(room, id),
+            (true, true) => key.mint_role(room, id, Role::Speaker, 3600),
+            (true, false) => key.mint_role(room, id, Role::Audience, 3600),
+        }
+    };
+    let r = surge::surge(&args, &cluster.url, token, done).await;
     progress.abort();
     let r = r?;
     let q = quantiles_line;
@@ -723,11 +753,17 @@ async fn main() -> ExitCode {
             hold_secs,
             leavers,
             check_rosters,
+            speakers,
+            event,
+            release_secs,
             output,
         } => {
             surge_main(
                 cluster,
                 SurgeShape {
+                    speakers,
+                    event,
+                    release_secs,
                     joins,
                     rooms,
                     media,

@@ -17,6 +17,15 @@
 //! packet; the errors by kind; who never saw a queue position; what presence
 //! (`peersJoined` / `peersLeft`) cost each signalling participant.
 //!
+//! An **event** (`event`): the presenters (`speakers` per room, each a
+//! str0m sender) join with a speaker's token and everyone else with an
+//! audience token (the token closure decides by id: `presenter-*` and
+//! `surge-*`); the audience consumes the stage. `url` may list several
+//! coordinators, comma-separated: participant i uses the (i mod n)-th, so
+//! the joins go through all of them (the presenters through the first).
+//! `spread` releases the joins evenly over that time instead of at once;
+//! each participant's times run from its own release.
+//!
 //! `leavers` more participants join in the same release and leave as soon as
 //! they are in, so that joins and leaves interleave. With `check_rosters`,
 //! once everyone is done each signalling participant completes its roster
@@ -65,6 +74,12 @@ pub struct SurgeArgs {
     pub leavers: usize,
     /// Check every signalling participant's roster at the end.
     pub check_rosters: bool,
+    /// Presenters (speakers) per room, at least 1.
+    pub speakers: usize,
+    /// An event: everyone but the presenters joins as audience.
+    pub event: bool,
+    /// Joins released evenly over this time (zero: all at once).
+    pub spread: Duration,
 }
 
 /// What `surge` measured.
@@ -165,12 +180,14 @@ pub async fn surge(
     if args.joins == 0 || args.rooms == 0 || args.rooms > args.joins || args.media > args.joins {
         return Err("surge: 1 <= rooms <= joins, media <= joins".into());
     }
+    let urls: Vec<String> = url.split(',').map(|u| u.trim().to_string()).collect();
+    let url = urls[0].as_str();
     let source = args.source.start().await.map_err(|e| e.to_string())?;
-    // One presenter per room, in before the release.
+    // The presenters of each room, in before the release.
     let mut presenters = Vec::new();
-    for r in 0..args.rooms {
+    for (r, k) in (0..args.rooms).flat_map(|r| (0..args.speakers.max(1)).map(move |k| (r, k))) {
         let room = room_name(r);
-        let id = format!("presenter-{r}");
+        let id = presenter_name(r, k);
         let mut p = Participant::join(
             url,
             &token(&room, &id),
@@ -181,7 +198,7 @@ pub async fn surge(
         )
         .await
         .map_err(|e| format!("{id}: {e}"))?;
-        p.send(&source, 300_000 + r as u32 * 2)
+        p.send(&source, 300_000 + (r * args.speakers.max(1) + k) as u32 * 2)
             .await
             .map_err(|e| format!("{id} producing: {e}"))?;
         presenters.push(p);
@@ -211,7 +228,7 @@ pub async fn surge(
             let tok = token(&room, &id);
             let media = !leaves && media_every.is_some_and(|m| i % m == 0 && i / m < args.media);
             let (url, barrier, release, done, a) = (
-                url.to_string(),
+                urls[t % urls.len()].clone(),
                 barrier.clone(),
                 release.clone(),
                 done.clone(),
@@ -222,6 +239,10 @@ pub async fn surge(
                 // Everyone waits here, connected or not, so that the joins are released together.
                 barrier.wait().await;
                 let released = *release.get_or_init(Instant::now);
+                // Spread over `spread`: this participant's own release.
+                let offset = a.spread.mul_f64(t as f64 / all as f64);
+                tokio::time::sleep_until((released + offset).into()).await;
+                let released = released + offset;
                 let (outcome, mut kept, roster) = match session {
                     Err(e) => (Outcome::Failed(format!("connect: {e}"), None), None, None),
                     Ok(s) => one(s, &a, &tok, &room, &id, media, leaves, released).await,
@@ -292,14 +313,17 @@ pub async fn surge(
         .map(|r| {
             (
                 room_name(r),
-                [format!("presenter-{r}")].into_iter().collect(),
+                (0..args.speakers.max(1))
+                    .map(|k| presenter_name(r, k))
+                    .collect(),
             )
         })
         .collect();
     for r in results {
         let r = r.map(|(outcome, s, room, id)| {
             seen.extend(s);
-            if !matches!(outcome, Outcome::Left | Outcome::Failed(_, None)) {
+            // An event's roster is its stage: the audience is not listed.
+            if !args.event && !matches!(outcome, Outcome::Left | Outcome::Failed(_, None)) {
                 members.entry(room).or_default().insert(id);
             }
             outcome
@@ -389,6 +413,15 @@ pub async fn surge(
 
 fn room_name(r: usize) -> String {
     format!("surge-{r}")
+}
+
+/// The `k`-th presenter of room `r` (`presenter-R`, then `presenter-R-K`).
+fn presenter_name(r: usize, k: usize) -> String {
+    if k == 0 {
+        format!("presenter-{r}")
+    } else {
+        format!("presenter-{r}-{k}")
+    }
 }
 
 /// A signalling participant's roster, where its next page starts, and when

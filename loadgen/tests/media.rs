@@ -314,6 +314,9 @@ async fn a_surge_admits_everyone_who_then_consume_and_media_participants_get_med
         source: SourceSpec::LIGHT,
         leavers: 0,
         check_rosters: false,
+        speakers: 1,
+        event: false,
+        spread: Duration::ZERO,
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = loadgen::surge::surge(
@@ -365,6 +368,9 @@ async fn after_a_surge_with_joins_and_leaves_interleaved_every_roster_equals_the
         source: SourceSpec::LIGHT,
         leavers: 60,
         check_rosters: true,
+        speakers: 1,
+        event: false,
+        spread: Duration::ZERO,
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // The server's own view while everyone stays (`hold`): the presenter
@@ -399,5 +405,79 @@ async fn after_a_surge_with_joins_and_leaves_interleaved_every_roster_equals_the
     // Coalesced: each client got a few lists, not a message per join and
     // leave (220 of each would be 440).
     assert!(r.presence_messages[1] < 100.0, "{:?}", r.presence_messages);
+    assert!(r.ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_through_two_coordinators_gives_the_audience_the_stage_and_only_the_stage() {
+    // Redis, two media nodes of one worker, two coordinators: 2 speakers
+    // with real media on stage, 120 audience members released over 2 s
+    // through both coordinators, 4 of them real WebRTC receivers.
+    let redis = throng_test_support::Redis::start();
+    let mut nodes = Vec::new();
+    for i in 1..=2 {
+        nodes.push(Node::start(Node::env(&format!("node-{i}"), 1, Some(&redis.url()))).await);
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.grpc.to_string()).collect();
+    let mut coordinators = Vec::new();
+    for _ in 0..2 {
+        // 100 audience of 2 x 12 units per worker: the event spans both nodes.
+        let c = Coordinator::start(Coordinator::env(&addrs, 2500, Some(&redis.url()))).await;
+        c.wait_for_nodes(2).await;
+        coordinators.push(c);
+    }
+    let urls = coordinators
+        .iter()
+        .map(|c| c.ws_url())
+        .collect::<Vec<_>>()
+        .join(",");
+    let key = TokenKey::new(SECRET.as_bytes());
+    let args = loadgen::surge::SurgeArgs {
+        joins: 120,
+        rooms: 1,
+        media: 4,
+        tiles: 12,
+        timeout: Duration::from_secs(120),
+        hold: Duration::ZERO,
+        bind: LOOPBACK,
+        source: SourceSpec::LIGHT,
+        leavers: 0,
+        check_rosters: true,
+        speakers: 2,
+        event: true,
+        spread: Duration::from_secs(2),
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let token = |room: &str, id: &str| {
+        let role = if id.starts_with("presenter-") {
+            coordinator::protocol::Role::Speaker
+        } else {
+            coordinator::protocol::Role::Audience
+        };
+        key.mint_role(room, id, role, 600)
+    };
+    let r = loadgen::surge::surge(&args, &urls, token, done)
+        .await
+        .expect("event run");
+    eprintln!("{r:#?}");
+    assert_eq!(r.errors, Default::default());
+    assert_eq!(r.admitted, 120);
+    assert_eq!(r.without_position, 0, "everyone saw a queue position");
+    assert_eq!(
+        (r.media, r.media_received),
+        (4, 4),
+        "the stage reaches real receivers"
+    );
+    // Every audience roster is exactly the two speakers.
+    assert_eq!(
+        (r.rosters_checked, r.rosters_wrong),
+        (116, 0),
+        "{:?}",
+        r.roster_difference
+    );
+    // The audience spans both nodes (the room has a router on each).
+    let room = throng_test_support::admin_get(coordinators[0].http, "/admin/rooms/surge-0").await;
+    let routers = room["routers"].as_array().map_or(0, Vec::len);
+    assert!(routers >= 2, "{room}");
     assert!(r.ok());
 }
