@@ -638,8 +638,17 @@ async fn surge_main(cluster: Cluster, shape: SurgeShape, output: Output) -> Resu
     progress.abort();
     let r = r?;
     let q = quantiles_line;
+    let released = match release_secs {
+        0 => "at once".to_string(),
+        s => format!("over {s} s"),
+    };
+    let kind = if event {
+        "; an event: the presenters on stage, everyone else audience"
+    } else {
+        ""
+    };
     println!(
-        "scenario   surge ({joins} joins into {rooms} room(s), released at once; one presenter per room; {media} media participants)"
+        "scenario   surge ({joins} joins into {rooms} room(s), released {released}; {speakers} presenter(s) per room{kind}; {media} media participants)"
     );
     println!("admitted   {}", r.admitted);
     println!("errors     {}", r.error_count());

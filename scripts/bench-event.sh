@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Event benchmark (BENCHMARKS.md, section 1, events): Redis, NODES media-node
+# processes of one worker each (distinct ports: the event spans nodes as in a
+# cluster), two coordinators, and `loadgen surge --event`: SPEAKERS senders
+# with real media on stage, AUDIENCE audience members released over
+# RELEASE seconds through both coordinators, MEDIA of them real WebRTC
+# receivers. Worker capacity is set so that the audience (2 x 12 units each)
+# fills the NODES workers to about 80 %: placement spreads it over all of
+# them (the audience's consumers are signalling-only, no media flows to them).
+#   scripts/bench-event.sh [AUDIENCE]   (default 10000; SPEAKERS=2 MEDIA=20 RELEASE=10 NODES=4)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+AUDIENCE=${1:-10000}
+SPEAKERS=${SPEAKERS:-2}; MEDIA=${MEDIA:-20}; RELEASE=${RELEASE:-10}; NODES=${NODES:-4}
+cd "$ROOT"
+cargo build -q --release -p coordinator -p loadgen -p media-node
+SECRET="event-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
+REDIS_PORT=6397
+PIDS=()
+stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
+trap stop_all EXIT
+redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
+sleep 0.5
+for n in $(seq 1 "$NODES"); do
+  THRONG_NODE_ID=event-node-$n THRONG_WORKERS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=$((42000 + n * 10)) \
+  THRONG_GRPC_LISTEN=127.0.0.1:$((50200 + n)) THRONG_HTTP_LISTEN=127.0.0.1:$((9200 + n)) \
+  THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ RUST_LOG=warn target/release/media-node >/dev/null 2>&1 & PIDS+=($!)
+done
+sleep 1
+URLS=""; COORDS=()
+for c in 1 2; do
+  THRONG_LISTEN=127.0.0.1:$((8300 + c)) THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
+  THRONG_WORKER_CAPACITY=$(( (AUDIENCE * 24 * 5 / 4) / NODES + 100 )) THRONG_ROOM_CAP=$((AUDIENCE + SPEAKERS)) THRONG_QUEUE_MAX=$((AUDIENCE + 100)) \
+  THRONG_RATE_IP_PER_SEC=100000 THRONG_RATE_IP_BURST=100000 \
+  RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!); COORDS+=($!)
+  URLS="$URLS${URLS:+,}ws://127.0.0.1:$((8300 + c))/ws"
+done
+for c in 1 2; do for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$((8300 + c))/healthz" >/dev/null 2>&1 && break; sleep 0.1; done; done
+sleep 2
+echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $NODES nodes, 2 coordinators"
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+m0=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") ))
+target/release/loadgen surge --url "$URLS" --event --speakers "$SPEAKERS" --joins "$AUDIENCE" --media "$MEDIA" \
+  --tiles 12 --release-secs "$RELEASE" --timeout-secs 300 --hold-secs 5 & LOAD=$!
+peak=$m0
+while kill -0 $LOAD 2>/dev/null; do
+  m=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") )); [ "$m" -gt "$peak" ] && peak=$m
+  sleep 0.5
+done
+wait $LOAD || true
+echo "coordinators: RSS $((m0 / 1024)) MiB before, peak $((peak / 1024)) MiB with $AUDIENCE connected ($(( (peak - m0) / AUDIENCE )) KiB per participant)"
+for n in $(seq 1 "$NODES"); do
+  curl -fsS "http://127.0.0.1:$((9200 + n))/status" 2>/dev/null | head -c 300; echo
+done
