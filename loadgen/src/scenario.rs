@@ -229,6 +229,16 @@ pub async fn node_counts(http: &str, admin_key: &str) -> Result<Value, String> {
 
 /// A minimal HTTP/1.1 GET with the admin key (no client dependency).
 pub(crate) async fn http_get(host: &str, path: &str, admin_key: &str) -> Result<String, String> {
+    // Bounded: a coordinator that does not answer is an error, not a hang.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        http_get_once(host, path, admin_key),
+    )
+    .await
+    .map_err(|_| format!("GET {path} on {host}: no answer within 10 s"))?
+}
+
+async fn http_get_once(host: &str, path: &str, admin_key: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(host)
         .await
