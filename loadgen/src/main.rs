@@ -144,43 +144,8 @@ enum Scenario {
     Surge {
         #[command(flatten)]
         cluster: Cluster,
-        /// Participants released at once.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
-        joins: u64,
-        /// Rooms they go to (participant i to room i mod rooms), at most --joins.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20_000))]
-        rooms: u64,
-        /// Of them, participants with a real WebRTC endpoint (at most --joins;
-        /// default 10 or --joins if fewer).
-        #[arg(long)]
-        media: Option<u64>,
-        /// Tiles per page: a participant consumes at most this many peers.
-        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=100))]
-        tiles: u64,
-        /// Whole run limit once released, in seconds.
-        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        timeout_secs: u64,
-        /// Seconds everyone stays once all are done.
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
-        hold_secs: u64,
-        /// Participants more who join in the same release and leave as soon
-        /// as they are in (joins and leaves interleave).
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20_000))]
-        leavers: u64,
-        /// At the end, every signalling participant completes its roster
-        /// (listPeers pages and presence events); each must equal the room.
-        #[arg(long)]
-        check_rosters: bool,
-        /// Presenters (str0m senders, audio and video) per room.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
-        speakers: u64,
-        /// An event: presenters join as speakers, everyone else as audience
-        /// (they consume the stage; tokens with a role).
-        #[arg(long)]
-        event: bool,
-        /// Release the joins evenly over this many seconds (0: all at once).
-        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
-        release_secs: u64,
+        #[command(flatten)]
+        shape: SurgeShape,
         #[command(flatten)]
         output: Output,
     },
@@ -557,18 +522,45 @@ async fn leave_main(
 }
 
 /// `surge`'s flags.
+#[derive(Args)]
 struct SurgeShape {
-    speakers: u64,
-    event: bool,
-    release_secs: u64,
+    /// Participants released at once.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=20_000))]
     joins: u64,
+    /// Rooms they go to (participant i to room i mod rooms), at most --joins.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20_000))]
     rooms: u64,
+    /// Of them, participants with a real WebRTC endpoint (at most --joins;
+    /// default 10 or --joins if fewer).
+    #[arg(long)]
     media: Option<u64>,
+    /// Tiles per page: a participant consumes at most this many peers.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=100))]
     tiles: u64,
+    /// Whole run limit once released, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_secs: u64,
+    /// Seconds everyone stays once all are done.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
     hold_secs: u64,
+    /// Participants more who join in the same release and leave as soon
+    /// as they are in (joins and leaves interleave).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20_000))]
     leavers: u64,
+    /// At the end, every signalling participant completes its roster
+    /// (listPeers pages and presence events); each must equal the room.
+    #[arg(long)]
     check_rosters: bool,
+    /// Presenters (str0m senders, audio and video) per room.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    speakers: u64,
+    /// An event: presenters join as speakers, everyone else as audience
+    /// (they consume the stage; tokens with a role).
+    #[arg(long)]
+    event: bool,
+    /// Release the joins evenly over this many seconds (0: all at once).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600))]
+    release_secs: u64,
 }
 
 async fn surge_main(cluster: Cluster, shape: SurgeShape, output: Output) -> Result<bool, String> {
@@ -754,38 +746,9 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().scenario {
         Scenario::Surge {
             cluster,
-            joins,
-            rooms,
-            media,
-            tiles,
-            timeout_secs,
-            hold_secs,
-            leavers,
-            check_rosters,
-            speakers,
-            event,
-            release_secs,
+            shape,
             output,
-        } => {
-            surge_main(
-                cluster,
-                SurgeShape {
-                    speakers,
-                    event,
-                    release_secs,
-                    joins,
-                    rooms,
-                    media,
-                    tiles,
-                    timeout_secs,
-                    hold_secs,
-                    leavers,
-                    check_rosters,
-                },
-                output,
-            )
-            .await
-        }
+        } => surge_main(cluster, shape, output).await,
         Scenario::Capacity {
             cluster,
             node_pid,

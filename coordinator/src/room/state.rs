@@ -466,26 +466,40 @@ impl RoomState {
         self.host(host)?;
         let peer = self
             .peers
-            .get_mut(target)
+            .get(target)
             .ok_or_else(|| err(ErrorCode::NotFound, "no such participant"))?;
         if peer.role != Role::Audience {
             return Err(err(ErrorCode::Rejected, "not in the audience"));
         }
-        peer.role = Role::Speaker;
-        peer.can_publish = true;
-        peer.outbox.send(ServerMessage::RoleChanged {
-            role: Role::Speaker,
-            can_publish: true,
-        });
-        let seq = peer.seq;
-        self.audience.remove(&seq);
-        self.order.insert(seq, target.to_string());
         if self.hands.shift_remove(target) {
             self.presence.note_hands();
         }
+        self.restage(target, Role::Speaker);
+        Ok(())
+    }
+
+    /// Gives `target` its new role (a speaker publishes, the audience does
+    /// not), tells it, and moves it between the roster and the audience.
+    fn restage(&mut self, target: &str, role: Role) {
+        let Some(peer) = self.peers.get_mut(target) else {
+            return;
+        };
+        peer.role = role;
+        peer.can_publish = role.on_stage();
+        peer.outbox.send(ServerMessage::RoleChanged {
+            role,
+            can_publish: peer.can_publish,
+        });
+        let seq = peer.seq;
+        let (from, to) = if role.on_stage() {
+            (&mut self.audience, &mut self.order)
+        } else {
+            (&mut self.order, &mut self.audience)
+        };
+        from.remove(&seq);
+        to.insert(seq, target.to_string());
         self.presence.note(target);
         self.presence.note_audience();
-        Ok(())
     }
 
     /// A host sends a speaker back to the audience: its producers close
@@ -505,18 +519,7 @@ impl RoomState {
             .iter()
             .filter_map(|p| self.remove_producer(p))
             .collect();
-        let peer = self.peers.get_mut(target).expect("looked up above");
-        peer.role = Role::Audience;
-        peer.can_publish = false;
-        peer.outbox.send(ServerMessage::RoleChanged {
-            role: Role::Audience,
-            can_publish: false,
-        });
-        let seq = peer.seq;
-        self.order.remove(&seq);
-        self.audience.insert(seq, target.to_string());
-        self.presence.note(target);
-        self.presence.note_audience();
+        self.restage(target, Role::Audience);
         Ok(gone)
     }
 
