@@ -171,28 +171,40 @@ async fn an_address_in_use_exits_2_naming_its_setting() {
     drop((held, udp));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_logs_probe_and_readiness_that_follows_redis() {
-    let redis = Redis::start();
-    let mut env = node_env("json-node", 1, Some(&redis));
+type LogLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// Starts the node through `command` with `env` and JSON logs at `info`;
+/// returns it, its ready line (stdout) and its log lines (stderr).
+async fn start_json(
+    mut command: tokio::process::Command,
+    env: &mut HashMap<String, String>,
+) -> (tokio::process::Child, String, LogLines) {
+    use tokio::io::AsyncBufReadExt;
     env.insert("THRONG_LOG_FORMAT".into(), "json".into());
     env.insert("RUST_LOG".into(), "info".into());
-    let mut child = tokio::process::Command::new(BIN)
+    let mut child = command
         .env_clear()
-        .envs(&env)
+        .envs(env.iter())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    use tokio::io::AsyncBufReadExt;
     let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let ready = tokio::time::timeout(Duration::from_secs(20), out.next_line())
         .await
         .expect("ready line")
         .unwrap()
         .expect("ready line");
+    (child, ready, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_probe_and_readiness_that_follows_redis() {
+    let redis = Redis::start();
+    let mut env = node_env("json-node", 1, Some(&redis));
+    let (mut child, ready, mut err) = start_json(tokio::process::Command::new(BIN), &mut env).await;
     let http: std::net::SocketAddr = ready
         .split("http://")
         .nth(1)
@@ -278,31 +290,15 @@ async fn a_node_stopping_while_redis_is_away_exits_promptly() {
 /// (soft 256, hard `hard`); returns its log lines (JSON) up to "ready" and
 /// its open-files limit line from /proc.
 async fn start_with_nofile(hard: u32) -> (Vec<serde_json::Value>, String) {
-    use tokio::io::AsyncBufReadExt;
     let mut env = node_env("nofile-node", 1, None);
-    env.insert("THRONG_LOG_FORMAT".into(), "json".into());
-    env.insert("RUST_LOG".into(), "info".into());
-    let mut child = tokio::process::Command::new("/bin/sh")
-        .args([
-            "-c",
-            &format!("ulimit -S -n 256 && ulimit -H -n {hard} && exec \"$0\""),
-            BIN,
-        ])
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut shell = tokio::process::Command::new("/bin/sh");
+    shell.args([
+        "-c",
+        &format!("ulimit -S -n 256 && ulimit -H -n {hard} && exec \"$0\""),
+        BIN,
+    ]);
+    let (mut child, _ready, mut err) = start_json(shell, &mut env).await;
     let pid = child.id().unwrap();
-    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(20), out.next_line())
-        .await
-        .expect("ready line")
-        .unwrap()
-        .expect("ready line");
     let mut logs = Vec::new();
     while let Ok(Ok(Some(line))) =
         tokio::time::timeout(Duration::from_millis(500), err.next_line()).await

@@ -15,8 +15,23 @@ use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
+use super::state::RoomState;
 use super::{Res, RoomError, Rooms};
-use crate::protocol::{ErrorCode, Outbox, PeerPage, Role, ServerMessage};
+use crate::protocol::{ErrorCode, Outbox, PeerPage, Role, ServerMessage, PEER_PAGE_MAX};
+
+/// A page cursor (`nextCursor`) as the room numbers its peers.
+fn cursor(c: Option<&str>) -> Res<Option<u64>> {
+    c.map(|c| {
+        c.parse::<u64>()
+            .map_err(|_| RoomError::new(ErrorCode::BadRequest, "cursor: a nextCursor of this room"))
+    })
+    .transpose()
+}
+
+/// A page size asked for, within 1..=100.
+fn page_size(limit: Option<u32>) -> usize {
+    limit.map_or(PEER_PAGE_MAX, |l| (l as usize).clamp(1, PEER_PAGE_MAX))
+}
 
 /// What a successful join returns.
 pub struct Joined {
@@ -167,10 +182,23 @@ impl Rooms {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Res<PeerPage> {
-        let after = super::stage::cursor(cursor)?;
-        let limit = super::stage::page_size(limit);
+        self.page(room_id, peer_id, cursor, limit, RoomState::peer_page)
+            .await
+    }
+
+    /// A page that `of(room, asker, after, size)` takes, for a joined peer
+    /// (the roster, an event's audience).
+    pub(super) async fn page(
+        &self,
+        room_id: &str,
+        peer_id: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+        of: fn(&RoomState, &str, Option<u64>, usize) -> PeerPage,
+    ) -> Res<PeerPage> {
+        let after = self::cursor(cursor)?;
         let room = self.joined_room(room_id).await?;
         room.peer(peer_id)?;
-        Ok(room.peer_page(peer_id, after, limit))
+        Ok(of(&room, peer_id, after, page_size(limit)))
     }
 }

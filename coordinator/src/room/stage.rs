@@ -3,24 +3,11 @@
 //! demote. The room's state decides (`state::RoomState::promote` ...); this
 //! takes the room's lock for it and, for a demotion, closes the speaker's
 //! producers on their nodes without the lock. Calls only the room's state
-//! and `ops::Rooms::close_producers`.
+//! and `ops::Rooms::close_producers`; the audience is paged like the roster
+//! (`join::Rooms::page`).
 
-use super::{Res, RoomError, Rooms};
-use crate::protocol::{ErrorCode, PeerPage, PEER_PAGE_MAX};
-
-/// A page cursor (`nextCursor`) as the room numbers its peers.
-pub(super) fn cursor(c: Option<&str>) -> Res<Option<u64>> {
-    c.map(|c| {
-        c.parse::<u64>()
-            .map_err(|_| RoomError::new(ErrorCode::BadRequest, "cursor: a nextCursor of this room"))
-    })
-    .transpose()
-}
-
-/// A page size asked for, within 1..=100.
-pub(super) fn page_size(limit: Option<u32>) -> usize {
-    limit.map_or(PEER_PAGE_MAX, |l| (l as usize).clamp(1, PEER_PAGE_MAX))
-}
+use super::{Res, Rooms};
+use crate::protocol::PeerPage;
 
 impl Rooms {
     /// A page of the room's audience, after `cursor`, for a joined peer.
@@ -31,10 +18,10 @@ impl Rooms {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Res<PeerPage> {
-        let after = self::cursor(cursor)?;
-        let room = self.joined_room(room_id).await?;
-        room.peer(peer_id)?;
-        Ok(room.audience_page(after, page_size(limit)))
+        self.page(room_id, peer_id, cursor, limit, |room, _, after, n| {
+            room.audience_page(after, n)
+        })
+        .await
     }
 
     /// An audience member's hand up or down.

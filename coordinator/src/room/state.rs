@@ -909,12 +909,10 @@ mod tests {
     fn drain(
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::protocol::Outgoing>,
     ) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(m) = rx.try_recv() {
-            let v: serde_json::Value = serde_json::from_str(&m.into_text()).unwrap();
-            out.push(v["type"].as_str().unwrap().to_string());
-        }
-        out
+        messages(rx)
+            .iter()
+            .map(|v| v["type"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
