@@ -44,6 +44,9 @@ pub struct NodeConfig {
     pub report_ttl: Duration,
     /// How often the workers' stats are read into the media metrics.
     pub stats_interval: Duration,
+    /// Keyframe requests towards a producer are held back this long after
+    /// one went out (mediasoup's `keyFrameRequestDelay`; 0 = not throttled).
+    pub key_frame_request_delay_ms: u32,
     /// The token coordinators must send on every gRPC call. Required when
     /// the gRPC address is not loopback; `None` (loopback only): any local
     /// caller is served.
@@ -120,6 +123,8 @@ pub mod vars {
     pub const REPORT_TTL_MS: &str = "THRONG_REPORT_TTL_MS";
     /// Stats sweep interval in milliseconds.
     pub const STATS_INTERVAL_MS: &str = "THRONG_STATS_INTERVAL_MS";
+    /// Keyframe request throttle per producer in milliseconds.
+    pub const KEY_FRAME_REQUEST_DELAY_MS: &str = "THRONG_KEY_FRAME_REQUEST_DELAY_MS";
 
     /// Shared gRPC token.
     pub const NODE_TOKEN: &str = throng_ops::NODE_TOKEN;
@@ -185,6 +190,10 @@ pub mod vars {
         (
             REPORT_TTL_MS,
             "a report older than this means the node is gone (default 3000)",
+        ),
+        (
+            KEY_FRAME_REQUEST_DELAY_MS,
+            "at most one keyframe request per this many ms reaches a sender, however many viewers ask (default 1000, 0 = every request, at most 10000)",
         ),
         (
             NODE_TOKEN,
@@ -400,6 +409,14 @@ impl NodeConfig {
                 reason: "at least 100".into(),
             });
         }
+        let key_frame_request_delay_ms: u32 = parse(env, vars::KEY_FRAME_REQUEST_DELAY_MS, 1000)?;
+        if key_frame_request_delay_ms > 10_000 {
+            return Err(ConfigError::Invalid {
+                var: vars::KEY_FRAME_REQUEST_DELAY_MS,
+                value: key_frame_request_delay_ms.to_string(),
+                reason: "at most 10000 (a viewer would wait that long for a picture)".into(),
+            });
+        }
 
         let grpc_tls = throng_ops::grpc_tls::server_tls(env).map_err(|e| ConfigError::Invalid {
             var: e.var,
@@ -441,6 +458,7 @@ impl NodeConfig {
             node_token,
             grpc_tls,
             stats_interval: Duration::from_millis(stats_interval_ms),
+            key_frame_request_delay_ms,
             node_id,
             workers,
             rtc_listen_ip,
@@ -521,6 +539,10 @@ impl NodeConfig {
             (
                 vars::STATS_INTERVAL_MS,
                 self.stats_interval.as_millis().to_string(),
+            ),
+            (
+                vars::KEY_FRAME_REQUEST_DELAY_MS,
+                self.key_frame_request_delay_ms.to_string(),
             ),
             (
                 vars::NODE_TOKEN,
@@ -632,6 +654,7 @@ mod tests {
         assert_eq!(c.rtc_port(2), 41002);
         assert_eq!(c.announced_address, None);
         assert_eq!(c.drain_grace, Duration::from_secs(7));
+        assert_eq!(c.key_frame_request_delay_ms, 1000, "throttled by default");
     }
 
     #[test]
@@ -652,6 +675,8 @@ mod tests {
             (vars::PIPE_ADDRESS, "0.0.0.0"),
             (vars::PIPE_ADDRESS, "not a host"),
             (vars::NODE_TOKEN, "short"),
+            (vars::KEY_FRAME_REQUEST_DELAY_MS, "20000"),
+            (vars::KEY_FRAME_REQUEST_DELAY_MS, "-5"),
         ];
         for (var, value) in cases {
             let mut e = env(&[(vars::RTC_LISTEN_IP, "127.0.0.1")]);

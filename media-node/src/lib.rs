@@ -193,6 +193,7 @@ pub async fn run_with(
         node.clone(),
         config.rtc_listen_ip,
         pipe_announced,
+        config.key_frame_request_delay_ms,
         hooks,
     );
 

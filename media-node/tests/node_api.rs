@@ -1054,3 +1054,194 @@ async fn node_evicted(events: &mut tonic::Streaming<pb::Event>) -> Option<u32> {
     }
     None
 }
+
+/// Keyframe requests (PLI, FIR) in an RTCP compound packet.
+fn key_frame_requests(rtcp: &[u8]) -> usize {
+    let mut n = 0;
+    let mut at = 0;
+    while at + 4 <= rtcp.len() {
+        let (fmt, pt) = (rtcp[at] & 0x1f, rtcp[at + 1]);
+        if pt == 206 && (fmt == 1 || fmt == 4) {
+            n += 1;
+        }
+        at += 4 * (1 + usize::from(u16::from_be_bytes([rtcp[at + 2], rtcp[at + 3]])));
+    }
+    n
+}
+
+/// A camera on a comedia plain transport of `router_id` (VP8 answering PLI)
+/// and `viewers` consumers of it on `viewer_routers` in turn, each sending a
+/// PLI every 100 ms while the camera sends a keyframe every 20 ms for
+/// `secs`: how many keyframe requests reached the camera, and how many the
+/// viewers sent.
+async fn key_frame_requests_at_the_camera(
+    client: &mut Client,
+    router_id: &str,
+    viewer_routers: &[String],
+    viewers: usize,
+    secs: u64,
+) -> (usize, usize) {
+    let t = client
+        .create_plain_transport(pb::CreatePlainTransportRequest {
+            router_id: router_id.into(),
+            participant_id: "camera".into(),
+            comedia: true,
+            enable_srtp: false,
+            srtp_crypto_suite: String::new(),
+        })
+        .await
+        .expect("camera transport")
+        .into_inner();
+    let ssrc = 4242;
+    let rtp = serde_json::json!({
+        "codecs": [{"mimeType": "video/VP8", "payloadType": 101, "clockRate": 90000, "parameters": {},
+                    "rtcpFeedback": [{"type": "nack", "parameter": "pli"}, {"type": "ccm", "parameter": "fir"}]}],
+        "encodings": [{"ssrc": ssrc}],
+        "headerExtensions": [],
+        "rtcp": {"cname": "camera", "reducedSize": true}
+    });
+    let producer = client
+        .produce(pb::ProduceRequest {
+            transport_id: t.transport_id.clone(),
+            kind: pb::MediaKind::Video as i32,
+            rtp_parameters_json: rtp.to_string(),
+            paused: false,
+            source: "camera".into(),
+        })
+        .await
+        .expect("produce")
+        .into_inner();
+    for r in viewer_routers.iter().filter(|r| *r != router_id) {
+        client
+            .pipe_producer_to_router(pb::PipeProducerToRouterRequest {
+                producer_id: producer.producer_id.clone(),
+                target_router_id: r.clone(),
+            })
+            .await
+            .expect("pipe to the viewers' router");
+    }
+    let mut sinks = Vec::new();
+    for i in 0..viewers {
+        let sink = RtpSink::bind().await;
+        let router = &viewer_routers[i % viewer_routers.len()];
+        plain_consumer(
+            client,
+            router,
+            &format!("viewer-{i}"),
+            &producer.producer_id,
+            &sink,
+        )
+        .await;
+        sinks.push(sink);
+    }
+    let camera = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let to = addr(&t.ip, t.port);
+    let stop = Instant::now() + Duration::from_secs(secs);
+
+    // The camera: a keyframe every 20 ms, counting what comes back.
+    let sender = {
+        let camera = camera.clone();
+        tokio::spawn(async move {
+            let mut i = 0usize;
+            while Instant::now() < stop {
+                let p = rtp_packet(
+                    101,
+                    ssrc,
+                    i as u16,
+                    (i as u32) * 1800,
+                    &vp8_keyframe_payload(i),
+                );
+                camera.send_to(&p, to).await.unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let counter = {
+        let camera = camera.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            let mut buf = [0u8; 2048];
+            let until = tokio::time::Instant::from_std(stop + Duration::from_millis(300));
+            while let Ok(Ok(len)) = tokio::time::timeout_at(until, camera.recv(&mut buf)).await {
+                if len >= 8 && (192..=223).contains(&buf[1]) {
+                    n += key_frame_requests(&buf[..len]);
+                }
+            }
+            n
+        })
+    };
+    // The viewers: each learns its stream's SSRC from its first packet, then
+    // asks for a keyframe every 100 ms from the socket the consumer sends to.
+    let mut askers = Vec::new();
+    for (i, sink) in sinks.into_iter().enumerate() {
+        askers.push(tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let (len, from) =
+                tokio::time::timeout(Duration::from_secs(5), sink.socket.recv_from(&mut buf))
+                    .await
+                    .expect("the viewer gets media")
+                    .unwrap();
+            assert!(len >= 12);
+            let media_ssrc = [buf[8], buf[9], buf[10], buf[11]];
+            let mut pli = vec![0x81, 206, 0, 2];
+            pli.extend_from_slice(&(9000 + i as u32).to_be_bytes());
+            pli.extend_from_slice(&media_ssrc);
+            let mut sent = 0;
+            while Instant::now() < stop {
+                sink.socket.send_to(&pli, from).await.unwrap();
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Keep the socket's queue short.
+                while sink.socket.try_recv(&mut buf).is_ok() {}
+            }
+            sent
+        }));
+    }
+    let mut sent = 0;
+    for a in askers {
+        sent += a.await.unwrap();
+    }
+    sender.await.unwrap();
+    (counter.await.unwrap(), sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_requests_from_many_viewers_reach_the_camera_about_once_a_second() {
+    // Two nodes, one throttled (the default) and one not, the same camera
+    // and the same 40 viewers asking 10 times a second each, half of them on
+    // a router of the other worker (through a pipe).
+    let secs = 4;
+    let throttled = node_env("kf-throttled", 2, None);
+    let mut eager = node_env("kf-eager", 2, None);
+    eager.insert("THRONG_KEY_FRAME_REQUEST_DELAY_MS".into(), "0".into());
+    let mut counts = Vec::new();
+    for env in [throttled, eager] {
+        let node = InProcessNode::start(env).await;
+        let mut client = node.client.clone();
+        let r0 = router(&mut client, "event", 0).await.router_id;
+        let r1 = router(&mut client, "event", 1).await.router_id;
+        let (reached, sent) =
+            key_frame_requests_at_the_camera(&mut client, &r0, &[r0.clone(), r1], 40, secs).await;
+        counts.push((reached, sent));
+        node.stop().await.expect("clean stop");
+    }
+    let ((throttled, sent), (eager, _)) = (counts[0], counts[1]);
+    eprintln!("keyframe requests at the camera in {secs} s, {sent} asked: throttled {throttled}, unthrottled {eager}");
+    assert!(
+        sent >= 40 * 10 * secs as usize / 2,
+        "the viewers asked {sent} times"
+    );
+    // One as the first viewer resumes, then at most one per second (the
+    // delay ends and the requests held back go out as one).
+    assert!(
+        (2..=secs as usize + 2).contains(&throttled),
+        "{throttled} keyframe requests reached the camera in {secs} s from {sent} asked"
+    );
+    // Without the delay every request that finds no keyframe pending goes
+    // through: the camera answers each within 20 ms, so most of them do.
+    assert!(
+        eager >= 5 * throttled,
+        "unthrottled {eager} vs throttled {throttled}: the delay made no difference"
+    );
+}

@@ -153,7 +153,14 @@ async fn the_last_reference_to_the_nodes_objects_never_ends_in_a_mediasoup_callb
         grpc_address: "127.0.0.1:1".into(),
         announced_address: "127.0.0.1".into(),
     }));
-    let rooms = Rooms::new(workers, node, config.rtc_listen_ip, None, hooks.clone());
+    let rooms = Rooms::new(
+        workers,
+        node,
+        config.rtc_listen_ip,
+        None,
+        config.key_frame_request_delay_ms,
+        hooks.clone(),
+    );
     let router = rooms.create_router("cb-room", 0).await.unwrap();
     let ingest = rooms.create_ingest(router.id(), "feed").await.unwrap();
     let sink = RtpSink::bind().await;

@@ -128,6 +128,9 @@ pub struct Rooms {
     /// Address pipe and plain transports listen on and announce.
     pipe_listen_ip: IpAddr,
     pipe_announced_address: Option<String>,
+    /// mediasoup's `keyFrameRequestDelay` for every producer this node
+    /// creates from a sender (participant or remote pipe).
+    key_frame_request_delay_ms: u32,
     hooks: Hooks,
     serials: std::sync::atomic::AtomicU64,
 }
@@ -145,6 +148,7 @@ impl Rooms {
         node: Arc<NodeState>,
         pipe_listen_ip: IpAddr,
         pipe_announced_address: Option<String>,
+        key_frame_request_delay_ms: u32,
         hooks: Hooks,
     ) -> Arc<Self> {
         let (cleanup, cleanup_rx) = mpsc::unbounded_channel();
@@ -156,6 +160,7 @@ impl Rooms {
             cleanup,
             pipe_listen_ip,
             pipe_announced_address,
+            key_frame_request_delay_ms,
             hooks,
             serials: Default::default(),
         });

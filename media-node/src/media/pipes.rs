@@ -153,6 +153,9 @@ impl Rooms {
         }
         let mut options = ProducerOptions::new_pipe_transport(producer_id, kind, rtp_parameters);
         options.paused = paused;
+        // The viewers on this node ask the origin node through the pipe:
+        // throttled here as well, so the pipe carries about one a delay.
+        options.key_frame_request_delay = self.key_frame_request_delay_ms;
         let producer = pipe.produce(options).await?;
         self.register_producer(producer, router_id, Some(pipe_id), Origin::RemotePipe, None)?;
         Ok(producer_id)

@@ -106,6 +106,10 @@ impl Rooms {
         let (transport, router_id, _) = self.transport(transport_id)?;
         let mut options = ProducerOptions::new(kind, rtp_parameters);
         options.paused = paused;
+        // Thousands of viewers joining ask for keyframes together; the
+        // sender gets about one per delay (mediasoup's KeyFrameRequestManager
+        // holds the rest and sends one when the delay ends).
+        options.key_frame_request_delay = self.key_frame_request_delay_ms;
         options.app_data = mediasoup::prelude::AppData::new(super::ProducerLabel {
             source: source.to_string(),
         });
