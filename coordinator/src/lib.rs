@@ -182,7 +182,13 @@ pub async fn run_with(
         queue.clone(),
         config.placement.clone(),
     );
-    let rooms = Rooms::new(placement, clients.clone(), hooks, config.presence_window);
+    let rooms = Rooms::new(
+        placement,
+        clients.clone(),
+        hooks,
+        config.presence_window,
+        config.pipe_fanout,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| CoordinatorError::Bind(config.listen, e))?;

@@ -3,7 +3,8 @@
 //! the roster or its lists), pages through itself with `listAudience`,
 //! raises hands that hosts see in order; a host promotes (publish at once,
 //! no re-join) and demotes (producers close); placement charges the
-//! audience no producers.
+//! audience no producers. The stage reaches an event's nodes through a relay
+//! tree of bounded fan-out that heals when a relaying node is lost.
 
 mod common;
 
@@ -193,4 +194,170 @@ async fn the_audience_watches_the_stage_raises_hands_and_is_promoted_and_demoted
         .map(|w| w["reserved"].as_u64().unwrap())
         .sum();
     assert_eq!(reserved, 2 * 26 + 3 * 24, "{nodes}");
+}
+
+/// Per node: (pipe consumers, whether it holds `producer`, whether it is
+/// the producer's origin). Nobody in the room consumes, so every consumer on
+/// a node is a pipe consumer feeding another node.
+async fn feeds(
+    nodes: &[std::net::SocketAddr],
+    room: &str,
+    producer: &str,
+) -> Vec<(u32, bool, bool)> {
+    use throng_proto::media as pb;
+    let mut out = Vec::new();
+    for addr in nodes {
+        let mut client = throng_test_support::connect_node(*addr).await;
+        let info = client
+            .get_node_info(pb::GetNodeInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let consumers = info.workers.iter().map(|w| w.consumers).sum();
+        let described = client
+            .describe_room(pb::DescribeRoomRequest {
+                room_id: room.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let copies: Vec<_> = described
+            .routers
+            .iter()
+            .flat_map(|r| &r.producers)
+            .filter(|p| p.producer_id == producer)
+            .collect();
+        out.push((
+            consumers,
+            !copies.is_empty(),
+            copies.iter().any(|p| !p.transport_id.is_empty()),
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stage_reaches_every_node_through_a_relay_tree_that_heals_when_a_relay_is_lost() {
+    // Four one-worker nodes, room for a speaker and one audience member on
+    // each (26 + 24 units of 50), a fan-out of 1: the speaker's node pipes
+    // to one node, which pipes to the next, and so on.
+    let redis = RedisServer::start();
+    let mut addrs = Vec::new();
+    let mut stops = Vec::new();
+    for i in 1..=4 {
+        let (addr, stop) = start_node(&format!("node-{i}"), 1, Some(&redis)).await;
+        addrs.push(addr);
+        stops.push(Some(stop));
+    }
+    let grpc: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let (http, _coord_stop) = start_coordinator_with(
+        &grpc,
+        50,
+        Some(&redis),
+        &[("THRONG_PIPE_FANOUT", "1".into())],
+    )
+    .await;
+    let c = Cluster::at(http);
+    c.wait_for_nodes(4).await;
+    let room = "relayed";
+    let (mut speaker, _) = join_as(&c, room, "speaker", Role::Speaker).await;
+    let talk = publish_audio(&mut speaker, 7300).await;
+    let mut audience = Vec::new();
+    for i in 0..7 {
+        let (client, joined) = join_as(&c, room, &format!("a{i}"), Role::Audience).await;
+        audience.push((client, joined["routerRtpCapabilities"].clone()));
+    }
+    let described = admin(&c, &format!("/admin/rooms/{room}")).await;
+    let routers = described["routers"].as_array().unwrap();
+    assert_eq!(routers.len(), 4, "the event spans every node: {described}");
+
+    // A chain: every node has the speaker's producer, none feeds more than one.
+    let tree = feeds(&addrs, room, &talk).await;
+    eprintln!("before: {tree:?}");
+    assert!(tree.iter().all(|(_, has, _)| *has), "{tree:?}");
+    assert!(
+        tree.iter().all(|(pipes, _, _)| *pipes <= 1),
+        "fan-out 1: {tree:?}"
+    );
+    assert_eq!(tree.iter().map(|t| t.0).sum::<u32>(), 3, "{tree:?}");
+    let origin = tree.iter().position(|t| t.2).expect("an origin");
+    assert_eq!(tree[origin].0, 1, "the origin feeds one node only");
+
+    // A relay (not the origin, feeding another) is lost.
+    let relay = (0..4)
+        .find(|&i| i != origin && tree[i].0 == 1)
+        .expect("a relay");
+    let relay_node = format!("node-{}", relay + 1);
+    let node_of = |client_idx: usize, described: &Value| -> String {
+        let id = format!("a{client_idx}");
+        let router = described["peers"]
+            .as_array()
+            .and_then(|peers| peers.iter().find(|p| p["peerId"] == id.as_str()))
+            .map(|p| p["routerId"].clone())
+            .unwrap_or_default();
+        routers
+            .iter()
+            .find(|r| r["routerId"] == router)
+            .and_then(|r| r["nodeId"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let placed: Vec<String> = (0..7).map(|i| node_of(i, &described)).collect();
+    assert!(placed.iter().all(|n| !n.is_empty()), "{described}");
+    drop(stops[relay].take());
+
+    // Those on the relay reconnect; those beyond it are told the stage's
+    // producer closed and is offered again, and consume it fed anew.
+    let mut refed = 0;
+    for (i, (client, caps)) in audience.iter_mut().enumerate() {
+        if placed[i] == relay_node {
+            client.wait(|m| m["type"] == "reconnect").await;
+            continue;
+        }
+        let seen = drain(client, 300).await;
+        let offered_again = seen
+            .iter()
+            .position(|m| m["type"] == "producerClosed" && m["producerId"] == talk.as_str())
+            .is_some_and(|closed| {
+                seen[closed..].iter().any(|m| {
+                    m["type"] == "newProducer" && m["producer"]["producerId"] == talk.as_str()
+                })
+            });
+        let t = client
+            .request(json!({"type": "createTransport", "direction": "recv"}))
+            .await;
+        assert_eq!(t["type"], "response", "{t}");
+        let consumed = client
+            .request(json!({"type": "consume", "producerId": talk, "rtpCapabilities": caps}))
+            .await;
+        assert_eq!(
+            consumed["type"], "response",
+            "a{i} on {}: {consumed}",
+            placed[i]
+        );
+        if offered_again {
+            refed += 1;
+        }
+    }
+    let _ = &mut speaker;
+    assert!(refed >= 1, "the nodes beyond the relay were fed again");
+    let mut live = addrs.clone();
+    live.remove(relay);
+    let after = feeds(&live, room, &talk).await;
+    eprintln!("after, without node-{}: {after:?}", relay + 1);
+    assert!(after.iter().all(|(_, has, _)| *has), "{after:?}");
+    // The fan-out still holds: each node's consumers are its audience's
+    // plus at most one pipe.
+    let nodes_left = (0..4).filter(|&i| i != relay);
+    for (n, (consumers, _, _)) in nodes_left.zip(&after) {
+        let here = placed
+            .iter()
+            .filter(|p| **p == format!("node-{}", n + 1))
+            .count() as u32;
+        assert!(
+            consumers.checked_sub(here).is_some_and(|pipes| pipes <= 1),
+            "node-{}: {consumers} consumers for {here} audience members: {after:?}",
+            n + 1
+        );
+    }
 }

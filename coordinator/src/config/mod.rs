@@ -51,6 +51,8 @@ pub struct CoordinatorConfig {
     pub resume_grace: std::time::Duration,
     /// How long a room's membership changes are coalesced (`room::presence`).
     pub presence_window: std::time::Duration,
+    /// Most media nodes one node pipes a producer to (`media::pipes`).
+    pub pipe_fanout: usize,
     /// A second, internal address serving only `/metrics`, without a key
     /// (for a Prometheus inside the cluster); `None`: `/metrics` only on
     /// `listen`, behind the admin key.
@@ -245,6 +247,13 @@ impl CoordinatorConfig {
             });
         }
         let presence_window = std::time::Duration::from_millis(u64::from(presence_window));
+        let pipe_fanout = number(env, vars::PIPE_FANOUT, 8, 1)?;
+        if pipe_fanout > 64 {
+            return Err(ConfigError {
+                var: vars::PIPE_FANOUT,
+                reason: format!("{pipe_fanout}: at most 64"),
+            });
+        }
         let metrics_listen = match get(env, vars::METRICS_LISTEN) {
             None => None,
             Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError {
@@ -357,6 +366,7 @@ impl CoordinatorConfig {
             drain_grace,
             resume_grace,
             presence_window,
+            pipe_fanout: pipe_fanout as usize,
             metrics_listen,
             web_root,
             open_join,
@@ -476,6 +486,7 @@ impl CoordinatorConfig {
                 vars::PRESENCE_WINDOW_MS,
                 self.presence_window.as_millis().to_string(),
             ),
+            (vars::PIPE_FANOUT, self.pipe_fanout.to_string()),
             (
                 vars::METRICS_LISTEN,
                 self.metrics_listen.map_or_else(

@@ -42,6 +42,8 @@ pub const DRAIN_GRACE_SECS: &str = "THRONG_DRAIN_GRACE_SECS";
 pub const RESUME_GRACE_SECS: &str = "THRONG_RESUME_GRACE_SECS";
 /// How long a room's membership changes are coalesced before they are told.
 pub const PRESENCE_WINDOW_MS: &str = "THRONG_PRESENCE_WINDOW_MS";
+/// Most media nodes one node feeds a producer to (the relay tree).
+pub const PIPE_FANOUT: &str = "THRONG_PIPE_FANOUT";
 /// Internal metrics address.
 pub const METRICS_LISTEN: &str = "THRONG_METRICS_LISTEN";
 
@@ -157,6 +159,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         PRESENCE_WINDOW_MS,
         "how long a room's joins and leaves are gathered into one peersJoined / peersLeft for its clients, 10 to 5000 (default 200)",
+    ),
+    (
+        PIPE_FANOUT,
+        "most media nodes one node pipes a producer to; a room on more nodes is fed through a relay tree, 1 to 64 (default 8)",
     ),
     (
         METRICS_LISTEN,

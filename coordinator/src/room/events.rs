@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::Rooms;
 use crate::cluster::ClusterEvent;
@@ -142,7 +142,32 @@ impl Rooms {
                 if room.closed {
                     continue;
                 }
-                room.lose_node(node)
+                let loss = room.lose_node(node);
+                // Pipes that led to the lost node: their consumers feed nothing.
+                for (router, transport) in &loss.dead_pipes {
+                    if let Ok(client) = self.clients.of(router) {
+                        let _ = client.close_transport(transport).await;
+                    }
+                }
+                // Copies fed through the lost node: closed on their nodes
+                // (under the lock, so that no consume finds them), and offered
+                // again to the peers there, who consume them through another
+                // node of the relay tree.
+                for (producer, on) in &loss.orphans {
+                    let Some(router) = room.router_on(on).cloned() else {
+                        continue;
+                    };
+                    if let Ok(client) = self.clients.of(&router) {
+                        if let Err(e) = client.close_producer(producer).await {
+                            warn!(producer, node = on, error = %e, "stale relayed copy not closed");
+                        }
+                    }
+                    room.reoffer(producer, on);
+                }
+                if !loss.orphans.is_empty() {
+                    info!(room = %room_id, node, refed = loss.orphans.len(), "relayed copies fed again");
+                }
+                (loss.producers, loss.sent_away)
             };
             if producers.is_empty() && gone.is_empty() {
                 continue;

@@ -147,10 +147,7 @@ impl Rooms {
             // A new router receives every producer of the room (pipe set-up,
             // under the lock).
             for producer in room.producer_ids() {
-                let origin =
-                    room.routers()[&room.producer(&producer).expect("listed").router_id].clone();
-                room.pipes
-                    .make_available(&self.clients, &producer, &origin, &seat.router)
+                room.make_available(&self.clients, &producer, &seat.router)
                     .await?;
             }
         }

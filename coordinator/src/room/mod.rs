@@ -169,6 +169,8 @@ pub struct Rooms {
     detachments: std::sync::atomic::AtomicU64,
     /// How long membership changes are coalesced ([`presence`]).
     presence_window: Duration,
+    /// Most nodes one node pipes a producer to (`media::pipes`).
+    pipe_fanout: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,6 +184,7 @@ impl Rooms {
         clients: Arc<NodeClients>,
         hooks: Hooks,
         presence_window: Duration,
+        pipe_fanout: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             placement,
@@ -193,6 +196,7 @@ impl Rooms {
             draining: Default::default(),
             detachments: Default::default(),
             presence_window,
+            pipe_fanout,
         })
     }
 
@@ -201,6 +205,7 @@ impl Rooms {
         let wake = Arc::new(Notify::new());
         let mut room = RoomState::default();
         room.presence = presence::Presence::with_wake(wake.clone());
+        room.pipes = crate::media::pipes::RoomPipes::new(self.pipe_fanout);
         let state = Arc::new(tokio::sync::Mutex::new(room));
         tokio::spawn(presence::flusher(
             Arc::downgrade(&state),

@@ -174,17 +174,26 @@ impl Rooms {
         // Pipe set-up to the room's other routers, then the announcement.
         if let Some(mut room) = self.existing_room(room_id).await {
             if let Some(rec) = room.producer(&producer_id) {
-                let origin = room.routers()[&rec.router_id].clone();
-                let others: Vec<_> = room
+                let origin = rec.router_id.clone();
+                // Nearest first: the origin's node, then the rest (the relay
+                // tree decides who feeds whom).
+                let mut others: Vec<_> = room
                     .routers()
                     .values()
-                    .filter(|r| r.router_id != origin.router_id)
+                    .filter(|r| r.router_id != origin)
                     .cloned()
                     .collect();
+                let origin_node = room.routers()[&origin].node_id.clone();
+                others.sort_by(|a, b| {
+                    (a.node_id != origin_node, &a.node_id, &a.router_id).cmp(&(
+                        b.node_id != origin_node,
+                        &b.node_id,
+                        &b.router_id,
+                    ))
+                });
                 for target in others {
                     if let Err(e) = room
-                        .pipes
-                        .make_available(&self.clients, &producer_id, &origin, &target)
+                        .make_available(&self.clients, &producer_id, &target)
                         .await
                     {
                         warn!(producer = %producer_id, router = %target.router_id, error = %e, "producer not piped");
@@ -211,9 +220,8 @@ impl Rooms {
                 // Making the producer available on the peer's router is pipe
                 // set-up: it happens under the lock, once per router.
                 async |room: &mut RoomState| {
-                    let (router, recv, origin) = room.plan_consume(peer_id, producer_id)?;
-                    room.pipes
-                        .make_available(&self.clients, producer_id, &origin, &router)
+                    let (router, recv) = room.plan_consume(peer_id, producer_id)?;
+                    room.make_available(&self.clients, producer_id, &router)
                         .await?;
                     Ok((router, recv))
                 },

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::media::client::RouterRef;
+use crate::media::client::{NodeCallError, NodeClients, RouterRef};
 use crate::media::pipes::RoomPipes;
 use crate::protocol::{
     Direction, ErrorCode, Hand, MediaKind, Outbox, PeerInfo, PeerPage, ProducerInfo,
@@ -35,6 +35,20 @@ pub struct Reattached {
     pub consumers: Vec<ResumedConsumer>,
     /// Its transports.
     pub transports: Vec<String>,
+}
+
+/// What a lost node takes from a room.
+#[derive(Debug, Default, PartialEq)]
+pub struct NodeLoss {
+    /// Producers that lived on it (their copies elsewhere must close).
+    pub producers: Vec<ProducerGone>,
+    /// Peers that were placed on it, sent to reconnect, with what they had.
+    pub sent_away: Vec<(String, PeerGone)>,
+    /// (producer, node): copies fed through it, to close and feed again.
+    pub orphans: crate::media::pipes::Orphans,
+    /// Pipe transports of the room's other routers that led to it
+    /// (router, transport): their pipe consumers feed nothing.
+    pub dead_pipes: Vec<(RouterRef, String)>,
 }
 
 /// A room.
@@ -629,21 +643,16 @@ impl RoomState {
         &self,
         peer_id: &str,
         producer_id: &str,
-    ) -> Result<(RouterRef, String, RouterRef), RoomError> {
+    ) -> Result<(RouterRef, String), RoomError> {
         let peer = self.peer(peer_id)?;
         let recv = peer
             .recv_transport
             .clone()
             .ok_or_else(|| err(ErrorCode::OutOfOrder, "create a recv transport first"))?;
-        let producer = self
-            .producers
-            .get(producer_id)
-            .ok_or_else(|| err(ErrorCode::NotFound, "no such producer in this room"))?;
-        Ok((
-            self.router_of(peer),
-            recv,
-            self.routers[&producer.router_id].clone(),
-        ))
+        if !self.producers.contains_key(producer_id) {
+            return Err(err(ErrorCode::NotFound, "no such producer in this room"));
+        }
+        Ok((self.router_of(peer), recv))
     }
 
     /// Whether `consumer_id` is the peer's: its router.
@@ -712,7 +721,9 @@ impl RoomState {
         }
         peer.producers.insert(producer_id.to_string());
         let router_id = peer.router_id.clone();
-        self.pipes.add_source(producer_id, &router_id);
+        if let Some(router) = self.routers.get(&router_id) {
+            self.pipes.add_source(producer_id, router);
+        }
         self.producers.insert(
             producer_id.to_string(),
             ProducerRec {
@@ -829,7 +840,7 @@ impl RoomState {
     /// and peers on them are sent elsewhere (`reconnect`). Returns the closed
     /// producers (their copies on other nodes must close) and, for each peer
     /// sent away, what it had.
-    pub fn lose_node(&mut self, node_id: &str) -> (Vec<ProducerGone>, Vec<(String, PeerGone)>) {
+    pub fn lose_node(&mut self, node_id: &str) -> NodeLoss {
         let dead: Vec<String> = self
             .routers
             .values()
@@ -837,11 +848,11 @@ impl RoomState {
             .map(|r| r.router_id.clone())
             .collect();
         if dead.is_empty() {
-            return (Vec::new(), Vec::new());
+            return NodeLoss::default();
         }
+        let (orphans, dead_pipes) = self.pipes.forget_node(node_id, &self.routers);
         for router in &dead {
             self.routers.remove(router);
-            self.pipes.forget_router(router);
         }
         let lost: Vec<String> = self
             .producers
@@ -879,7 +890,66 @@ impl RoomState {
                 },
             ));
         }
-        (producers, gone)
+        NodeLoss {
+            producers,
+            sent_away: gone,
+            dead_pipes,
+            // Those whose origin was on the node closed with it.
+            orphans: orphans
+                .into_iter()
+                .filter(|(p, _)| self.producers.contains_key(p))
+                .collect(),
+        }
+    }
+
+    /// A producer's copies on `node` were closed (they were fed through a
+    /// node that is gone): the peers placed there hear it closed and then
+    /// offered again, and consume it afresh (fed through another node).
+    pub fn reoffer(&mut self, producer_id: &str, node: &str) {
+        let Some(rec) = self.producers.get(producer_id) else {
+            return;
+        };
+        let offer = ServerMessage::NewProducer {
+            peer_id: rec.peer_id.clone(),
+            producer: ProducerInfo {
+                producer_id: producer_id.into(),
+                kind: rec.kind,
+                source: rec.source.clone(),
+                paused: rec.paused,
+            },
+        };
+        let closed = ServerMessage::ProducerClosed {
+            peer_id: rec.peer_id.clone(),
+            producer_id: producer_id.into(),
+        };
+        for (id, peer) in &self.peers {
+            let there = self
+                .routers
+                .get(&peer.router_id)
+                .is_some_and(|r| r.node_id == node);
+            if there && *id != rec.peer_id {
+                peer.outbox.send(closed.clone());
+                peer.outbox.send(offer.clone());
+            }
+        }
+    }
+
+    /// A router of the room on `node`, if any.
+    pub fn router_on(&self, node: &str) -> Option<&RouterRef> {
+        self.routers.values().find(|r| r.node_id == node)
+    }
+
+    /// Makes `producer` consumable on `target` (a router of the room), fed
+    /// through the relay tree (`media::pipes`).
+    pub async fn make_available(
+        &mut self,
+        clients: &NodeClients,
+        producer: &str,
+        target: &RouterRef,
+    ) -> Result<(), NodeCallError> {
+        self.pipes
+            .make_available(clients, producer, target, &self.routers)
+            .await
     }
 
     /// Closes the room: it is marked closed and gives its routers back.
@@ -1076,8 +1146,9 @@ mod tests {
             ErrorCode::OutOfOrder
         );
         assert!(room.commit_transport("b", &b, Direction::Recv, "tb"));
-        let (_, recv, origin) = room.plan_consume("b", "pa").unwrap();
-        assert_eq!((recv.as_str(), origin.router_id.as_str()), ("tb", "r1"));
+        let (router, recv) = room.plan_consume("b", "pa").unwrap();
+        assert_eq!(recv, "tb");
+        assert_eq!(router.router_id, room.peer("b").unwrap().router_id);
         let _ = room.remove_producer("pa");
         assert!(!room.commit_consumer("b", &b, "tb", "c1", "pa"));
         assert!(room.plan_own_consumer("b", "c1").is_err());
@@ -1096,7 +1167,13 @@ mod tests {
         assert!(room.commit_producer("b", &b, "tb", "pb", MediaKind::Audio, "mic"));
         room.flush_presence(10);
         let _ = (drain(&mut a_rx), drain(&mut b_rx));
-        let (producers, gone) = room.lose_node("n2");
+        let NodeLoss {
+            producers,
+            sent_away: gone,
+            orphans,
+            ..
+        } = room.lose_node("n2");
+        assert!(orphans.is_empty());
         assert_eq!(gone.len(), 1);
         assert_eq!(
             (gone[0].0.as_str(), gone[0].1.transports.as_slice()),
@@ -1108,9 +1185,56 @@ mod tests {
         room.flush_presence(10);
         assert_eq!(drain(&mut a_rx), ["peersLeft"]);
         assert_eq!(room.routers().len(), 1);
-        assert_eq!(room.lose_node("n2"), (Vec::new(), Vec::new()));
+        assert_eq!(room.lose_node("n2"), NodeLoss::default());
         let routers = room.close();
         assert!(room.closed);
         assert_eq!(routers.len(), 1);
+    }
+
+    #[test]
+    fn losing_a_relaying_node_reoffers_what_it_fed_to_the_peers_past_it() {
+        // a publishes on n1; n2 was fed from n1 and fed n3 (fan-out 1).
+        let mut room = RoomState {
+            pipes: RoomPipes::new(1),
+            ..Default::default()
+        };
+        let (r1, r2, r3) = (router("r1", "n1"), router("r2", "n2"), router("r3", "n3"));
+        for r in [&r1, &r2, &r3] {
+            room.add_router(r.clone());
+        }
+        let (a, mut a_rx) = Outbox::channel();
+        let (b, mut b_rx) = Outbox::channel();
+        let (c, mut c_rx) = Outbox::channel();
+        room.add_peer("a", "A", true, a.clone(), "r1");
+        room.add_peer("b", "B", true, b.clone(), "r2");
+        room.add_peer("c", "C", true, c.clone(), "r3");
+        assert!(room.commit_transport("a", &a, Direction::Send, "ta"));
+        assert!(room.commit_producer("a", &a, "ta", "pa", MediaKind::Video, "camera"));
+        room.pipes.record_feed("pa", &r2, "n1");
+        room.pipes.record_feed("pa", &r3, "n2");
+        room.flush_presence(10);
+        let _ = (drain(&mut a_rx), drain(&mut b_rx), drain(&mut c_rx));
+
+        let loss = room.lose_node("n2");
+        assert_eq!(loss.orphans, vec![("pa".to_string(), "n3".to_string())]);
+        assert!(loss.dead_pipes.is_empty(), "no pair was made here");
+        assert!(loss.producers.is_empty(), "a's producer lives on");
+        assert!(!room.pipes.is_available("pa", "r3"), "n3's copy is stale");
+        assert!(room.pipes.is_available("pa", "r1"));
+        assert_eq!(room.router_on("n3"), Some(&r3));
+        room.reoffer("pa", "n3");
+        assert_eq!(drain(&mut c_rx), ["producerClosed", "newProducer"]);
+        assert_eq!(drain(&mut b_rx), ["reconnect"]);
+        assert!(
+            drain(&mut a_rx).is_empty(),
+            "the publisher is not offered its own"
+        );
+        // n3 is fed from n1 now (the only node with free fan-out).
+        assert_eq!(room.pipes.fed_by("pa", "n1"), 0);
+
+        // Losing the origin's node closes the producer: nothing to reoffer.
+        let loss = room.lose_node("n1");
+        assert!(loss.orphans.is_empty());
+        assert_eq!(loss.producers.len(), 1);
     }
 }

@@ -133,7 +133,7 @@ impl Rooms {
         for (router, d) in &described {
             for p in d.producers.iter().filter(|p| p.transport_id.is_empty()) {
                 if room.producer(&p.producer_id).is_some() {
-                    room.pipes.add_source(&p.producer_id, &router.router_id);
+                    room.pipes.add_copy(&p.producer_id, router);
                 }
             }
         }
