@@ -7,11 +7,14 @@
 # receivers. Worker capacity is set so that the audience (2 x 12 units each)
 # fills the NODES workers to about 80 %: placement spreads it over all of
 # them (the audience's consumers are signalling-only, no media flows to them).
-#   scripts/bench-event.sh [AUDIENCE]   (default 10000; SPEAKERS=2 MEDIA=20 RELEASE=10 NODES=4)
+# The stage reaches the nodes through the relay tree (PIPE_FANOUT nodes fed
+# per node): the room's tree is read from the admin API during the run and
+# summed up at the end (the origin's fan-out, the largest, the depth).
+#   scripts/bench-event.sh [AUDIENCE]   (default 10000; SPEAKERS=2 MEDIA=20 RELEASE=10 NODES=4 PIPE_FANOUT=8)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AUDIENCE=${1:-10000}
-SPEAKERS=${SPEAKERS:-2}; MEDIA=${MEDIA:-20}; RELEASE=${RELEASE:-10}; NODES=${NODES:-4}
+SPEAKERS=${SPEAKERS:-2}; MEDIA=${MEDIA:-20}; RELEASE=${RELEASE:-10}; NODES=${NODES:-4}; PIPE_FANOUT=${PIPE_FANOUT:-8}
 cd "$ROOT"
 cargo build -q --release -p coordinator -p loadgen -p media-node
 SECRET="event-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -32,7 +35,7 @@ URLS=""; COORDS=()
 for c in 1 2; do
   THRONG_LISTEN=127.0.0.1:$((8300 + c)) THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
   THRONG_WORKER_CAPACITY=$(( (AUDIENCE * 24 * 5 / 4) / NODES + 100 )) THRONG_ROOM_CAP=$((AUDIENCE + SPEAKERS)) THRONG_QUEUE_MAX=$((AUDIENCE + 100)) \
-  THRONG_RATE_IP_PER_SEC=100000 THRONG_RATE_IP_BURST=100000 \
+  THRONG_RATE_IP_PER_SEC=100000 THRONG_RATE_IP_BURST=100000 THRONG_PIPE_FANOUT=$PIPE_FANOUT \
   RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!); COORDS+=($!)
   URLS="$URLS${URLS:+,}ws://127.0.0.1:$((8300 + c))/ws"
 done
@@ -44,12 +47,43 @@ m0=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") ))
 target/release/loadgen surge --url "$URLS" --event --speakers "$SPEAKERS" --joins "$AUDIENCE" --media "$MEDIA" \
   --tiles 12 --release-secs "$RELEASE" --timeout-secs 300 --hold-secs 5 & LOAD=$!
 peak=$m0
+TREE=$(mktemp); tick=0
 while kill -0 $LOAD 2>/dev/null; do
   m=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") )); [ "$m" -gt "$peak" ] && peak=$m
-  sleep 0.5
+  # The relay tree, from whichever coordinator serves the room (every 5 s).
+  if [ $((tick % 10)) -eq 9 ]; then
+    for c in 1 2; do
+      curl -fsS -H "x-admin-key: $THRONG_ADMIN_KEY" "http://127.0.0.1:$((8300 + c))/admin/rooms/surge-0" 2>/dev/null \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["relays"]; r and print(json.dumps(r))' > "$TREE.new" 2>/dev/null || true
+      [ -s "$TREE.new" ] && mv "$TREE.new" "$TREE"
+    done
+  fi
+  tick=$((tick + 1)); sleep 0.5
 done
 wait $LOAD || true
 echo "coordinators: RSS $((m0 / 1024)) MiB before, peak $((peak / 1024)) MiB with $AUDIENCE connected ($(( (peak - m0) / AUDIENCE )) KiB per participant)"
+python3 - "$TREE" "$PIPE_FANOUT" <<'PY'
+import json, sys
+try:
+    trees = json.load(open(sys.argv[1]))
+except Exception:
+    trees = {}
+print(f"relay tree (fan-out {sys.argv[2]}): {len(trees)} producers")
+for producer, feeds in sorted(trees.items()):
+    fed = {}
+    for node, parent in feeds.items():
+        if parent is not None:
+            fed[parent] = fed.get(parent, 0) + 1
+    origin = next((n for n, p in feeds.items() if p is None), "?")
+    def depth(n):
+        d = 0
+        while feeds.get(n) is not None and d <= len(feeds):
+            n, d = feeds[n], d + 1
+        return d
+    print(f"  {producer[:8]}: {len(feeds)} nodes, origin {origin} feeds {fed.get(origin, 0)}, "
+          f"largest fan-out {max(fed.values(), default=0)}, depth {max(depth(n) for n in feeds)}")
+PY
+rm -f "$TREE" "$TREE.new"
 for n in $(seq 1 "$NODES"); do
   curl -fsS "http://127.0.0.1:$((9200 + n))/status" 2>/dev/null | head -c 300; echo
 done

@@ -1,6 +1,8 @@
 // One participant's call: the session with the server (signalling, the
 // mediasoup device, one send and one receive transport), its lifecycle (join,
-// re-join, leave) and the room's events. The parts: `Roster` (who is there),
+// re-join, leave), the room's events, and an event's roles (the audience
+// watches the stage and may raise a hand; hosts promote and demote; a
+// promoted member starts publishing without re-joining). The parts: `Roster` (who is there),
 // `Subscriptions` (what we receive, paging), `Publisher` (what we send),
 // `Connection` (transport states, ICE restarts, the indicator). The view
 // reads from here; `onChange` tells it to redraw.
@@ -45,7 +47,21 @@ export class Call {
     const changed = () => this.changed();
     const error = (e) => this.error(e);
     this.roster = new Roster();
-    this.subs = new Subscriptions({ roster: this.roster, tilesPerPage, session, changed, error });
+    // An event's roles (protocol 2): 'member' outside events.
+    this.role = 'member';
+    this.audienceCount = 0;
+    this.hands = [];
+    this.handsCount = 0;
+    this.handRaised = false;
+    const audience = () => this.role === 'audience';
+    this.subs = new Subscriptions({
+      roster: this.roster,
+      tilesPerPage,
+      session,
+      changed,
+      error,
+      view: () => ({ self: !audience(), lead: audience() ? this.roster.activeSpeaker : null }),
+    });
     this.publisher = new Publisher({
       media, micOn, session, changed, error, connected: () => this.conn === 'connected',
     });
@@ -81,6 +97,26 @@ export class Call {
   setCamera(on) { return this.publisher.setCamera(on); }
   flipCamera() { return this.publisher.flipCamera(); }
   restartAllIce() { return this.connection.restartAll(); }
+
+  // ---- an event's stage and audience --------------------------------------------
+
+  /** Raises (or lowers) your hand; hosts see it. Audience only. */
+  async raiseHand(raised = true) {
+    await this.sig.request('raiseHand', { raised });
+    this.handRaised = raised;
+    this.changed();
+  }
+
+  /** Hosts: brings an audience member onto the stage. */
+  promote(peerId) { return this.sig.request('promote', { peerId }); }
+
+  /** Hosts: sends a speaker back to the audience. */
+  demote(peerId) { return this.sig.request('demote', { peerId }); }
+
+  /** A page of the audience after `cursor`: `{ peers, nextCursor, peerCount }`. */
+  listAudience(cursor) {
+    return this.sig.request('listAudience', cursor ? { cursor } : {});
+  }
 
   // ---- lifecycle -------------------------------------------------------------
 
@@ -130,7 +166,15 @@ export class Call {
     this.note(`joined as ${joined.peerId} with ${joined.peers.map((p) => p.peerId).join(',')} of ${joined.peerCount}`);
     this.peerId = joined.peerId;
     this.canPublish = joined.canPublish;
+    this.role = joined.role ?? 'member';
+    this.audienceCount = joined.audienceCount ?? 0;
+    this.handRaised = false;
     this.resumeToken = joined.resumeToken;
+    // Watching: no camera light and no open microphone until promoted.
+    if (!this.canPublish && this.role === 'audience') {
+      this.media.stopCamera();
+      this.media.stopMic();
+    }
     // Before any await: events about the room follow `joined` at once.
     this.roster.selfId = joined.peerId;
     this.roster.page(joined);
@@ -204,6 +248,21 @@ export class Call {
     const who = m.peerId ?? m.peers?.map((p) => p.peerId).join(',') ?? m.peerIds?.join(',') ?? m.code ?? '';
     this.note(`${sig === this.sig ? '' : '(stale) '}${m.type} ${who}`);
     if (sig !== this.sig) return;
+    if (m.type === 'audience') {
+      this.audienceCount = m.count;
+      this.changed();
+      return;
+    }
+    if (m.type === 'hands') {
+      this.hands = m.hands;
+      this.handsCount = m.count;
+      this.changed();
+      return;
+    }
+    if (m.type === 'roleChanged') {
+      this.changeRole(m).catch((e) => this.error(e));
+      return;
+    }
     if (m.type === 'consumerLayers') {
       this.layerEvents = (this.layerEvents ?? 0) + 1;
       this.roster.apply(m);
@@ -220,6 +279,37 @@ export class Call {
       if (m.code === 'replaced') this.finish('You joined this call from another tab or device.');
       else this.error(new Error(m.message));
     }
+  }
+
+  /**
+   * A host promoted or demoted us: start sending (camera and microphone,
+   * the microphone muted until unmuted) or stop, on the same session.
+   */
+  async changeRole({ role, canPublish }) {
+    const current = this.current;
+    this.role = role;
+    this.canPublish = canPublish;
+    this.handRaised = false;
+    this.changed();
+    this.subs.sync();
+    if (canPublish && !current.sendTransport) {
+      await this.media.openMic().catch((e) => this.note(`microphone: ${e.message}`));
+      await this.media.openCamera().catch((e) => this.note(`camera: ${e.message}`));
+      if (this.current !== current) return;
+      this.sendTransport = current.sendTransport = await this.createTransport('send');
+      // On stage with the microphone muted: the speaker unmutes when ready.
+      this.publisher.wantMic = false;
+      await this.publisher.start();
+    } else if (!canPublish && current.sendTransport) {
+      // The server closed our producers already; close ours to match.
+      this.publisher.reset();
+      current.sendTransport.close();
+      this.sendTransport = current.sendTransport = null;
+      this.media.stopCamera();
+      this.media.stopMic();
+    }
+    this.updateConn();
+    this.changed();
   }
 
   /**

@@ -5,15 +5,20 @@ export const SELF = 'self';
 
 /**
  * Order of tiles: you first, then pinned peers (in pin order), then everyone
- * else in join order. Returns pages of ids.
+ * else in join order. Returns pages of ids (at least one, maybe empty).
+ * `self: false` leaves you out (an event's audience is not a tile); `lead`
+ * (the active speaker, for the audience) comes first after the pins, so
+ * that page one follows whoever speaks.
  */
-export function paginate(peerIds, pinned, tilesPerPage) {
+export function paginate(peerIds, pinned, tilesPerPage, { self = true, lead = null } = {}) {
   const present = new Set(peerIds);
   const pins = pinned.filter((id) => present.has(id));
-  const pinSet = new Set(pins);
-  const order = [SELF, ...pins, ...peerIds.filter((id) => !pinSet.has(id))];
+  const front = lead && present.has(lead) && !pins.includes(lead) ? [...pins, lead] : pins;
+  const frontSet = new Set(front);
+  const order = [...(self ? [SELF] : []), ...front, ...peerIds.filter((id) => !frontSet.has(id))];
   const pages = [];
   for (let i = 0; i < order.length; i += tilesPerPage) pages.push(order.slice(i, i + tilesPerPage));
+  if (pages.length === 0) pages.push([]);
   return pages;
 }
 

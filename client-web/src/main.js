@@ -246,8 +246,15 @@ function tileFor(id) {
     pin.type = 'button';
     pin.className = 'pin';
     pin.onclick = () => call.togglePin(id);
-    el.append(pin);
-    t = { el, video, audio, avatar, name: label, muted, pin };
+    // Hosts of an event: send a speaker back to the audience.
+    const demote = document.createElement('button');
+    demote.type = 'button';
+    demote.className = 'demote';
+    demote.hidden = true;
+    demote.textContent = 'To audience';
+    demote.onclick = () => guarded(() => call.demote(id));
+    el.append(pin, demote);
+    t = { el, video, audio, avatar, name: label, muted, pin, demote };
   } else {
     t = { el, video, audio, avatar, name: label, muted };
   }
@@ -284,6 +291,8 @@ function drawTile(id) {
     t.pin.setAttribute('aria-pressed', String(pinned));
     t.pin.textContent = pinned ? 'Unpin' : 'Pin';
     t.pin.setAttribute('aria-label', `${pinned ? 'Unpin' : 'Pin'} ${peer.name} ${pinned ? 'from' : 'to'} page one`);
+    t.demote.hidden = !(call.role === 'host' && peer.role === 'speaker');
+    t.demote.setAttribute('aria-label', `Move ${peer.name} to the audience`);
   }
   attach(t.video, videoTrack);
   attach(t.audio, audioTrack);
@@ -311,7 +320,9 @@ function render() {
   }
   const pages = call.pages();
   const page = Math.min(call.page, pages.length - 1);
-  const ids = pages[page] ?? [SELF];
+  const ids = pages[page] ?? [];
+  $('stage-empty').hidden = ids.length > 0;
+  $('grid').hidden = ids.length === 0;
   const grid = $('grid');
   const rect = grid.getBoundingClientRect();
   const { cols, rows } = gridShape(ids.length, rect.width || 800, rect.height || 450);
@@ -366,7 +377,108 @@ function render() {
   pinBtn.hidden = !speaker || call.pinned.includes(call.activeSpeaker);
   if (speaker) pinBtn.setAttribute('aria-label', `Pin ${speaker.name} to page one`);
   $('call-error').textContent = call.lastError ?? '';
+  renderEvent();
 }
+
+// ---- an event: audience count, raised hands, the audience list ------------------
+
+const AUDIENCE_PAGE = 100;
+/** The audience panel: the page on screen and the cursors that lead to each page so far. */
+const audienceView = { open: false, cursors: [null], index: 0, page: null, loading: false };
+
+function renderEvent() {
+  const event = call.role !== 'member' || call.audienceCount > 0;
+  const audience = call.role === 'audience';
+  const host = call.role === 'host';
+  const count = $('audience-count');
+  count.hidden = !event;
+  count.textContent = `${call.audienceCount.toLocaleString('en')} watching`;
+  // The audience sends nothing: no microphone or camera controls, a hand instead.
+  $('mic').hidden = audience;
+  $('cam').hidden = audience;
+  const hand = $('raise-hand');
+  hand.hidden = !audience;
+  setPressed(hand, call.handRaised, 'Lower hand', 'Raise hand');
+  hand.disabled = !call.everConnected;
+  const toggle = $('audience-toggle');
+  toggle.hidden = !event;
+  toggle.setAttribute('aria-expanded', String(audienceView.open));
+  toggle.textContent = audienceView.open ? 'Hide audience' : 'Audience';
+  $('audience-panel').hidden = !audienceView.open;
+
+  const hands = $('hands-panel');
+  hands.hidden = !host || call.handsCount === 0;
+  if (!hands.hidden) {
+    $('hands-list').replaceChildren(...call.hands.map((h) => personRow(h, 'Invite')));
+    $('hands-more').textContent = call.handsCount > call.hands.length
+      ? `and ${call.handsCount - call.hands.length} more` : '';
+  }
+  if (audienceView.open) {
+    drawAudience();
+    // The page on screen follows the audience (promotions, arrivals), at
+    // most every 2 s however fast thousands come and go.
+    const stale = audienceView.page && audienceView.page.peerCount !== call.audienceCount;
+    if (stale && !audienceView.loading && Date.now() - (audienceView.loadedAt ?? 0) > 2000) {
+      loadAudience(audienceView.index).catch((e) => call.error(e));
+    }
+  }
+}
+
+/** A person in a list; hosts get a button that brings them on stage. */
+function personRow(p, action) {
+  const li = document.createElement('li');
+  li.dataset.peer = p.peerId;
+  const name = document.createElement('span');
+  const self = p.peerId === call.peerId;
+  name.textContent = self ? `${p.displayName} (you)` : p.displayName;
+  li.append(name);
+  if (call.role === 'host' && !self) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = action;
+    b.setAttribute('aria-label', `Invite ${p.displayName} to the stage`);
+    b.onclick = () => guarded(() => call.promote(p.peerId));
+    li.append(b);
+  }
+  return li;
+}
+
+function drawAudience() {
+  const page = audienceView.page;
+  if (!page) return;
+  const first = audienceView.index * AUDIENCE_PAGE;
+  $('audience-range').textContent = page.peers.length === 0 ? 'Nobody in the audience.'
+    : `${first + 1}–${first + page.peers.length} of ${page.peerCount.toLocaleString('en')}`;
+  const rows = page.peers.map((p) => personRow(p, 'Invite'));
+  $('audience-list').replaceChildren(...rows);
+  $('audience-prev').disabled = audienceView.index === 0 || audienceView.loading;
+  $('audience-next').disabled = !page.nextCursor || audienceView.loading;
+}
+
+/** Loads audience page `index` (only the page on screen is in the document). */
+async function loadAudience(index) {
+  audienceView.loading = true;
+  try {
+    const page = await call.listAudience(audienceView.cursors[index]);
+    audienceView.page = page;
+    audienceView.index = index;
+    audienceView.cursors[index + 1] = page.nextCursor ?? null;
+    audienceView.cursors.length = index + 2;
+    audienceView.loadedAt = Date.now();
+  } finally {
+    audienceView.loading = false;
+    render();
+  }
+}
+
+$('audience-toggle').onclick = () => guarded(async () => {
+  audienceView.open = !audienceView.open;
+  render();
+  if (audienceView.open) await loadAudience(audienceView.index);
+});
+$('audience-next').onclick = () => guarded(() => loadAudience(audienceView.index + 1));
+$('audience-prev').onclick = () => guarded(() => loadAudience(Math.max(0, audienceView.index - 1)));
+$('raise-hand').onclick = () => guarded(() => call.raiseHand(!call.handRaised));
 
 // ---- controls -------------------------------------------------------------------
 
@@ -401,7 +513,7 @@ window.addEventListener('resize', () => render());
 window.addEventListener('online', () => call && !call.left && call.restartAllIce());
 
 function recordingSource() {
-  const ids = call.pages()[call.page] ?? [SELF];
+  const ids = call.pages()[call.page] ?? [];
   const visible = ids.map((id) => {
     const t = tiles.get(id);
     const name = id === SELF ? `${call.displayName} (you)` : call.peers.get(id)?.name ?? '';

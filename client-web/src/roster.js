@@ -54,6 +54,7 @@ export class Roster {
       offSince: null,
     };
     peer.name = p.displayName;
+    peer.role = p.role ?? 'member';
     peer.stale = false;
     for (const pr of p.producers ?? []) {
       peer.producers.set(pr.producerId, { kind: pr.kind, source: pr.source, paused: !!pr.paused });

@@ -16,8 +16,10 @@ export class Subscriptions {
    * session (or null while there is none); `changed()` redraws; `error(e)`
    * reports.
    */
-  constructor({ roster, tilesPerPage, session, changed, error }) {
-    Object.assign(this, { roster, tilesPerPage, session, changed, error });
+  constructor({ roster, tilesPerPage, session, changed, error, view = () => ({}) }) {
+    // `view()`: `{ self, lead }` for `paginate` (an event's audience is no
+    // tile and follows the active speaker).
+    Object.assign(this, { roster, tilesPerPage, session, changed, error, view });
     this.pinned = [];
     this.page = 0;
     this.layers = new Map(); // peer id -> spatial layer its tile wants
@@ -26,9 +28,9 @@ export class Subscriptions {
     this.stopped = false;
   }
 
-  /** Peers in page order (you are tile one, not in this list). */
+  /** Pages of tile ids (you are tile one unless you are in an event's audience). */
   pages() {
-    return paginate(this.roster.order(), this.pinned, this.tilesPerPage);
+    return paginate(this.roster.order(), this.pinned, this.tilesPerPage, this.view());
   }
 
   goToPage(n) {

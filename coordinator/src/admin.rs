@@ -155,6 +155,7 @@ pub async fn room(
         }
     };
     let owner = state.owners.owner_of(&room).await;
+    let relays = state.rooms.relay_tree(&room).await;
     Ok(Json(json!({
         "room": room,
         "participants": r.participants,
@@ -162,6 +163,8 @@ pub async fn room(
         "routers": routers,
         "owner": owner,
         "peers": peers,
+        // Per producer, per node: the node it is piped from (null: its origin).
+        "relays": relays,
     })))
 }
 

@@ -282,6 +282,25 @@ async fn the_stage_reaches_every_node_through_a_relay_tree_that_heals_when_a_rel
     assert_eq!(tree.iter().map(|t| t.0).sum::<u32>(), 3, "{tree:?}");
     let origin = tree.iter().position(|t| t.2).expect("an origin");
     assert_eq!(tree[origin].0, 1, "the origin feeds one node only");
+    // The admin API shows the same chain: one origin, each node fed by one
+    // other, none feeding two.
+    let relays = &described["relays"][talk.as_str()];
+    let parents: Vec<&Value> = relays.as_object().expect("a tree").values().collect();
+    assert_eq!(parents.len(), 4, "{relays}");
+    assert_eq!(
+        parents.iter().filter(|p| p.is_null()).count(),
+        1,
+        "{relays}"
+    );
+    let mut fed: Vec<&str> = parents.iter().filter_map(|p| p.as_str()).collect();
+    fed.sort();
+    fed.dedup();
+    assert_eq!(fed.len(), 3, "each relay feeds one: {relays}");
+    assert_eq!(
+        relays[format!("node-{}", origin + 1)],
+        Value::Null,
+        "the origin is the speaker's node: {relays}"
+    );
 
     // A relay (not the origin, feeding another) is lost.
     let relay = (0..4)

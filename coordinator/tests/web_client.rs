@@ -216,6 +216,59 @@ async fn chromium_admin_view_shows_every_worker_move_during_a_loadgen_surge() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_event_audience_watches_pages_raises_a_hand_and_is_promoted_and_demoted_live() {
+    // A host and an audience member in Chromium; loadgen fills the event
+    // with a presenter (real media) and 300 audience members (signalling).
+    // Participants of a stopped load are kept for a resume this long.
+    let redis = RedisServer::start();
+    let (mut c, base) =
+        web_cluster_with(&redis, 1, 1, &[(cvars::RESUME_GRACE_SECS, "2".into())]).await;
+    let room = "surge-0";
+    let key = coordinator::auth::TokenKey::new(SECRET);
+    let tokens = json!([
+        key.mint_role(room, "hedy", coordinator::protocol::Role::Host, 3600),
+        key.mint_role(room, "alice", coordinator::protocol::Role::Audience, 3600),
+    ]);
+    let load: Vec<String> = [
+        "surge",
+        "--url",
+        &c.url,
+        "--token-secret",
+        SECRET,
+        "--event",
+        "--speakers",
+        "1",
+        "--joins",
+        "300",
+        "--media",
+        "0",
+        "--hold-secs",
+        "600",
+        "--timeout-secs",
+        "120",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut settings = serde_json::Map::new();
+    settings.insert("tokens".into(), tokens);
+    run_scenario_with(
+        "event.mjs",
+        &base,
+        room,
+        &[],
+        Duration::from_secs(300),
+        &mut c,
+        Extra {
+            settings,
+            load,
+            ..Extra::default()
+        },
+    )
+    .await;
+}
+
 /// A load balancer in front of two coordinators, as an operator's would
 /// be: each connection goes to `first` while it accepts connections, else to
 /// `second`. Runs until the test ends.

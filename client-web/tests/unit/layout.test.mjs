@@ -28,6 +28,19 @@ test('alone: one page with just you', () => {
   assert.deepEqual(paginate([], [], 12), [[SELF]]);
 });
 
+test('the audience is no tile: its pages are the stage, led by the active speaker', () => {
+  const pages = paginate(ids(14), [], 12, { self: false, lead: 'p13' });
+  assert.deepEqual(pages[0], ['p13', ...ids(11)], 'page one follows whoever speaks');
+  assert.deepEqual(pages[1], ['p12', 'p14']);
+  // A pin still comes first; a lead already pinned is not listed twice.
+  assert.deepEqual(paginate(ids(3), ['p2'], 12, { self: false, lead: 'p3' })[0], ['p2', 'p3', 'p1']);
+  assert.deepEqual(paginate(ids(3), ['p3'], 12, { self: false, lead: 'p3' })[0], ['p3', 'p1', 'p2']);
+  // A lead who is not on the stage (left) changes nothing.
+  assert.deepEqual(paginate(ids(2), [], 12, { self: false, lead: 'gone' })[0], ['p1', 'p2']);
+  // An empty stage: one empty page.
+  assert.deepEqual(paginate([], [], 12, { self: false }), [[]]);
+});
+
 test('tiles per page is honoured', () => {
   const pages = paginate(ids(10), [], 4);
   assert.deepEqual(pages.map((p) => p.length), [4, 4, 3]);

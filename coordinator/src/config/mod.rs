@@ -113,6 +113,23 @@ fn number(
     }
 }
 
+/// [`number`] at most `max`.
+fn within(
+    env: &HashMap<String, String>,
+    var: &'static str,
+    default: u32,
+    (min, max): (u32, u32),
+) -> Result<u32, ConfigError> {
+    let n = number(env, var, default, min)?;
+    if n > max {
+        return Err(ConfigError {
+            var,
+            reason: format!("{n}: {min} to {max}"),
+        });
+    }
+    Ok(n)
+}
+
 /// An id (a coordinator's, a token key's): 1 to 64 of `[A-Za-z0-9._-]`.
 fn identifier(var: &'static str, id: &str) -> Result<String, ConfigError> {
     if !id.is_empty()
@@ -239,21 +256,9 @@ impl CoordinatorConfig {
             std::time::Duration::from_secs(u64::from(number(env, vars::DRAIN_GRACE_SECS, 10, 0)?));
         let resume_grace =
             std::time::Duration::from_secs(u64::from(number(env, vars::RESUME_GRACE_SECS, 30, 0)?));
-        let presence_window = number(env, vars::PRESENCE_WINDOW_MS, 200, 10)?;
-        if presence_window > 5000 {
-            return Err(ConfigError {
-                var: vars::PRESENCE_WINDOW_MS,
-                reason: format!("{presence_window} ms: at most 5000"),
-            });
-        }
+        let presence_window = within(env, vars::PRESENCE_WINDOW_MS, 200, (10, 5000))?;
         let presence_window = std::time::Duration::from_millis(u64::from(presence_window));
-        let pipe_fanout = number(env, vars::PIPE_FANOUT, 8, 1)?;
-        if pipe_fanout > 64 {
-            return Err(ConfigError {
-                var: vars::PIPE_FANOUT,
-                reason: format!("{pipe_fanout}: at most 64"),
-            });
-        }
+        let pipe_fanout = within(env, vars::PIPE_FANOUT, 8, (1, 64))?;
         let metrics_listen = match get(env, vars::METRICS_LISTEN) {
             None => None,
             Some(v) => Some(v.parse::<SocketAddr>().map_err(|e| ConfigError {
@@ -380,16 +385,8 @@ impl CoordinatorConfig {
             admin_key: secret(env, vars::ADMIN_KEY)?,
             placement: PlacementSettings {
                 worker_capacity: number(env, vars::WORKER_CAPACITY, 1500, 1)?,
-                cpu_ceiling: {
-                    let pct = number(env, vars::WORKER_CPU_CEILING, 85, 1)?;
-                    if pct > 100 {
-                        return Err(ConfigError {
-                            var: vars::WORKER_CPU_CEILING,
-                            reason: format!("{pct}: a percentage, 1 to 100"),
-                        });
-                    }
-                    f64::from(pct) / 100.0
-                },
+                cpu_ceiling: f64::from(within(env, vars::WORKER_CPU_CEILING, 85, (1, 100))?)
+                    / 100.0,
                 tiles_per_page: number(env, vars::TILES_PER_PAGE, 12, 1)?,
                 room_cap: number(env, vars::ROOM_CAP, 1000, 1)?,
             },

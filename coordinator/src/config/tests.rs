@@ -46,6 +46,10 @@ fn bad_values_name_the_variable() {
         (vars::TOKEN_KEYS, "no-colon"),
         (vars::TOKEN_KEYS, "old:short"),
         (vars::TOKEN_KID, "bad kid"),
+        (vars::PIPE_FANOUT, "0"),
+        (vars::PIPE_FANOUT, "65"),
+        (vars::PRESENCE_WINDOW_MS, "9000"),
+        (vars::WORKER_CPU_CEILING, "101"),
     ] {
         let err = CoordinatorConfig::from_env(&env(&[(var, value)])).unwrap_err();
         assert_eq!(err.var, var, "{var}={value}: {err}");

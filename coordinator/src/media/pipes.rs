@@ -14,7 +14,7 @@
 //! allowed to span node calls under it (the other is placement), because a
 //! consumer must not be created before its producer is there.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::client::{NodeCallError, NodeClients, PipeEnd, RouterRef};
 use crate::metrics::Metrics;
@@ -190,6 +190,15 @@ impl RoomPipes {
         self.available.clear();
         self.feeds.clear();
         self.pairs.clear();
+    }
+
+    /// Each producer's relay tree: node -> the node it is fed from (`None`:
+    /// the origin), in id order (for the admin API).
+    pub fn tree(&self) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
+        self.feeds
+            .iter()
+            .map(|(p, feeds)| (p.clone(), feeds.clone().into_iter().collect()))
+            .collect()
     }
 
     /// How many nodes `node` feeds `producer` to.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::MediaKind;
+use super::{MediaKind, Role};
 
 /// A peer as others see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,6 +13,8 @@ pub struct PeerInfo {
     pub peer_id: String,
     /// Display name.
     pub display_name: String,
+    /// Its role (`member` outside events; hosts and speakers on a stage).
+    pub role: Role,
     /// Its producers.
     pub producers: Vec<ProducerInfo>,
 }

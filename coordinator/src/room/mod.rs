@@ -424,6 +424,17 @@ pub struct ConsumerSnapshot {
 }
 
 impl Rooms {
+    /// Each producer's relay tree in a room this coordinator serves:
+    /// producer -> node -> the node feeding it (`None`: its origin).
+    pub async fn relay_tree(
+        &self,
+        room_id: &str,
+    ) -> Option<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, Option<String>>>,
+    > {
+        Some(self.existing_room(room_id).await?.pipes.tree())
+    }
+
     /// What this coordinator serves of a room, sorted by peer and consumer;
     /// `None` when the room has no participants here.
     pub async fn snapshot(&self, room_id: &str) -> Option<Vec<PeerSnapshot>> {

@@ -147,6 +147,7 @@ impl RoomState {
         PeerInfo {
             peer_id: peer_id.to_string(),
             display_name: p.display_name.clone(),
+            role: p.role,
             producers: p
                 .producers
                 .iter()
@@ -201,6 +202,7 @@ impl RoomState {
             peers.push(PeerInfo {
                 peer_id: id.clone(),
                 display_name: self.peers[id].display_name.clone(),
+                role: Role::Audience,
                 producers: Vec::new(),
             });
         }
