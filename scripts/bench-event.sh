@@ -11,12 +11,18 @@
 # per node): the room's tree is read from the admin API during the run and
 # summed up at the end (the origin's fan-out, the largest, the depth).
 #   scripts/bench-event.sh [AUDIENCE]   (default 10000; SPEAKERS=2 MEDIA=20 RELEASE=10 NODES=4 PIPE_FANOUT=8)
+# TREE=0 skips reading the tree (older coordinators have no /relays).
+# BIN=DIR runs the coordinator, media-node and loadgen binaries in DIR (an
+# A/B against another commit's build) instead of building target/release.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AUDIENCE=${1:-10000}
 SPEAKERS=${SPEAKERS:-2}; MEDIA=${MEDIA:-20}; RELEASE=${RELEASE:-10}; NODES=${NODES:-4}; PIPE_FANOUT=${PIPE_FANOUT:-8}
 cd "$ROOT"
-cargo build -q --release -p coordinator -p loadgen -p media-node
+if [ -z "${BIN:-}" ]; then
+  cargo build -q --release -p coordinator -p loadgen -p media-node
+  BIN=target/release
+fi
 SECRET="event-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
 REDIS_PORT=6397
@@ -28,7 +34,7 @@ sleep 0.5
 for n in $(seq 1 "$NODES"); do
   THRONG_NODE_ID=event-node-$n THRONG_WORKERS=1 THRONG_RTC_LISTEN_IP=127.0.0.1 THRONG_RTC_BASE_PORT=$((42000 + n * 10)) \
   THRONG_GRPC_LISTEN=127.0.0.1:$((50200 + n)) THRONG_HTTP_LISTEN=127.0.0.1:$((9200 + n)) \
-  THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ RUST_LOG=warn target/release/media-node >/dev/null 2>&1 & PIDS+=($!)
+  THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ RUST_LOG=warn "$BIN/media-node" >/dev/null 2>&1 & PIDS+=($!)
 done
 sleep 1
 URLS=""; COORDS=()
@@ -36,24 +42,24 @@ for c in 1 2; do
   THRONG_LISTEN=127.0.0.1:$((8300 + c)) THRONG_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/ \
   THRONG_WORKER_CAPACITY=$(( (AUDIENCE * 24 * 5 / 4) / NODES + 100 )) THRONG_ROOM_CAP=$((AUDIENCE + SPEAKERS)) THRONG_QUEUE_MAX=$((AUDIENCE + 100)) \
   THRONG_RATE_IP_PER_SEC=100000 THRONG_RATE_IP_BURST=100000 THRONG_PIPE_FANOUT=$PIPE_FANOUT \
-  RUST_LOG=warn target/release/coordinator >/dev/null & PIDS+=($!); COORDS+=($!)
+  RUST_LOG=warn "$BIN/coordinator" >/dev/null & PIDS+=($!); COORDS+=($!)
   URLS="$URLS${URLS:+,}ws://127.0.0.1:$((8300 + c))/ws"
 done
 for c in 1 2; do for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$((8300 + c))/healthz" >/dev/null 2>&1 && break; sleep 0.1; done; done
 sleep 2
-echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $NODES nodes, 2 coordinators"
+echo "binaries $BIN, commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $NODES nodes, 2 coordinators"
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 m0=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") ))
-target/release/loadgen surge --url "$URLS" --event --speakers "$SPEAKERS" --joins "$AUDIENCE" --media "$MEDIA" \
+"$BIN/loadgen" surge --url "$URLS" --event --speakers "$SPEAKERS" --joins "$AUDIENCE" --media "$MEDIA" \
   --tiles 12 --release-secs "$RELEASE" --timeout-secs 300 --hold-secs 5 & LOAD=$!
 peak=$m0
 TREE=$(mktemp); tick=0
 while kill -0 $LOAD 2>/dev/null; do
   m=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") )); [ "$m" -gt "$peak" ] && peak=$m
   # The relay tree, from whichever coordinator serves the room (every 5 s).
-  if [ $((tick % 10)) -eq 9 ]; then
+  if [ "${TREE:-1}" != 0 ] && [ $((tick % 10)) -eq 9 ]; then
     for c in 1 2; do
-      curl -fsS -H "x-admin-key: $THRONG_ADMIN_KEY" "http://127.0.0.1:$((8300 + c))/admin/rooms/surge-0" 2>/dev/null \
+      curl -fsS -H "x-admin-key: $THRONG_ADMIN_KEY" "http://127.0.0.1:$((8300 + c))/admin/rooms/surge-0/relays" 2>/dev/null \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["relays"]; r and print(json.dumps(r))' > "$TREE.new" 2>/dev/null || true
       [ -s "$TREE.new" ] && mv "$TREE.new" "$TREE"
     done

@@ -96,6 +96,20 @@ pub struct RoomQuery {
     stats: bool,
 }
 
+/// `GET /admin/rooms/{room}/relays`: each producer's relay tree in a room
+/// this coordinator serves (`null` otherwise). Reads the room's state only:
+/// cheap enough to poll during an event of thousands (the room view lists
+/// every peer and asks Redis for every participant).
+pub async fn relays(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_key(&headers, "x-admin-key", &state.admin_key)?;
+    let relays = state.rooms.relay_tree(&room).await;
+    Ok(Json(json!({ "room": room, "relays": relays })))
+}
+
 /// `GET /admin/rooms/{room}`.
 pub async fn room(
     State(state): State<AdminState>,

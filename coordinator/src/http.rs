@@ -164,6 +164,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/nodes", get(crate::admin::nodes))
         .route("/admin/rooms", get(crate::admin::rooms))
         .route("/admin/rooms/{room}", get(crate::admin::room))
+        .route("/admin/rooms/{room}/relays", get(crate::admin::relays))
         .fallback(get(asset))
         .with_state(state)
 }

@@ -284,6 +284,10 @@ async fn the_stage_reaches_every_node_through_a_relay_tree_that_heals_when_a_rel
     assert_eq!(tree[origin].0, 1, "the origin feeds one node only");
     // The admin API shows the same chain: one origin, each node fed by one
     // other, none feeding two.
+    assert_eq!(
+        described["relays"],
+        admin(&c, &format!("/admin/rooms/{room}/relays")).await["relays"]
+    );
     let relays = &described["relays"][talk.as_str()];
     let parents: Vec<&Value> = relays.as_object().expect("a tree").values().collect();
     assert_eq!(parents.len(), 4, "{relays}");

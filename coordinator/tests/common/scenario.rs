@@ -94,6 +94,19 @@ pub struct Extra {
     pub reply: Option<Reply>,
 }
 
+/// The load generator's process group: terminated when dropped too (a
+/// scenario that fails before `stop-load` left its ffmpeg sources running
+/// after the test, eating a core of later runs).
+struct LoadGroup(tokio::process::Child);
+
+impl Drop for LoadGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.id() {
+            let _ = throng_ops::terminate_group(pid as i32);
+        }
+    }
+}
+
 pub fn loadgen_binary() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("loadgen");
     assert!(
@@ -139,7 +152,7 @@ pub async fn run_scenario_with(
         .as_object_mut()
         .unwrap()
         .extend(extra.settings.clone());
-    let mut load: Option<tokio::process::Child> = None;
+    let mut load: Option<LoadGroup> = None;
     let mut command = match extra.wrap.split_first() {
         Some((first, rest)) => {
             let mut c = tokio::process::Command::new(first);
@@ -194,7 +207,7 @@ pub async fn run_scenario_with(
                     .kill_on_drop(true)
                     .spawn()
                     .expect("start loadgen");
-                load = Some(child);
+                load = Some(LoadGroup(child));
                 stdin.write_all(b"load-started\n").await.unwrap();
                 continue;
             }
@@ -216,11 +229,11 @@ pub async fn run_scenario_with(
                 continue;
             }
             if line == "stop-load" {
-                if let Some(mut child) = load.take() {
-                    if let Some(pid) = child.id() {
+                if let Some(mut group) = load.take() {
+                    if let Some(pid) = group.0.id() {
                         let _ = throng_ops::terminate_group(pid as i32);
                     }
-                    let _ = child.wait().await;
+                    let _ = group.0.wait().await;
                 }
                 stdin.write_all(b"load-stopped\n").await.unwrap();
                 continue;
