@@ -98,20 +98,12 @@ impl RoomPipes {
 
     /// A new producer, consumable on its own router.
     pub fn add_source(&mut self, producer: &str, router: &RouterRef) {
-        self.available
-            .entry(producer.to_string())
-            .or_default()
-            .insert(router.router_id.clone());
-        self.feeds
-            .entry(producer.to_string())
-            .or_default()
-            .insert(router.node_id.clone(), None);
+        self.record(producer, router, None);
     }
 
-    /// A copy found on `router` (a room taken over from another
-    /// coordinator): consumable there. Which node fed it is not known; its
-    /// node counts as a root of the tree.
-    pub fn add_copy(&mut self, producer: &str, router: &RouterRef) {
+    /// Records that `producer` is on `router`, its node fed from `parent`
+    /// (`None`: a root). A node already in the tree keeps its parent.
+    fn record(&mut self, producer: &str, router: &RouterRef, parent: Option<&str>) {
         self.available
             .entry(producer.to_string())
             .or_default()
@@ -120,7 +112,14 @@ impl RoomPipes {
             .entry(producer.to_string())
             .or_default()
             .entry(router.node_id.clone())
-            .or_insert(None);
+            .or_insert_with(|| parent.map(str::to_string));
+    }
+
+    /// A copy found on `router` (a room taken over from another
+    /// coordinator): consumable there. Which node fed it is not known; its
+    /// node counts as a root of the tree.
+    pub fn add_copy(&mut self, producer: &str, router: &RouterRef) {
+        self.record(producer, router, None);
     }
 
     /// Forgets a producer; returns the routers it was available on.
@@ -287,15 +286,10 @@ impl RoomPipes {
             let consumed = src.consume_to_pipe(from, producer).await?;
             dst.produce_from_pipe(to, producer, &consumed).await?;
             Metrics::count(&clients.metrics().pipes, "cross_node");
-            self.feeds
-                .entry(producer.to_string())
-                .or_default()
-                .insert(target.node_id.clone(), Some(parent));
+            self.record(producer, target, Some(&parent));
+            return Ok(());
         }
-        self.available
-            .entry(producer.to_string())
-            .or_default()
-            .insert(target.router_id.clone());
+        self.record(producer, target, None);
         Ok(())
     }
 }
@@ -373,14 +367,19 @@ impl RoomPipes {
     /// Records that `router`'s node got `producer` from `parent` (what
     /// `make_available` records after its node calls).
     pub fn record_feed(&mut self, producer: &str, router: &RouterRef, parent: &str) {
-        self.feeds
-            .entry(producer.to_string())
-            .or_default()
-            .insert(router.node_id.clone(), Some(parent.to_string()));
-        self.available
-            .entry(producer.to_string())
-            .or_default()
-            .insert(router.router_id.clone());
+        self.record(producer, router, Some(parent));
+    }
+}
+
+/// A router reference for tests.
+#[cfg(test)]
+pub fn test_router(id: &str, node: &str) -> RouterRef {
+    RouterRef {
+        router_id: id.into(),
+        node_id: node.into(),
+        worker: 0,
+        address: "127.0.0.1:1".into(),
+        caps: serde_json::json!({}),
     }
 }
 
@@ -388,15 +387,7 @@ impl RoomPipes {
 mod tests {
     use super::*;
 
-    fn router(id: &str, node: &str) -> RouterRef {
-        RouterRef {
-            router_id: id.into(),
-            node_id: node.into(),
-            worker: 0,
-            address: "127.0.0.1:1".into(),
-            caps: serde_json::json!({}),
-        }
-    }
+    use super::test_router as router;
 
     fn routers(list: &[&RouterRef]) -> HashMap<String, RouterRef> {
         list.iter()

@@ -76,6 +76,19 @@ pub struct RoomState {
     pub joining: Joining,
 }
 
+/// `newProducer` for a producer of the room.
+fn offer(producer_id: &str, rec: &ProducerRec) -> ServerMessage {
+    ServerMessage::NewProducer {
+        peer_id: rec.peer_id.clone(),
+        producer: ProducerInfo {
+            producer_id: producer_id.into(),
+            kind: rec.kind,
+            source: rec.source.clone(),
+            paused: rec.paused,
+        },
+    }
+}
+
 fn err(code: ErrorCode, message: impl Into<String>) -> RoomError {
     RoomError::new(code, message)
 }
@@ -754,18 +767,7 @@ impl RoomState {
                 });
             }
         }
-        self.broadcast(
-            Some(&rec.peer_id),
-            &ServerMessage::NewProducer {
-                peer_id: rec.peer_id.clone(),
-                producer: ProducerInfo {
-                    producer_id: producer_id.into(),
-                    kind: rec.kind,
-                    source: rec.source.clone(),
-                    paused: rec.paused,
-                },
-            },
-        );
+        self.broadcast(Some(&rec.peer_id), &offer(producer_id, rec));
     }
 
     /// Records a consumer if the producer is still there and the session and
@@ -911,15 +913,7 @@ impl RoomState {
         let Some(rec) = self.producers.get(producer_id) else {
             return;
         };
-        let offer = ServerMessage::NewProducer {
-            peer_id: rec.peer_id.clone(),
-            producer: ProducerInfo {
-                producer_id: producer_id.into(),
-                kind: rec.kind,
-                source: rec.source.clone(),
-                paused: rec.paused,
-            },
-        };
+        let offer = offer(producer_id, rec);
         let closed = ServerMessage::ProducerClosed {
             peer_id: rec.peer_id.clone(),
             producer_id: producer_id.into(),
@@ -968,15 +962,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn router(id: &str, node: &str) -> RouterRef {
-        RouterRef {
-            router_id: id.into(),
-            node_id: node.into(),
-            worker: 0,
-            address: "127.0.0.1:1".into(),
-            caps: json!({}),
-        }
-    }
+    use crate::media::pipes::test_router as router;
 
     fn drain(
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::protocol::Outgoing>,
