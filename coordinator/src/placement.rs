@@ -245,7 +245,7 @@ impl Placement {
                     node_id: node.node_id.clone(),
                     worker: info.worker_index,
                     address: node.grpc_address.clone(),
-                    caps,
+                    caps: std::sync::Arc::new(caps),
                 };
                 out.push((router, d));
             }
@@ -391,7 +391,7 @@ impl Placement {
                 node_id: node.node_id.clone(),
                 worker: placed.worker.worker,
                 address: node.grpc_address.clone(),
-                caps: found.caps,
+                caps: std::sync::Arc::new(found.caps),
             },
             new_to_room,
             reservation,

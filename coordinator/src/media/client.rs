@@ -83,8 +83,9 @@ pub struct RouterRef {
     pub worker: u32,
     /// The node's gRPC address.
     pub address: String,
-    /// The router's RTP capabilities.
-    pub caps: Value,
+    /// The router's RTP capabilities (shared: a reference is cloned per
+    /// consume and per join; the JSON is a few hundred values).
+    pub caps: std::sync::Arc<Value>,
 }
 
 /// One end of a cross-node pipe.

@@ -379,7 +379,7 @@ pub fn test_router(id: &str, node: &str) -> RouterRef {
         node_id: node.into(),
         worker: 0,
         address: "127.0.0.1:1".into(),
-        caps: serde_json::json!({}),
+        caps: std::sync::Arc::new(serde_json::json!({})),
     }
 }
 

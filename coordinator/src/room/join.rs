@@ -164,7 +164,7 @@ impl Rooms {
         let roster = room.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX);
         info!(room = room_id, peer = peer_id, node = %router.node_id, worker = router.worker, ?role, "joined");
         Ok(Joined {
-            router_rtp_capabilities: router.caps,
+            router_rtp_capabilities: Value::clone(&router.caps),
             roster,
             audience_count: room.audience_count(),
             resume_nonce: room.peer(peer_id).expect("added").resume_nonce.clone(),
