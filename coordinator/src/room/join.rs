@@ -35,8 +35,9 @@ fn page_size(limit: Option<u32>) -> usize {
 
 /// What a successful join returns.
 pub struct Joined {
-    /// Router RTP capabilities.
-    pub router_rtp_capabilities: Value,
+    /// Router RTP capabilities (shared: copied into the `joined` message
+    /// after the room's lock is released).
+    pub router_rtp_capabilities: std::sync::Arc<Value>,
     /// The first page of the peers already there, in join order.
     pub roster: PeerPage,
     /// An event's audience count.
@@ -164,7 +165,7 @@ impl Rooms {
         let roster = room.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX);
         info!(room = room_id, peer = peer_id, node = %router.node_id, worker = router.worker, ?role, "joined");
         Ok(Joined {
-            router_rtp_capabilities: Value::clone(&router.caps),
+            router_rtp_capabilities: router.caps,
             roster,
             audience_count: room.audience_count(),
             resume_nonce: room.peer(peer_id).expect("added").resume_nonce.clone(),

@@ -401,7 +401,7 @@ async fn join(
         can_publish: claims.publish && role.on_stage(),
         role,
         audience_count: j.audience_count,
-        router_rtp_capabilities: j.router_rtp_capabilities,
+        router_rtp_capabilities: Value::clone(&j.router_rtp_capabilities),
         roster: j.roster,
         resume_token: deps.tokens.mint_resume(
             &room,
