@@ -178,26 +178,7 @@ async fn chromium_admin_view_shows_every_worker_move_during_a_loadgen_surge() {
         coord_stop: Some(coord_stop),
     };
     c.wait_for_nodes(2).await;
-    let load: Vec<String> = [
-        "surge",
-        "--url",
-        &c.url,
-        "--token-secret",
-        SECRET,
-        "--joins",
-        "10",
-        "--rooms",
-        "3",
-        "--media",
-        "0",
-        "--hold-secs",
-        "600",
-        "--timeout-secs",
-        "120",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let load = surge_load(&c.url, &["--joins", "10", "--rooms", "3"]);
     let mut settings = serde_json::Map::new();
     settings.insert("workers".into(), json!(4));
     run_scenario_with(
@@ -230,27 +211,7 @@ async fn chromium_event_audience_watches_pages_raises_a_hand_and_is_promoted_and
         key.mint_role(room, "hedy", coordinator::protocol::Role::Host, 3600),
         key.mint_role(room, "alice", coordinator::protocol::Role::Audience, 3600),
     ]);
-    let load: Vec<String> = [
-        "surge",
-        "--url",
-        &c.url,
-        "--token-secret",
-        SECRET,
-        "--event",
-        "--speakers",
-        "1",
-        "--joins",
-        "300",
-        "--media",
-        "0",
-        "--hold-secs",
-        "600",
-        "--timeout-secs",
-        "120",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let load = surge_load(&c.url, &["--event", "--speakers", "1", "--joins", "300"]);
     let mut settings = serde_json::Map::new();
     settings.insert("tokens".into(), tokens);
     run_scenario_with(

@@ -255,18 +255,19 @@ impl RoomPipes {
             let parent = self
                 .parent_for(producer)
                 .ok_or_else(|| nowhere(&target.node_id))?;
-            // A router of the parent node that has it (the origin's, on the
-            // origin node: any copy there is fed by it anyway).
-            let mut sources: Vec<&RouterRef> = self
+            // A router of the parent node that has it, the same on every
+            // call (lowest id); on the origin node any copy is fed by the
+            // origin anyway.
+            let origin = self
                 .available
                 .get(producer)
                 .into_iter()
                 .flatten()
                 .filter_map(|r| routers.get(r))
                 .filter(|r| r.node_id == parent)
-                .collect();
-            sources.sort_by(|a, b| a.router_id.cmp(&b.router_id));
-            let origin = (*sources.first().ok_or_else(|| nowhere(&parent))?).clone();
+                .min_by(|a, b| a.router_id.cmp(&b.router_id))
+                .ok_or_else(|| nowhere(&parent))?
+                .clone();
             let key = pair_key(&origin.router_id, &target.router_id);
             let pair = match self.pairs.get(&key) {
                 Some(p) => p.clone(),

@@ -107,6 +107,26 @@ impl Drop for LoadGroup {
     }
 }
 
+/// `loadgen surge` arguments for a scenario's `start-load`: `shape` (joins,
+/// rooms, event ...) through the coordinator at `url`, signalling-only
+/// participants who stay until stopped.
+pub fn surge_load(url: &str, shape: &[&str]) -> Vec<String> {
+    let common = [
+        "surge",
+        "--url",
+        url,
+        "--token-secret",
+        SECRET,
+        "--media",
+        "0",
+        "--hold-secs",
+        "600",
+        "--timeout-secs",
+        "120",
+    ];
+    common.iter().chain(shape).map(|s| s.to_string()).collect()
+}
+
 pub fn loadgen_binary() -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("loadgen");
     assert!(
