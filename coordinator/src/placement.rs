@@ -72,6 +72,9 @@ pub enum PlacementError {
     /// No worker has the capacity left.
     #[error("no media capacity left; try again later")]
     NoCapacity,
+    /// Every live worker's reported CPU is above the ceiling.
+    #[error("every media worker is above its CPU ceiling; try again later")]
+    Overloaded,
     /// No node slot within the queue timeout.
     #[error("{0}")]
     Busy(String),
@@ -305,6 +308,14 @@ impl Placement {
             tokio::time::sleep(Duration::from_millis(200)).await;
             nodes = self.cluster.live_nodes().await?;
         }
+        let candidates = self.candidates(&nodes);
+        if candidates.is_empty()
+            && nodes
+                .iter()
+                .any(|n| !n.draining && !n.dead && !n.workers.is_empty())
+        {
+            return Err(PlacementError::Overloaded);
+        }
         let span = info_span!(
             "placement.reserve",
             room,
@@ -317,7 +328,7 @@ impl Placement {
             participant_id: participant.to_string(),
             cost,
             room_cap: self.settings.room_cap,
-            candidates: self.candidates(&nodes),
+            candidates,
             owner: self.cluster.id().to_string(),
         };
         let placed = match self

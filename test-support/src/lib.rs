@@ -8,6 +8,7 @@
 //! starts stops when its handle drops.
 #![forbid(unsafe_code)]
 
+pub mod hot_worker;
 pub mod metrics;
 pub mod netns;
 mod services;

@@ -128,6 +128,7 @@ impl From<PlacementError> for RoomError {
         match e {
             PlacementError::RoomFull(_) => Self::new(ErrorCode::RoomFull, e.to_string()),
             PlacementError::NoCapacity
+            | PlacementError::Overloaded
             | PlacementError::Busy(_)
             | PlacementError::NodeVanished
             | PlacementError::RouterTimeout => Self::new(ErrorCode::Unavailable, e.to_string()),
