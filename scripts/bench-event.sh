@@ -49,6 +49,9 @@ for c in 1 2; do for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$((8300 + 
 sleep 2
 echo "binaries $BIN, commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $NODES nodes, 2 coordinators"
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# CPU (user + system, ms) of each process over the run: who the 2 cores went to.
+cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+declare -A CPU0; for p in "${PIDS[@]}"; do CPU0[$p]=$(cpu_ms "$p"); done
 m0=$(( $(rss_kib "${COORDS[0]}") + $(rss_kib "${COORDS[1]}") ))
 "$BIN/loadgen" surge --url "$URLS" --event --speakers "$SPEAKERS" --joins "$AUDIENCE" --media "$MEDIA" \
   --tiles 12 --release-secs "$RELEASE" --timeout-secs 300 --hold-secs 5 & LOAD=$!
@@ -64,9 +67,14 @@ while kill -0 $LOAD 2>/dev/null; do
       [ -s "$TREE.new" ] && mv "$TREE.new" "$TREE"
     done
   fi
+  lg=$(cpu_ms $LOAD)
   tick=$((tick + 1)); sleep 0.5
 done
 wait $LOAD || true
+names=(redis); for n in $(seq 1 "$NODES"); do names+=("node-$n"); done; names+=(coordinator-1 coordinator-2)
+line="CPU over the run (ms):"; i=0
+for p in "${PIDS[@]}"; do line="$line ${names[$i]} $(( $(cpu_ms "$p") - ${CPU0[$p]} ))"; i=$((i + 1)); done
+echo "$line loadgen ${lg:-0}"
 echo "coordinators: RSS $((m0 / 1024)) MiB before, peak $((peak / 1024)) MiB with $AUDIENCE connected ($(( (peak - m0) / AUDIENCE )) KiB per participant)"
 python3 - "$TREE" "$PIPE_FANOUT" <<'PY'
 import json, sys

@@ -353,7 +353,7 @@ async fn a_surge_admits_everyone_who_then_consume_and_media_participants_get_med
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_surge_with_joins_and_leaves_interleaved_every_roster_equals_the_room() {
     // 160 stay and 60 leave as soon as they are in, all released at once
-    // into one room: the rosters need paging (a page is 100 peers) and the
+    // into one room: the rosters need paging (`joined` holds 20 peers, a page 50) and the
     // presence lists carry both joins and leaves.
     let c = cluster_of(1, Some(100_000)).await;
     let key = TokenKey::new(SECRET.as_bytes());

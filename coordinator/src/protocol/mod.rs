@@ -35,7 +35,7 @@ pub const MAX_REQ_ID: usize = 64;
 /// 42 % of the coordinator's CPU in a 1000-person surge (BENCHMARKS.md, 1).
 /// Signalling messages are small; larger ones still arrive (the buffer grows).
 /// Allocated per socket: 4 KiB rather than 8 is 4 MB less for 1000 browsers.
-pub const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
 
 /// How much a socket's write buffer gathers before it writes to the kernel.
 /// tungstenite's buffer keeps the largest capacity it ever reached: at its

@@ -1,8 +1,7 @@
 //! What goes to one client's socket, and the queue every part of the
 //! coordinator that talks to that client writes to.
 
-use std::sync::Arc;
-
+use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
 
 use super::ServerMessage;
@@ -23,17 +22,21 @@ pub enum Outgoing {
         /// The session ends after it.
         ends_session: bool,
     },
-    /// An event serialized once for many clients (a room's presence lists).
-    Shared(Arc<str>),
+    /// An event serialized once for many clients (a room's presence lists
+    /// and broadcasts): every queue holds the same bytes, and the socket
+    /// writer hands them on without a copy.
+    Shared(Utf8Bytes),
 }
 
 impl Outgoing {
     /// The text to write.
-    pub fn into_text(self) -> String {
+    pub fn into_text(self) -> Utf8Bytes {
         match self {
-            Self::Message(m) => serde_json::to_string(&*m).expect("server messages serialize"),
-            Self::Relayed { text, .. } => text,
-            Self::Shared(text) => text.to_string(),
+            Self::Message(m) => serde_json::to_string(&*m)
+                .expect("server messages serialize")
+                .into(),
+            Self::Relayed { text, .. } => text.into(),
+            Self::Shared(text) => text,
         }
     }
 
@@ -75,7 +78,7 @@ impl Outbox {
     }
 
     /// Queues an event serialized once for many clients.
-    pub fn send_shared(&self, text: Arc<str>) {
+    pub fn send_shared(&self, text: Utf8Bytes) {
         let _ = self.0.send(Outgoing::Shared(text));
     }
 

@@ -43,8 +43,22 @@ pub struct Hand {
     pub display_name: String,
 }
 
-/// Most peers in one page of the roster.
-pub const PEER_PAGE_MAX: usize = 100;
+/// Most peers in one page of the roster (`listPeers`, `listAudience`), and
+/// in one `peersJoined`: about 4 KB of JSON. A socket's write buffer keeps
+/// the largest capacity it ever reached (4 KiB plus the message being
+/// written, `WS_WRITE_BUFFER_BYTES`), so the largest message a client gets
+/// is memory it costs for as long as it is connected.
+pub const PEER_PAGE_MAX: usize = 50;
+
+/// Most audience members in one page of `listAudience`, and raised hands
+/// in one `hands` (names without producers, about 6 KB; asked for by hosts
+/// and by whoever opens the audience list, not sent to everyone).
+pub const AUDIENCE_PAGE_MAX: usize = 100;
+
+/// Peers in the first page of the roster that `joined` and `resumed` carry
+/// (with the router's RTP capabilities, 3.5 KB, beside it): enough for a
+/// page of tiles; the rest come from `listPeers`.
+pub const JOINED_PEERS: usize = 20;
 
 /// A producer as others see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

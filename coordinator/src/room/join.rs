@@ -28,9 +28,9 @@ fn cursor(c: Option<&str>) -> Res<Option<u64>> {
     .transpose()
 }
 
-/// A page size asked for, within 1..=100.
-fn page_size(limit: Option<u32>) -> usize {
-    limit.map_or(PEER_PAGE_MAX, |l| (l as usize).clamp(1, PEER_PAGE_MAX))
+/// A page size asked for, within 1..=`max` (`max` when not asked).
+pub(super) fn page_size(limit: Option<u32>, max: usize) -> usize {
+    limit.map_or(max, |l| (l as usize).clamp(1, max))
 }
 
 /// What a successful join returns.
@@ -162,7 +162,7 @@ impl Rooms {
             outbox,
             &router.router_id,
         );
-        let roster = room.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX);
+        let roster = room.peer_page(peer_id, None, crate::protocol::JOINED_PEERS);
         info!(room = room_id, peer = peer_id, node = %router.node_id, worker = router.worker, ?role, "joined");
         Ok(Joined {
             router_rtp_capabilities: router.caps,
@@ -180,23 +180,24 @@ impl Rooms {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Res<PeerPage> {
-        self.page(room_id, peer_id, cursor, limit, RoomState::peer_page)
+        let size = page_size(limit, PEER_PAGE_MAX);
+        self.page(room_id, peer_id, cursor, size, RoomState::peer_page)
             .await
     }
 
-    /// A page that `of(room, asker, after, size)` takes, for a joined peer
-    /// (the roster, an event's audience).
+    /// A page of `size` that `of(room, asker, after, size)` takes, for a
+    /// joined peer (the roster, an event's audience).
     pub(super) async fn page(
         &self,
         room_id: &str,
         peer_id: &str,
         cursor: Option<&str>,
-        limit: Option<u32>,
+        size: usize,
         of: fn(&RoomState, &str, Option<u64>, usize) -> PeerPage,
     ) -> Res<PeerPage> {
         let after = self::cursor(cursor)?;
         let room = self.joined_room(room_id).await?;
         room.peer(peer_id)?;
-        Ok(of(&room, peer_id, after, page_size(limit)))
+        Ok(of(&room, peer_id, after, size))
     }
 }

@@ -4,9 +4,10 @@
 //! [`Presence`] keeps the identities whose presence changed since the last
 //! flush, in the order they changed; a flush (`RoomState::flush_presence`)
 //! tells everyone each one's state *now* (`peersJoined` for those present,
-//! `peersLeft` for those gone), at most [`FLUSH_MAX`] of each per message,
-//! so a client receives at most `1000 / window_ms` presence messages a
-//! second of bounded size, however fast people join. A publisher's
+//! `peersLeft` for those gone), at most [`FLUSH_MAX`] identities a flush,
+//! `peersJoined` in messages of at most `protocol::PEER_PAGE_MAX` peers, so
+//! a client receives a bounded number of presence messages a second of
+//! bounded size, however fast people join. A publisher's
 //! identity is flushed at once, before its `newProducer`
 //! (`RoomState::announce_producer`).
 //!
@@ -29,9 +30,9 @@ use tokio::sync::Notify;
 
 use super::state::RoomState;
 
-/// Most peers in one `peersJoined` or `peersLeft` (the rest go in the next
-/// window's): about 5 KB of JSON, what a socket's write buffer holds
-/// (`protocol::WS_WRITE_BUFFER_BYTES`).
+/// Most identities told in one flush (the rest go in the next window's):
+/// one `peersLeft` (ids only) and `peersJoined` split by
+/// `protocol::PEER_PAGE_MAX` (about 4 KB of JSON each).
 pub const FLUSH_MAX: usize = 100;
 
 /// The default coalescing window.

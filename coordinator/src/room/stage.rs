@@ -18,7 +18,8 @@ impl Rooms {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Res<PeerPage> {
-        self.page(room_id, peer_id, cursor, limit, |room, _, after, n| {
+        let size = super::join::page_size(limit, crate::protocol::AUDIENCE_PAGE_MAX);
+        self.page(room_id, peer_id, cursor, size, |room, _, after, n| {
             room.audience_page(after, n)
         })
         .await

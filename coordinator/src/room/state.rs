@@ -9,7 +9,6 @@
 //! plans and commits belong together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use crate::media::client::{NodeCallError, NodeClients, RouterRef};
 use crate::media::pipes::RoomPipes;
@@ -147,11 +146,22 @@ impl RoomState {
         self.producers.keys().cloned().collect()
     }
 
-    /// Sends `msg` to everyone but `except`.
+    /// Sends `msg` to everyone but `except`: an event serialized once for
+    /// all (a message that ends sessions, `reconnect`, one by one: each
+    /// writer must see that).
     pub fn broadcast(&self, except: Option<&str>, msg: &ServerMessage) {
+        if !msg.is_event() || msg.ends_session() {
+            for (id, p) in &self.peers {
+                if Some(id.as_str()) != except {
+                    p.outbox.send(msg.clone());
+                }
+            }
+            return;
+        }
+        let text = shared_text(msg);
         for (id, p) in &self.peers {
             if Some(id.as_str()) != except {
-                p.outbox.send(msg.clone());
+                p.outbox.send_shared(text.clone());
             }
         }
     }
@@ -233,12 +243,7 @@ impl RoomState {
 
     /// Sends one event, serialized once, to every peer.
     fn broadcast_shared(&self, msg: &ServerMessage) {
-        let text: Arc<str> = serde_json::to_string(msg)
-            .expect("server messages serialize")
-            .into();
-        for p in self.peers.values() {
-            p.outbox.send_shared(text.clone());
-        }
+        self.broadcast(None, msg);
     }
 
     /// Tells everyone the state now of up to `max` identities whose
@@ -266,7 +271,7 @@ impl RoomState {
                 hands: self
                     .hands
                     .iter()
-                    .take(crate::protocol::PEER_PAGE_MAX)
+                    .take(crate::protocol::AUDIENCE_PAGE_MAX)
                     .map(|id| Hand {
                         peer_id: id.clone(),
                         display_name: self.peers[id].display_name.clone(),
@@ -285,10 +290,14 @@ impl RoomState {
                 peer_count,
             });
         }
-        if !joined.is_empty() {
-            joined.sort_by_key(|(seq, _)| *seq);
+        joined.sort_by_key(|(seq, _)| *seq);
+        let mut joined = joined.into_iter().map(|(_, p)| p).peekable();
+        while joined.peek().is_some() {
             self.broadcast_shared(&ServerMessage::PeersJoined {
-                peers: joined.into_iter().map(|(_, p)| p).collect(),
+                peers: joined
+                    .by_ref()
+                    .take(crate::protocol::PEER_PAGE_MAX)
+                    .collect(),
                 peer_count,
             });
         }
@@ -374,7 +383,7 @@ impl RoomState {
         consumers.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
         Ok(Reattached {
             can_publish: peer.can_publish,
-            roster: self.peer_page(peer_id, None, crate::protocol::PEER_PAGE_MAX),
+            roster: self.peer_page(peer_id, None, crate::protocol::JOINED_PEERS),
             producers,
             consumers,
             transports: [&peer.send_transport, &peer.recv_transport]
@@ -957,6 +966,13 @@ impl RoomState {
     }
 }
 
+/// An event's text, serialized once for every queue it goes to.
+fn shared_text(msg: &ServerMessage) -> axum::extract::ws::Utf8Bytes {
+    serde_json::to_string(msg)
+        .expect("server messages serialize")
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1034,7 +1050,7 @@ mod tests {
     ) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         while let Ok(m) = rx.try_recv() {
-            out.push(serde_json::from_str(&m.into_text()).unwrap());
+            out.push(serde_json::from_str(m.into_text().as_str()).unwrap());
         }
         out
     }

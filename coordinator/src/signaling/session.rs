@@ -51,11 +51,7 @@ async fn write(
         while let Some(msg) = next.take() {
             let (event, ends) = (msg.is_event(), msg.ends_session());
             sent.inc();
-            if sink
-                .feed(Message::Text(msg.into_text().into()))
-                .await
-                .is_err()
-            {
+            if sink.feed(Message::Text(msg.into_text())).await.is_err() {
                 break 'send;
             }
             if ends {
