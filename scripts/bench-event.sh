@@ -67,7 +67,7 @@ while kill -0 $LOAD 2>/dev/null; do
       [ -s "$TREE.new" ] && mv "$TREE.new" "$TREE"
     done
   fi
-  lg=$(cpu_ms $LOAD)
+  v=$(cpu_ms $LOAD); [ "$v" -gt 0 ] && lg=$v   # (the last sample before it exits)
   tick=$((tick + 1)); sleep 0.5
 done
 wait $LOAD || true

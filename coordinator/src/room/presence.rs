@@ -35,6 +35,15 @@ use super::state::RoomState;
 /// `protocol::PEER_PAGE_MAX` (about 4 KB of JSON each).
 pub const FLUSH_MAX: usize = 100;
 
+/// How often at most an audience of `audience` is told its count: every
+/// change goes to every member of the room, so a 10,000-person event that
+/// told it each 200 ms window was 50,000 messages a second during its surge
+/// (most of its coordinator's CPU went to those writes). At least 1 s apart,
+/// 5 s for 10,000, in between one message a second per 2000 members.
+pub fn audience_count_interval(audience: usize) -> Duration {
+    Duration::from_millis((audience as u64 / 2).clamp(1000, 5000))
+}
+
 /// The default coalescing window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(200);
 
@@ -44,6 +53,8 @@ pub struct Presence {
     pending: IndexSet<String>,
     /// The audience's size changed (told as a count, not as lists).
     audience: bool,
+    /// When the audience's count last went out.
+    audience_told: Option<std::time::Instant>,
     /// The raised hands changed (told to hosts).
     hands: bool,
     /// Wakes the room's [`flusher`] (absent for a room without one: unit
@@ -78,12 +89,23 @@ impl Presence {
         self.wake();
     }
 
-    /// Takes the audience and hands flags.
-    pub fn take_counts(&mut self) -> (bool, bool) {
-        (
-            std::mem::take(&mut self.audience),
-            std::mem::take(&mut self.hands),
-        )
+    /// Takes the hands flag, and the audience flag once the count of an
+    /// audience of `audience` is due again ([`audience_count_interval`]).
+    pub fn take_counts(&mut self, audience: usize) -> (bool, bool) {
+        let due = self
+            .audience_told
+            .is_none_or(|t| t.elapsed() >= audience_count_interval(audience));
+        let tell = self.audience && due;
+        if tell {
+            self.audience = false;
+            self.audience_told = Some(std::time::Instant::now());
+        }
+        (tell, std::mem::take(&mut self.hands))
+    }
+
+    /// The audience's count changed and waits for its interval.
+    pub fn audience_waiting(&self) -> bool {
+        self.audience
     }
 
     /// `peer_id` joined or left: its state goes out with the next flush.

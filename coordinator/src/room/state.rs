@@ -260,7 +260,7 @@ impl RoomState {
                 _ => left.push(id),
             }
         }
-        let (audience, hands) = self.presence.take_counts();
+        let (audience, hands) = self.presence.take_counts(self.audience.len());
         if audience {
             self.broadcast_shared(&ServerMessage::Audience {
                 count: self.audience.len(),
@@ -301,7 +301,7 @@ impl RoomState {
                 peer_count,
             });
         }
-        self.presence.pending() > 0
+        self.presence.pending() > 0 || self.presence.audience_waiting()
     }
 
     /// The peer's session ended without a leave: the peer stays, its media
