@@ -27,7 +27,8 @@ SECRET="event-secret-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$SECRET-admin
 REDIS_PORT=6397
 PIDS=()
-stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
+# A wrapper given as a binary (heaptrack, env) is signalled with its children.
+stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do pkill -TERM -P "${PIDS[$i]}" 2>/dev/null || true; kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
 trap stop_all EXIT
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
 sleep 0.5

@@ -20,7 +20,8 @@ export THRONG_TOKEN_SECRET=$SECRET THRONG_API_KEY=$SECRET-api THRONG_ADMIN_KEY=$
 REDIS_PORT=6398; GRPC=127.0.0.1:50151; LISTEN=127.0.0.1:8181
 PIDS=()
 # Stop newest first (loadgen, coordinator, media node, Redis last), each waited for.
-stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
+# A wrapper given as a binary (heaptrack, env) is signalled with its children.
+stop_all() { for ((i=${#PIDS[@]}-1; i>=0; i--)); do pkill -TERM -P "${PIDS[$i]}" 2>/dev/null || true; kill -TERM "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true; done; PIDS=(); }
 trap stop_all EXIT
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >/dev/null & PIDS+=($!)
 sleep 0.5
