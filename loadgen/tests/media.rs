@@ -480,4 +480,14 @@ async fn an_event_through_two_coordinators_gives_the_audience_the_stage_and_only
     let routers = room["routers"].as_array().map_or(0, Vec::len);
     assert!(routers >= 2, "{room}");
     assert!(r.ok());
+    // Stopped (drained) while the runtime runs, rather than dropped with it:
+    // one full CI run hung 240 s after this test's body had passed, in its
+    // teardown (a lead: mediasoup's rare worker/WorkerManager deadlock when
+    // both are dropped at a test's end, versatica/mediasoup#728).
+    for c in coordinators {
+        c.stop().await.expect("coordinator stops cleanly");
+    }
+    for n in nodes {
+        n.stop().await.expect("node stops cleanly");
+    }
 }
