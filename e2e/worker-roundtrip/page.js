@@ -29,6 +29,11 @@ async function statsOf(transport) {
   const out = { inbound: {}, outbound: {}, srtpCipher: null, dtlsState: null };
   const report = await transport.getStats();
   for (const s of report.values()) {
+    // mediasoup-client adds a receive-only "probator" m-section (SSRC 1234)
+    // for the worker's bandwidth probing: padding, never decoded. It is an
+    // inbound-rtp of kind video too, and when it came last in the report it
+    // stood in for the real stream (a rare "0 frames decoded" with its PLIs).
+    if (s.type === 'inbound-rtp' && (s.mid === 'probator' || s.ssrc === 1234)) continue;
     if (s.type === 'inbound-rtp') {
       out.inbound[s.kind] = {
         packetsReceived: s.packetsReceived ?? 0,
