@@ -187,7 +187,7 @@ impl Cluster {
                 continue;
             };
             self.queue
-                .set_live_nodes(nodes.iter().filter(|n| !n.dead && !n.draining).count());
+                .set_live_nodes(nodes.iter().filter(|n| n.is_open()).count());
             let live: HashMap<&str, &NodeReport> = nodes
                 .iter()
                 .filter(|n| !n.dead)

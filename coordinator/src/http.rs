@@ -95,7 +95,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             ))
         }
     };
-    let usable = nodes.iter().filter(|n| !n.draining && !n.dead).count();
+    let usable = nodes.iter().filter(|n| n.is_open()).count();
     if usable == 0 {
         not_ready(format!(
             "no media node can take participants ({} known, all draining or dead)",

@@ -145,7 +145,7 @@ fn candidates(nodes: &[NodeReport], settings: &PlacementSettings) -> Vec<Candida
     let ceiling = settings.cpu_ceiling;
     nodes
         .iter()
-        .filter(|n| !n.draining && !n.dead)
+        .filter(|n| n.is_open())
         .flat_map(|n| {
             n.workers
                 .iter()
@@ -309,11 +309,8 @@ impl Placement {
             nodes = self.cluster.live_nodes().await?;
         }
         let candidates = self.candidates(&nodes);
-        if candidates.is_empty()
-            && nodes
-                .iter()
-                .any(|n| !n.draining && !n.dead && !n.workers.is_empty())
-        {
+        // Open workers exist, but the ceiling took them all.
+        if candidates.is_empty() && nodes.iter().any(|n| n.is_open() && !n.workers.is_empty()) {
             return Err(PlacementError::Overloaded);
         }
         let span = info_span!(

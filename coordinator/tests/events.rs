@@ -250,15 +250,8 @@ async fn the_stage_reaches_every_node_through_a_relay_tree_that_heals_when_a_rel
         stops.push(Some(stop));
     }
     let grpc: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-    let (http, _coord_stop) = start_coordinator_with(
-        &grpc,
-        50,
-        Some(&redis),
-        &[("THRONG_PIPE_FANOUT", "1".into())],
-    )
-    .await;
-    let c = Cluster::at(http);
-    c.wait_for_nodes(4).await;
+    let c =
+        Cluster::coordinator_with(&grpc, 50, &redis, &[("THRONG_PIPE_FANOUT", "1".into())]).await;
     let room = "relayed";
     let (mut speaker, _) = join_as(&c, room, "speaker", Role::Speaker).await;
     let talk = publish_audio(&mut speaker, 7300).await;

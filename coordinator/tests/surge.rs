@@ -159,15 +159,14 @@ async fn a_worker_above_the_cpu_ceiling_gets_no_new_participant_until_it_cools_d
     let redis = RedisServer::start();
     let (hot_addr, _hot_stop) = start_node("node-hot", 1, Some(&redis)).await;
     let (cool_addr, _cool_stop) = start_node("node-cool", 1, Some(&redis)).await;
-    let (http, _coord_stop) = start_coordinator_with(
+    let c = Cluster::coordinator_with(
         &[hot_addr.to_string(), cool_addr.to_string()],
         100_000,
-        Some(&redis),
+        &redis,
         &[("THRONG_WORKER_CPU_CEILING", "8".into())],
     )
     .await;
-    let c = Cluster::at(http);
-    c.wait_for_nodes(2).await;
+    let http = c.http;
     let join = |room: &'static str, who: String| {
         let c = Cluster::at(http);
         async move {

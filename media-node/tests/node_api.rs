@@ -23,52 +23,6 @@ async fn router(client: &mut Client, room: &str, worker: u32) -> pb::RouterInfo 
         .into_inner()
 }
 
-/// A plain receiver on `router_id` sending RTP to `sink`, consuming `producer_id` (resumed).
-async fn plain_consumer(
-    client: &mut Client,
-    router_id: &str,
-    participant: &str,
-    producer_id: &str,
-    sink: &RtpSink,
-) -> String {
-    let t = client
-        .create_plain_transport(pb::CreatePlainTransportRequest {
-            router_id: router_id.into(),
-            participant_id: participant.into(),
-            comedia: false,
-            enable_srtp: false,
-            srtp_crypto_suite: String::new(),
-        })
-        .await
-        .expect("plain transport")
-        .into_inner();
-    client
-        .connect_plain_transport(pb::ConnectPlainTransportRequest {
-            transport_id: t.transport_id.clone(),
-            ip: sink.addr().ip().to_string(),
-            port: u32::from(sink.addr().port()),
-            srtp_parameters_json: String::new(),
-        })
-        .await
-        .expect("connect plain");
-    let c = client
-        .consume(pb::ConsumeRequest {
-            transport_id: t.transport_id,
-            producer_id: producer_id.into(),
-            rtp_capabilities_json: opus_capabilities_json(),
-        })
-        .await
-        .expect("consume")
-        .into_inner();
-    client
-        .resume_consumer(pb::ConsumerRequest {
-            consumer_id: c.consumer_id.clone(),
-        })
-        .await
-        .expect("resume");
-    c.consumer_id
-}
-
 fn addr(ip: &str, port: u32) -> std::net::SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
 }
@@ -116,7 +70,7 @@ async fn ingest_audio_and_video_reach_a_consumer_on_another_worker_through_a_pip
         &r1.router_id,
         "viewer",
         &ingest.audio_producer_id,
-        &audio_sink,
+        audio_sink.addr(),
     )
     .await;
     let video_consumer = plain_consumer(
@@ -124,7 +78,7 @@ async fn ingest_audio_and_video_reach_a_consumer_on_another_worker_through_a_pip
         &r1.router_id,
         "viewer",
         &ingest.video_producer_id,
-        &video_sink,
+        video_sink.addr(),
     )
     .await;
 
@@ -291,8 +245,14 @@ async fn a_producer_on_node_a_reaches_a_consumer_on_node_b_and_closing_it_closes
     );
 
     let sink = RtpSink::bind().await;
-    let consumer =
-        plain_consumer(&mut cb, &rb.router_id, "listener", &far.producer_id, &sink).await;
+    let consumer = plain_consumer(
+        &mut cb,
+        &rb.router_id,
+        "listener",
+        &far.producer_id,
+        sink.addr(),
+    )
+    .await;
     let n = 100;
     let (_, got) = tokio::join!(
         send_rtp(
@@ -502,7 +462,7 @@ async fn bad_input_gets_clear_statuses_and_other_rooms_keep_working() {
         &healthy.router_id,
         "viewer",
         &ingest.audio_producer_id,
-        &sink,
+        sink.addr(),
     )
     .await;
 
@@ -709,7 +669,7 @@ async fn ffmpeg_loops_a_recording_into_a_room_with_the_documented_command() {
         &room.router_id,
         "audience",
         &ingest.audio_producer_id,
-        &audio_sink,
+        audio_sink.addr(),
     )
     .await;
     let video_consumer = plain_consumer(
@@ -717,7 +677,7 @@ async fn ffmpeg_loops_a_recording_into_a_room_with_the_documented_command() {
         &room.router_id,
         "audience",
         &ingest.video_producer_id,
-        &video_sink,
+        video_sink.addr(),
     )
     .await;
 
@@ -1129,7 +1089,7 @@ async fn key_frame_requests_at_the_camera(
             router,
             &format!("viewer-{i}"),
             &producer.producer_id,
-            &sink,
+            sink.addr(),
         )
         .await;
         sinks.push(sink);

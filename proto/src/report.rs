@@ -68,6 +68,13 @@ pub struct NodeReport {
     pub reported_at_ms: u64,
 }
 
+impl NodeReport {
+    /// Takes new participants: neither draining nor dead.
+    pub fn is_open(&self) -> bool {
+        !self.draining && !self.dead
+    }
+}
+
 /// `GetNodeInfo` carries the same facts as the report (the single-machine
 /// coordinator polls it instead of reading Redis).
 impl From<crate::media::NodeInfo> for NodeReport {

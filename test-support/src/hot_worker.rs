@@ -53,41 +53,14 @@ impl HotWorker {
         let sink = UdpSocket::bind("127.0.0.1:0").expect("sink socket");
         let sink_addr = sink.local_addr().expect("sink address");
         for i in 0..receivers {
-            let t = client
-                .create_plain_transport(pb::CreatePlainTransportRequest {
-                    router_id: router.clone(),
-                    participant_id: format!("heat-receiver-{i}"),
-                    comedia: false,
-                    enable_srtp: false,
-                    srtp_crypto_suite: String::new(),
-                })
-                .await
-                .expect("receiver transport")
-                .into_inner();
-            client
-                .connect_plain_transport(pb::ConnectPlainTransportRequest {
-                    transport_id: t.transport_id.clone(),
-                    ip: sink_addr.ip().to_string(),
-                    port: u32::from(sink_addr.port()),
-                    srtp_parameters_json: String::new(),
-                })
-                .await
-                .expect("connect receiver");
-            let c = client
-                .consume(pb::ConsumeRequest {
-                    transport_id: t.transport_id,
-                    producer_id: ingest.audio_producer_id.clone(),
-                    rtp_capabilities_json: opus_capabilities_json(),
-                })
-                .await
-                .expect("consume")
-                .into_inner();
-            client
-                .resume_consumer(pb::ConsumerRequest {
-                    consumer_id: c.consumer_id,
-                })
-                .await
-                .expect("resume");
+            crate::plain::plain_consumer(
+                client,
+                &router,
+                &format!("heat-receiver-{i}"),
+                &ingest.audio_producer_id,
+                sink_addr,
+            )
+            .await;
         }
         let to: SocketAddr = format!("{}:{}", ingest.ip, ingest.audio_port)
             .parse()
@@ -143,15 +116,4 @@ fn send(to: SocketAddr, pt: u8, ssrc: u32, rate: u32, stop: &AtomicBool, sent: &
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Receive capabilities of a plain receiver of opus.
-fn opus_capabilities_json() -> String {
-    serde_json::json!({
-        "codecs": [
-            {"kind": "audio", "mimeType": "audio/opus", "preferredPayloadType": 100, "clockRate": 48000, "channels": 2, "parameters": {}, "rtcpFeedback": []}
-        ],
-        "headerExtensions": []
-    })
-    .to_string()
 }

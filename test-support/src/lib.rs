@@ -11,6 +11,7 @@
 pub mod hot_worker;
 pub mod metrics;
 pub mod netns;
+pub mod plain;
 mod services;
 pub mod tls;
 pub mod turn;

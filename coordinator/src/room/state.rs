@@ -146,22 +146,21 @@ impl RoomState {
         self.producers.keys().cloned().collect()
     }
 
-    /// Sends `msg` to everyone but `except`: an event serialized once for
-    /// all (a message that ends sessions, `reconnect`, one by one: each
-    /// writer must see that).
+    /// Sends `msg` to everyone but `except`: an event serialized once into
+    /// one buffer every queue shares (a message that ends sessions,
+    /// `reconnect`, goes as itself: each writer must see that).
     pub fn broadcast(&self, except: Option<&str>, msg: &ServerMessage) {
-        if !msg.is_event() || msg.ends_session() {
-            for (id, p) in &self.peers {
-                if Some(id.as_str()) != except {
-                    p.outbox.send(msg.clone());
-                }
-            }
-            return;
-        }
-        let text = shared_text(msg);
+        let shared = (msg.is_event() && !msg.ends_session()).then(|| {
+            axum::extract::ws::Utf8Bytes::from(
+                serde_json::to_string(msg).expect("server messages serialize"),
+            )
+        });
         for (id, p) in &self.peers {
             if Some(id.as_str()) != except {
-                p.outbox.send_shared(text.clone());
+                match &shared {
+                    Some(text) => p.outbox.send_shared(text.clone()),
+                    None => p.outbox.send(msg.clone()),
+                }
             }
         }
     }
@@ -241,11 +240,6 @@ impl RoomState {
         self.audience.len()
     }
 
-    /// Sends one event, serialized once, to every peer.
-    fn broadcast_shared(&self, msg: &ServerMessage) {
-        self.broadcast(None, msg);
-    }
-
     /// Tells everyone the state now of up to `max` identities whose
     /// presence changed (oldest change first): `peersLeft` for those gone,
     /// then `peersJoined` for those present. Returns whether changes are
@@ -262,9 +256,12 @@ impl RoomState {
         }
         let (audience, hands) = self.presence.take_counts(self.audience.len());
         if audience {
-            self.broadcast_shared(&ServerMessage::Audience {
-                count: self.audience.len(),
-            });
+            self.broadcast(
+                None,
+                &ServerMessage::Audience {
+                    count: self.audience.len(),
+                },
+            );
         }
         if hands {
             let msg = ServerMessage::Hands {
@@ -285,21 +282,27 @@ impl RoomState {
         }
         let peer_count = self.order.len();
         if !left.is_empty() {
-            self.broadcast_shared(&ServerMessage::PeersLeft {
-                peer_ids: left,
-                peer_count,
-            });
+            self.broadcast(
+                None,
+                &ServerMessage::PeersLeft {
+                    peer_ids: left,
+                    peer_count,
+                },
+            );
         }
         joined.sort_by_key(|(seq, _)| *seq);
         let mut joined = joined.into_iter().map(|(_, p)| p).peekable();
         while joined.peek().is_some() {
-            self.broadcast_shared(&ServerMessage::PeersJoined {
-                peers: joined
-                    .by_ref()
-                    .take(crate::protocol::PEER_PAGE_MAX)
-                    .collect(),
-                peer_count,
-            });
+            self.broadcast(
+                None,
+                &ServerMessage::PeersJoined {
+                    peers: joined
+                        .by_ref()
+                        .take(crate::protocol::PEER_PAGE_MAX)
+                        .collect(),
+                    peer_count,
+                },
+            );
         }
         self.presence.pending() > 0 || self.presence.audience_waiting()
     }
@@ -770,10 +773,13 @@ impl RoomState {
         // of it yet do now, with its producers, before `newProducer`.
         if self.presence.take_one(&rec.peer_id) {
             if let Some(p) = self.peers.get(&rec.peer_id) {
-                self.broadcast_shared(&ServerMessage::PeersJoined {
-                    peers: vec![self.peer_info(&rec.peer_id, p)],
-                    peer_count: self.order.len(),
-                });
+                self.broadcast(
+                    None,
+                    &ServerMessage::PeersJoined {
+                        peers: vec![self.peer_info(&rec.peer_id, p)],
+                        peer_count: self.order.len(),
+                    },
+                );
             }
         }
         self.broadcast(Some(&rec.peer_id), &offer(producer_id, rec));
@@ -964,13 +970,6 @@ impl RoomState {
         self.pipes.clear();
         self.routers.drain().map(|(_, r)| r).collect()
     }
-}
-
-/// An event's text, serialized once for every queue it goes to.
-fn shared_text(msg: &ServerMessage) -> axum::extract::ws::Utf8Bytes {
-    serde_json::to_string(msg)
-        .expect("server messages serialize")
-        .into()
 }
 
 #[cfg(test)]

@@ -133,7 +133,18 @@ impl Cluster {
         worker_capacity: u32,
         redis: &RedisServer,
     ) -> Cluster {
-        let (http, coord_stop) = start_coordinator(nodes, worker_capacity, Some(redis)).await;
+        Self::coordinator_with(nodes, worker_capacity, redis, &[]).await
+    }
+
+    /// [`Cluster::coordinator`] with more settings (`THRONG_*`, value).
+    pub async fn coordinator_with(
+        nodes: &[String],
+        worker_capacity: u32,
+        redis: &RedisServer,
+        extra: &[(&str, String)],
+    ) -> Cluster {
+        let (http, coord_stop) =
+            start_coordinator_with(nodes, worker_capacity, Some(redis), extra).await;
         let c = Cluster {
             url: format!("ws://{http}/ws"),
             http,

@@ -16,6 +16,8 @@ use tonic::transport::Channel;
 pub type Client = MediaNodeClient<Channel>;
 
 #[allow(unused_imports)]
+pub use throng_test_support::plain::{opus_capabilities_json, plain_consumer};
+#[allow(unused_imports)]
 pub use throng_test_support::{connect_node as connect, Redis};
 
 /// Environment for a node on loopback with `workers` workers.
@@ -105,17 +107,6 @@ impl NodeProcess {
 }
 
 // ----- RTP -------------------------------------------------------------------
-
-pub fn opus_capabilities_json() -> String {
-    serde_json::json!({
-        "codecs": [
-            {"kind": "audio", "mimeType": "audio/opus", "preferredPayloadType": 100, "clockRate": 48000, "channels": 2, "parameters": {}, "rtcpFeedback": []},
-            {"kind": "video", "mimeType": "video/VP8", "preferredPayloadType": 101, "clockRate": 90000, "parameters": {}, "rtcpFeedback": []}
-        ],
-        "headerExtensions": []
-    })
-    .to_string()
-}
 
 /// An RTP packet; `keyframe_vp8` makes the payload a VP8 keyframe start.
 pub fn rtp_packet(pt: u8, ssrc: u32, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
