@@ -8,7 +8,7 @@
 # real WebRTC endpoint until media arrives. Worker capacity is raised so that
 # all participants fit on this one node, and the room cap to JOINS + 1 (the
 # presenter).
-#   scripts/bench-surge.sh [JOINS]     (default 1000; MEDIA=10; COORD_BIN=another coordinator build)
+#   scripts/bench-surge.sh [JOINS]     (default 1000; MEDIA=10; ROOMS="1 50" the phases; COORD_BIN=another coordinator build)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOINS=${1:-1000}
@@ -39,7 +39,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$COORD/stat"; }
 sys_ticks() { awk '{print $15}' "/proc/$COORD/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$COORD/status"; }
 redis_calls() { redis-cli -p $REDIS_PORT info commandstats | awk -F'[=,]' '/^cmdstat_/ {n += $2} END {print n}'; }
-for rooms in 1 50; do
+for rooms in ${ROOMS:-1 50}; do
   c0=$(cpu_ticks); s0=$(sys_ticks); r0=$(redis_calls); m0=$(rss_kib)
   target/release/loadgen surge --url "ws://$LISTEN/ws" --joins "$JOINS" --rooms "$rooms" \
     --media "${MEDIA:-10}" --timeout-secs 120 --hold-secs 5 & LOAD=$!

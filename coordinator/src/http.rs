@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,12 +19,10 @@ use crate::api::{require_key, ApiError};
 use crate::auth::TokenKey;
 use crate::cluster::Cluster;
 use crate::media::client::NodeClients;
-use crate::protocol::{
-    MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WS_READ_BUFFER_BYTES, WS_WRITE_BUFFER_BYTES,
-};
+use crate::protocol::PROTOCOL_VERSION;
 use crate::room::Rooms;
-use crate::signaling::session;
 use crate::signaling::SessionDeps;
+use crate::signaling::{session, ws};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -208,7 +206,19 @@ pub fn metrics_app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+async fn ws(State(state): State<AppState>, mut req: axum::extract::Request) -> Response {
+    let accepted = match ws::handshake(req.method(), req.version(), req.headers()) {
+        Ok(response) => response,
+        Err(refused) => return refused,
+    };
+    let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        // Not a connection hyper can hand over (HTTP/2 has no upgrade).
+        return (
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded",
+        )
+            .into_response();
+    };
     let deps = SessionDeps {
         rooms: state.rooms.clone(),
         tokens: state.tokens.clone(),
@@ -218,13 +228,13 @@ async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respons
         limits: state.session_limits.clone(),
         turn: state.turn.clone(),
     };
-    upgrade
-        // A little above the protocol limit so that the session can answer
-        // "too large" instead of the socket closing.
-        .max_message_size(MAX_MESSAGE_BYTES * 2)
-        .read_buffer_size(WS_READ_BUFFER_BYTES)
-        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| session::serve(socket, deps))
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(io) => session::serve(hyper_util::rt::TokioIo::new(io), deps).await,
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    accepted
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ mod outbox;
 mod server;
 
 pub use client::{join_room, ClientMessage};
-pub use outbox::{Outbox, Outgoing};
+pub use outbox::{Control, Outbox, Outgoing};
 pub use server::*;
 
 use serde::{Deserialize, Serialize};
@@ -30,19 +30,13 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest `reqId`, in bytes.
 pub const MAX_REQ_ID: usize = 64;
 
-/// The WebSocket read buffer (both ends). tungstenite zero-fills its whole
-/// read buffer before every read: at its default of 128 KiB that memset was
-/// 42 % of the coordinator's CPU in a 1000-person surge (BENCHMARKS.md, 1).
-/// Signalling messages are small; larger ones still arrive (the buffer grows).
-/// Allocated per socket: 4 KiB rather than 8 is 4 MB less for 1000 browsers.
+/// The WebSocket read buffer of a client of this protocol (tungstenite's;
+/// browsers' sockets are served by `signaling::ws`, which keeps none).
+/// tungstenite zero-fills its whole read buffer before every read: at its
+/// default of 128 KiB that memset was 42 % of the coordinator's CPU in a
+/// 1000-person surge (BENCHMARKS.md, 1). Signalling messages are small;
+/// larger ones still arrive (the buffer grows).
 pub const WS_READ_BUFFER_BYTES: usize = 1024;
-
-/// How much a socket's write buffer gathers before it writes to the kernel.
-/// tungstenite's buffer keeps the largest capacity it ever reached: at its
-/// default (128 KiB, everything a batch of messages holds) a 1000-person room
-/// kept 50 KiB or more per socket. Writing out past 4 KiB bounds it to 4 KiB
-/// plus one message, and a batch still goes out in a few large writes.
-pub const WS_WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
 /// WebSocket settings for a client of this protocol (a coordinator proxying
 /// to a room's owner, the load generator): the small read buffer above.

@@ -26,17 +26,29 @@ pub enum Outgoing {
     /// and broadcasts): every queue holds the same bytes, and the socket
     /// writer hands them on without a copy.
     Shared(Utf8Bytes),
+    /// A WebSocket control frame: not a protocol message.
+    Control(Control),
+}
+
+/// A WebSocket control frame the session asks its writer for.
+#[derive(Debug)]
+pub enum Control {
+    /// The answer to a ping (its payload).
+    Pong(Box<[u8]>),
+    /// Close the socket with this code (RFC 6455, 7.4); the session ends.
+    Close(u16),
 }
 
 impl Outgoing {
-    /// The text to write.
-    pub fn into_text(self) -> Utf8Bytes {
+    /// The text to write; a control frame is the writer's to make.
+    pub fn into_text(self) -> Result<Utf8Bytes, Control> {
         match self {
-            Self::Message(m) => serde_json::to_string(&*m)
+            Self::Message(m) => Ok(serde_json::to_string(&*m)
                 .expect("server messages serialize")
-                .into(),
-            Self::Relayed { text, .. } => text.into(),
-            Self::Shared(text) => text,
+                .into()),
+            Self::Relayed { text, .. } => Ok(text.into()),
+            Self::Shared(text) => Ok(text),
+            Self::Control(c) => Err(c),
         }
     }
 
@@ -46,6 +58,7 @@ impl Outgoing {
             Self::Message(m) => m.is_event(),
             Self::Relayed { event, .. } => *event,
             Self::Shared(_) => true,
+            Self::Control(_) => false,
         }
     }
 
@@ -55,6 +68,7 @@ impl Outgoing {
             Self::Message(m) => m.ends_session(),
             Self::Relayed { ends_session, .. } => *ends_session,
             Self::Shared(_) => false,
+            Self::Control(c) => matches!(c, Control::Close(_)),
         }
     }
 }
@@ -80,6 +94,11 @@ impl Outbox {
     /// Queues an event serialized once for many clients.
     pub fn send_shared(&self, text: Utf8Bytes) {
         let _ = self.0.send(Outgoing::Shared(text));
+    }
+
+    /// Queues a control frame (a pong, a close).
+    pub fn control(&self, frame: Control) {
+        let _ = self.0.send(Outgoing::Control(frame));
     }
 
     /// Queues a relayed message; false once the client is gone.

@@ -44,10 +44,8 @@ pub struct Hand {
 }
 
 /// Most peers in one page of the roster (`listPeers`, `listAudience`), and
-/// in one `peersJoined`: about 4 KB of JSON. A socket's write buffer keeps
-/// the largest capacity it ever reached (4 KiB plus the message being
-/// written, `WS_WRITE_BUFFER_BYTES`), so the largest message a client gets
-/// is memory it costs for as long as it is connected.
+/// in one `peersJoined`: about 4 KB of JSON, a bounded share of a socket's
+/// batch (a socket keeps no write buffer between batches: `signaling::ws`).
 pub const PEER_PAGE_MAX: usize = 50;
 
 /// Most audience members in one page of `listAudience`, and raised hands

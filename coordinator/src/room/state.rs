@@ -1049,7 +1049,7 @@ mod tests {
     ) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         while let Ok(m) = rx.try_recv() {
-            out.push(serde_json::from_str(m.into_text().as_str()).unwrap());
+            out.push(serde_json::from_str(m.into_text().unwrap().as_str()).unwrap());
         }
         out
     }

@@ -9,6 +9,7 @@ pub mod handler;
 pub mod owners;
 pub mod proxy;
 pub mod session;
+pub mod ws;
 
 use std::sync::Arc;
 

@@ -13,20 +13,28 @@
 //! stopped without a close frame, the participant is kept for a `resume`
 //! instead (`handler`), and a relay abandons the owner's socket the same way.
 
-use axum::extract::ws::{Message, WebSocket};
-use futures::{SinkExt, StreamExt};
+use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::owners::Owner;
+use super::ws::{self, Incoming, ReadError};
 use super::{authorize, handler, proxy, SessionDeps};
 use crate::limits::Budget;
 use crate::protocol::{
-    join_room, ErrorCode, Outbox, Outgoing, ServerMessage, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    join_room, Control, ErrorCode, Outbox, Outgoing, ServerMessage, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 
-/// Most messages written to a socket before it is flushed.
+/// Most messages written to a socket in one write.
 const SEND_BATCH: usize = 64;
+
+/// A batch is written once it holds this many bytes (the buffer is freed
+/// after each write: it is memory only while it is written).
+const SEND_BATCH_BYTES: usize = 16 * 1024;
+
+/// The connection a browser's upgrade hands over.
+pub type Io = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
 
 /// How long events (not answers) may wait for more to share their write.
 const EVENT_COALESCE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -35,14 +43,16 @@ const EVENT_COALESCE: std::time::Duration = std::time::Duration::from_millis(20)
 const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Writes what the outbox receives, in batches: whatever is queued goes out
-/// with one flush (one write), and a batch of events only (no answer in it)
-/// waits up to [`EVENT_COALESCE`] for more. A busy room announces every join
-/// to everyone: one write per event was most of a surge's cost.
+/// with one write, and a batch of events only (no answer in it) waits up to
+/// [`EVENT_COALESCE`] for more. A busy room announces every join to
+/// everyone: one write per event was most of a surge's cost. The batch's
+/// buffer is freed once written (`ws::Writer`): an idle socket costs none.
 async fn write(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut ws: ws::Writer<WriteHalf<Io>>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     sent: prometheus_client::metrics::counter::Counter,
 ) {
+    let mut close_code = ws::code::NORMAL;
     'send: while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         let mut batch = 0;
@@ -50,17 +60,20 @@ async fn write(
         let hold_until = tokio::time::Instant::now() + EVENT_COALESCE;
         while let Some(msg) = next.take() {
             let (event, ends) = (msg.is_event(), msg.ends_session());
-            sent.inc();
-            if sink.feed(Message::Text(msg.into_text())).await.is_err() {
-                break 'send;
+            match msg.into_text() {
+                Ok(text) => {
+                    sent.inc();
+                    ws.text(text.as_str());
+                }
+                Err(Control::Pong(payload)) => ws.pong(&payload),
+                Err(Control::Close(code)) => close_code = code,
             }
             if ends {
-                let _ = sink.flush().await;
                 break 'send;
             }
             answer |= !event;
             batch += 1;
-            if batch >= SEND_BATCH {
+            if batch >= SEND_BATCH || ws.batched() >= SEND_BATCH_BYTES {
                 break;
             }
             next = match rx.try_recv() {
@@ -72,15 +85,16 @@ async fn write(
                     .flatten(),
             };
         }
-        if sink.flush().await.is_err() {
-            break;
+        if ws.flush().await.is_err() {
+            return;
         }
     }
-    let _ = sink.close().await;
+    // What is batched goes out before the close frame.
+    let _ = ws.close(close_code).await;
 }
 
 /// Serves one socket until it closes.
-pub async fn serve(socket: WebSocket, deps: SessionDeps) {
+pub async fn serve(io: Io, deps: SessionDeps) {
     let metrics = deps.metrics.clone();
     metrics.ws_sessions.inc();
     let direction = |direction| {
@@ -89,12 +103,15 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             .get_or_create_owned(&crate::metrics::Direction { direction })
     };
     let (sent, received) = (direction("out"), direction("in"));
-    let (sink, mut stream) = socket.split();
+    let (read, write_half) = tokio::io::split(io);
+    // A little above the protocol limit so that the session can answer
+    // "too large" instead of the socket closing.
+    let mut stream = ws::Reader::new(read, MAX_MESSAGE_BYTES * 2);
     let (outbox, rx) = Outbox::channel();
     outbox.send(ServerMessage::Welcome {
         protocol: PROTOCOL_VERSION,
     });
-    let mut writer = tokio::spawn(write(sink, rx, sent));
+    let mut writer = tokio::spawn(write(ws::Writer::new(write_half), rx, sent));
     let mut writer_done = false;
     // Either side of the session (the handler after `leave`, the proxy when
     // the owner's socket closes) ends it through this.
@@ -121,11 +138,11 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
             _ = ended.recv() => break,
         };
         let text = match msg {
-            Some(Ok(Message::Text(t))) => {
+            Ok(Incoming::Text(t)) => {
                 received.inc();
                 t
             }
-            Some(Ok(Message::Binary(_))) => {
+            Ok(Incoming::Binary) => {
                 outbox.send(ServerMessage::error(
                     None,
                     ErrorCode::BadRequest,
@@ -133,10 +150,20 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                 ));
                 continue;
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) => break,
-            Some(Err(_)) | None => {
+            Ok(Incoming::Ping(payload)) => {
+                outbox.control(Control::Pong(payload.into()));
+                continue;
+            }
+            Ok(Incoming::Close) => break,
+            Err(ReadError::Gone) => {
                 abrupt = true;
+                break;
+            }
+            Err(ReadError::Protocol(code, why)) => {
+                // A client that breaks the WebSocket protocol is closed
+                // with the reason's code; it has left.
+                debug!(code, why, "WebSocket protocol error; closing");
+                outbox.control(Control::Close(code));
                 break;
             }
         };
@@ -232,7 +259,7 @@ pub async fn serve(socket: WebSocket, deps: SessionDeps) {
                 }
             }
         }
-        local.deliver(text.to_string());
+        local.deliver(text);
     }
     // A join still queued is cancelled; a joined participant leaves, or is
     // kept for a resume when the socket just stopped.
