@@ -40,7 +40,9 @@ pub enum Control {
 }
 
 impl Outgoing {
-    /// The text to write; a control frame is the writer's to make.
+    /// The text to write; a control frame is the writer's to make. (Not
+    /// inlined: heap profiles name it.)
+    #[inline(never)]
     pub fn into_text(self) -> Result<Utf8Bytes, Control> {
         match self {
             Self::Message(m) => Ok(serde_json::to_string(&*m)

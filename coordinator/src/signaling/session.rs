@@ -29,8 +29,7 @@ use crate::protocol::{
 /// Most messages written to a socket in one write.
 const SEND_BATCH: usize = 64;
 
-/// A batch is written once it holds this many bytes (the buffer is freed
-/// after each write: it is memory only while it is written).
+/// A batch is written once it holds this many bytes.
 const SEND_BATCH_BYTES: usize = 16 * 1024;
 
 /// The connection a browser's upgrade hands over.
@@ -45,8 +44,9 @@ const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Writes what the outbox receives, in batches: whatever is queued goes out
 /// with one write, and a batch of events only (no answer in it) waits up to
 /// [`EVENT_COALESCE`] for more. A busy room announces every join to
-/// everyone: one write per event was most of a surge's cost. The batch's
-/// buffer is freed once written (`ws::Writer`): an idle socket costs none.
+/// everyone: one write per event was most of a surge's cost. The batch holds
+/// the messages themselves, not copies (`ws::Writer`), and is freed once
+/// written.
 async fn write(
     mut ws: ws::Writer<WriteHalf<Io>>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
@@ -63,7 +63,7 @@ async fn write(
             match msg.into_text() {
                 Ok(text) => {
                     sent.inc();
-                    ws.text(text.as_str());
+                    ws.text(text);
                 }
                 Err(Control::Pong(payload)) => ws.pong(&payload),
                 Err(Control::Close(code)) => close_code = code,

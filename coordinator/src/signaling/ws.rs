@@ -10,7 +10,9 @@
 //! surge, a third of the coordinator's heap: BENCHMARKS.md, 1). Here nothing
 //! is kept between messages: a read goes through a buffer on the stack, a
 //! frame split over reads waits in a buffer that is freed once it is whole,
-//! and a batch of outgoing frames is one buffer, freed once written.
+//! and a batch of outgoing frames is written straight from the messages'
+//! own bytes (one vectored write; a broadcast's bytes are shared by every
+//! socket, not copied into each).
 //!
 //! Only what a browser needs: HTTP/1.1 upgrades, no extensions (no
 //! compression), no subprotocol. Client frames must be masked, control frames
@@ -18,9 +20,11 @@
 //! header says so, without reading it.
 
 use std::future::poll_fn;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Poll};
 
+use axum::extract::ws::Utf8Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -141,6 +145,13 @@ struct Header {
     payload: usize,
 }
 
+/// Keeps bytes read until they make a frame (not inlined: heap profiles
+/// name it).
+#[inline(never)]
+fn append(pending: &mut Vec<u8>, bytes: &[u8]) {
+    pending.extend_from_slice(bytes);
+}
+
 /// Parses a frame header from the start of `buf`: `Ok(None)` while it is
 /// incomplete.
 fn parse_header(buf: &[u8], max_message: usize) -> Result<Option<Header>, ReadError> {
@@ -222,7 +233,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 let mut chunk = [0u8; READ_CHUNK];
                 let mut buf = ReadBuf::new(&mut chunk);
                 ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
-                pending.extend_from_slice(buf.filled());
+                append(pending, buf.filled());
                 Poll::Ready(std::io::Result::Ok(buf.filled().len()))
             })
             .await;
@@ -316,28 +327,93 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
-/// Appends one server frame (unmasked, final) to `buf`.
-fn frame(buf: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    buf.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => buf.push(n as u8),
-        n @ 126..=0xffff => {
-            buf.push(126);
-            buf.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            buf.push(127);
-            buf.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    buf.extend_from_slice(payload);
+/// One server frame (unmasked, final) waiting in a batch: its header, and
+/// its payload as it came (a broadcast's payload is shared by every socket
+/// it goes to, not copied).
+struct Frame {
+    head: [u8; 10],
+    head_len: u8,
+    body: Body,
 }
 
-/// The writing half of a socket. Frames are gathered in a batch (one buffer
-/// per batch, freed once written) and go out with one write.
+enum Body {
+    Text(Utf8Bytes),
+    Control(Vec<u8>),
+}
+
+impl Frame {
+    fn new(opcode: u8, body: Body) -> Self {
+        let len = match &body {
+            Body::Text(t) => t.len(),
+            Body::Control(c) => c.len(),
+        };
+        let mut head = [0u8; 10];
+        head[0] = 0x80 | opcode;
+        let head_len = match len {
+            n @ 0..=125 => {
+                head[1] = n as u8;
+                2
+            }
+            n @ 126..=0xffff => {
+                head[1] = 126;
+                head[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
+            }
+            n => {
+                head[1] = 127;
+                head[2..10].copy_from_slice(&(n as u64).to_be_bytes());
+                10
+            }
+        };
+        Self {
+            head,
+            head_len,
+            body,
+        }
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.head[..self.head_len as usize]
+    }
+
+    fn body(&self) -> &[u8] {
+        match &self.body {
+            Body::Text(t) => t.as_bytes(),
+            Body::Control(c) => c,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.head().len() + self.body().len()
+    }
+}
+
+/// What is left of `frames` to write, the first with `done` bytes written.
+#[inline(never)]
+fn slices(frames: &[Frame], done: usize) -> Vec<IoSlice<'_>> {
+    let mut slices = Vec::with_capacity(2 * frames.len());
+    for (i, f) in frames.iter().enumerate() {
+        let (head, body) = (f.head(), f.body());
+        let skip = if i == 0 { done } else { 0 };
+        if skip < head.len() {
+            slices.push(IoSlice::new(&head[skip..]));
+        }
+        let skip = skip.saturating_sub(head.len());
+        if skip < body.len() {
+            slices.push(IoSlice::new(&body[skip..]));
+        }
+    }
+    slices
+}
+
+/// The writing half of a socket. Frames are gathered in a batch and go out
+/// with one vectored write, straight from the messages' own bytes: a socket
+/// whose browser reads slowly holds references to its messages, not copies,
+/// and holds nothing once they are written.
 pub struct Writer<W> {
     io: W,
-    batch: Vec<u8>,
+    batch: Vec<Frame>,
+    batched: usize,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
@@ -346,29 +422,56 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         Self {
             io,
             batch: Vec::new(),
+            batched: 0,
         }
     }
 
+    #[inline(never)]
+    fn push(&mut self, frame: Frame) {
+        self.batched += frame.len();
+        self.batch.push(frame);
+    }
+
     /// Adds a text message to the batch.
-    pub fn text(&mut self, text: &str) {
-        frame(&mut self.batch, 0x1, text.as_bytes());
+    pub fn text(&mut self, text: Utf8Bytes) {
+        self.push(Frame::new(0x1, Body::Text(text)));
     }
 
     /// Adds a pong (the ping's payload, at most 125 bytes) to the batch.
     pub fn pong(&mut self, payload: &[u8]) {
-        frame(&mut self.batch, 0xA, &payload[..payload.len().min(125)]);
+        let payload = payload[..payload.len().min(125)].to_vec();
+        self.push(Frame::new(0xA, Body::Control(payload)));
     }
 
     /// Bytes in the batch.
     pub fn batched(&self) -> usize {
-        self.batch.len()
+        self.batched
     }
 
-    /// Writes the batch out and frees its buffer.
+    /// Writes the batch out and frees it.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         let batch = std::mem::take(&mut self.batch);
-        if !batch.is_empty() {
-            self.io.write_all(&batch).await?;
+        self.batched = 0;
+        // Where the write is: the frame, and the bytes of it already written.
+        let (mut at, mut done) = (0, 0);
+        while at < batch.len() {
+            let slices = slices(&batch[at..], done);
+            let mut n =
+                poll_fn(|cx| Pin::new(&mut self.io).poll_write_vectored(cx, &slices)).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 {
+                let left = batch[at].len() - done;
+                if n >= left {
+                    n -= left;
+                    at += 1;
+                    done = 0;
+                } else {
+                    done += n;
+                    n = 0;
+                }
+            }
         }
         self.io.flush().await
     }
@@ -376,7 +479,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// Writes the batch and a close frame with `code`, then ends the
     /// connection's sending side.
     pub async fn close(&mut self, code: u16) -> std::io::Result<()> {
-        frame(&mut self.batch, 0x8, &code.to_be_bytes());
+        self.push(Frame::new(0x8, Body::Control(code.to_be_bytes().to_vec())));
         self.flush().await?;
         self.io.shutdown().await
     }

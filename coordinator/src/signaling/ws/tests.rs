@@ -41,7 +41,7 @@ async fn messages_of_every_length_class_cross_both_ways() {
             Ok(Incoming::Text(text.clone())),
             "{len} bytes in"
         );
-        writer.text(&text);
+        writer.text(text.clone().into());
         writer.flush().await.unwrap();
         let got = client.next().await.unwrap().unwrap();
         assert_eq!(got.into_text().unwrap().as_str(), text, "{len} bytes out");
@@ -58,7 +58,7 @@ async fn messages_of_every_length_class_cross_both_ways() {
 async fn a_batch_of_messages_goes_out_in_order_and_leaves_no_buffer() {
     let (_reader, mut writer, mut client) = pair().await;
     for i in 0..50 {
-        writer.text(&format!("message {i}"));
+        writer.text(format!("message {i}").into());
     }
     assert!(writer.batched() > 0);
     writer.flush().await.unwrap();
@@ -126,7 +126,7 @@ async fn a_close_from_either_side_is_seen_by_the_other() {
     }
 
     let (_reader, mut writer, mut client) = pair().await;
-    writer.text("bye");
+    writer.text("bye".into());
     writer.close(code::TOO_BIG).await.unwrap();
     assert_eq!(
         client
@@ -330,4 +330,35 @@ fn the_handshake_answers_a_browser_and_refuses_anything_else() {
         status(&Method::GET, Version::HTTP_11, &plain),
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn a_batch_written_a_few_bytes_at_a_time_arrives_whole() {
+    // A pipe that takes 7 bytes at a time: every write is partial, and
+    // stops inside headers and payloads alike.
+    let (server, client) = tokio::io::duplex(7);
+    let (_r, w) = tokio::io::split(server);
+    let mut writer = Writer::new(w);
+    let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+    let texts: Vec<String> = [0, 3, 125, 126, 300, 70_000, 1]
+        .iter()
+        .map(|&n| text_of(n))
+        .collect();
+    for t in &texts {
+        writer.text(t.clone().into());
+    }
+    writer.pong(b"p");
+    let sent = tokio::spawn(async move {
+        writer.flush().await.unwrap();
+        writer
+    });
+    for t in &texts {
+        let got = client.next().await.unwrap().unwrap();
+        assert_eq!(got.into_text().unwrap().as_str(), t.as_str());
+    }
+    assert!(matches!(
+        client.next().await.unwrap().unwrap(),
+        Message::Pong(_)
+    ));
+    sent.await.unwrap();
 }
