@@ -91,7 +91,22 @@ async fn chromium_waits_and_retries_by_itself_when_the_join_queue_is_full() {
         (first, second, a, b)
     });
     assert!(gate.reached(1, Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The other one is in line before the browser comes (a fixed pause here
+    // was not always enough on a loaded CI machine: the browser got the
+    // line's only place instead of being refused).
+    let admin = format!("x-admin-key: {}\r\n", throng_test_support::ADMIN_KEY);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = throng_test_support::metrics::scrape(coord.http, &admin).await;
+        if throng_test_support::metrics::value(&s, "throng_queue_length", &[]) == Some(1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second join never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut c = Cluster {
         url: coord.ws_url(),
         http: coord.http,
