@@ -40,9 +40,7 @@ pub enum Control {
 }
 
 impl Outgoing {
-    /// The text to write; a control frame is the writer's to make. (Not
-    /// inlined: heap profiles name it.)
-    #[inline(never)]
+    /// The text to write; a control frame is the writer's to make.
     pub fn into_text(self) -> Result<Utf8Bytes, Control> {
         match self {
             Self::Message(m) => Ok(serde_json::to_string(&*m)

@@ -145,13 +145,6 @@ struct Header {
     payload: usize,
 }
 
-/// Keeps bytes read until they make a frame (not inlined: heap profiles
-/// name it).
-#[inline(never)]
-fn append(pending: &mut Vec<u8>, bytes: &[u8]) {
-    pending.extend_from_slice(bytes);
-}
-
 /// Parses a frame header from the start of `buf`: `Ok(None)` while it is
 /// incomplete.
 fn parse_header(buf: &[u8], max_message: usize) -> Result<Option<Header>, ReadError> {
@@ -233,7 +226,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 let mut chunk = [0u8; READ_CHUNK];
                 let mut buf = ReadBuf::new(&mut chunk);
                 ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
-                append(pending, buf.filled());
+                pending.extend_from_slice(buf.filled());
                 Poll::Ready(std::io::Result::Ok(buf.filled().len()))
             })
             .await;
@@ -389,7 +382,6 @@ impl Frame {
 }
 
 /// What is left of `frames` to write, the first with `done` bytes written.
-#[inline(never)]
 fn slices(frames: &[Frame], done: usize) -> Vec<IoSlice<'_>> {
     let mut slices = Vec::with_capacity(2 * frames.len());
     for (i, f) in frames.iter().enumerate() {
@@ -426,7 +418,6 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
     }
 
-    #[inline(never)]
     fn push(&mut self, frame: Frame) {
         self.batched += frame.len();
         self.batch.push(frame);
