@@ -10,18 +10,31 @@
 #   unordered_dense  <- our header on abseil's flat_hash_map/set (Debian libabsl-dev)
 #   flatbuffers      <- Debian flatbuffers-compiler + libflatbuffers-dev (2.0.8)
 # plus a local wheelhouse (PyPI) for the invoke/meson/ninja the build pip-installs,
-# and one source fix to mediasoup's DTLS BIO callback (see patch_dtls_bio below).
+# one source fix to mediasoup's DTLS BIO callback (see "DTLS BIO callback" below),
+# and Throng's patches to the worker's hot path (third_party/mediasoup-patches).
 #
 # Output: .prepared/ at the repository root (git-ignored). Cargo.toml patches
 # mediasoup-sys to .prepared/mediasoup-sys; .cargo/config.toml points the build
 # at the wheelhouse and keeps meson from downloading or purging anything.
 #
 # Idempotent: a stamp records the inputs; when they are unchanged this exits at once.
+# When they changed, the copy is prepared beside the old one and only files whose
+# bytes differ are replaced: the rest keep their times, so the worker's build
+# (ninja, by file times) recompiles what a changed patch touches, not everything.
+#
+# Other worker variants, for the A/B bench (scripts/bench-worker-ab.sh):
+#   THRONG_MEDIASOUP_PATCHES=all (default) | none | NAME[,NAME...]
+# says which of third_party/mediasoup-patches/NAME.patch to apply (none: upstream
+# mediasoup with only the offline shims and the DTLS fix). A variant is prepared
+# in the same place and built in the same meson directory: switching recompiles
+# only what the patches touch. The next run without it goes back to "all".
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/.prepared"
 SHIMS="$ROOT/third_party/mediasoup-shims"
+PATCHES_DIR="$ROOT/third_party/mediasoup-patches"
+SELECTED=${THRONG_MEDIASOUP_PATCHES:-all}
 
 MEDIASOUP_SYS_VERSION=0.24.0
 LIBUV_SYS2_VERSION=1.53.1
@@ -41,6 +54,8 @@ stamp_of_inputs() {
     dpkg-query -W -f='${Package} ${Version}\n' "${DEB_PACKAGES[@]}" 2>/dev/null || true
     cat "${BASH_SOURCE[0]}"
     (cd "$SHIMS" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    echo "patches: $SELECTED"
+    (cd "$PATCHES_DIR" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -56,7 +71,22 @@ done
 [[ "$(flatc --version)" == "flatc version $FLATBUFFERS_VERSION" ]] \
   || die "flatc $FLATBUFFERS_VERSION expected, found: $(flatc --version)"
 
-log "preparing mediasoup-sys $MEDIASOUP_SYS_VERSION in $OUT"
+# Which patches, in file-name order.
+PATCHES=()
+case "$SELECTED" in
+  all) for f in "$PATCHES_DIR"/*.patch; do [[ -f "$f" ]] && PATCHES+=("$f"); done ;;
+  none) ;;
+  *)
+    IFS=, read -ra names <<<"$SELECTED"
+    for name in "${names[@]}"; do
+      [[ -f "$PATCHES_DIR/$name.patch" ]] || die "THRONG_MEDIASOUP_PATCHES names $name, but $PATCHES_DIR/$name.patch does not exist"
+      PATCHES+=("$PATCHES_DIR/$name.patch")
+    done ;;
+esac
+
+log "preparing mediasoup-sys $MEDIASOUP_SYS_VERSION in $OUT (patches: $SELECTED)"
+FINAL=$OUT
+OUT="$FINAL.staging"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
@@ -185,6 +215,16 @@ grep -qF "$BEFORE" "$DTLS" || die "DtlsTransport.cpp no longer has the BIO callb
 sed -i "s/(operationType == BIO_CB_RETURN) ? static_cast<long>(ret) : 1;/$AFTER/" "$DTLS"
 grep -qF '((operationType & BIO_CB_RETURN) != 0)' "$DTLS" || die "DTLS BIO fix did not apply"
 
+# --- Throng's patches to the worker's hot path --------------------------------
+# Each third_party/mediasoup-patches/*.patch is a unified diff against the
+# mediasoup-sys crate's files (as `git diff --no-index` writes it, paths from the
+# crate's root), written so that it could be offered upstream; see the README
+# there for what each one does and what it measured.
+for f in "${PATCHES[@]}"; do
+  patch -d "$OUT/mediasoup-sys" -p1 --batch --forward --no-backup-if-mismatch --quiet <"$f" >"$WORK/patch.log" 2>&1 \
+    || { cat "$WORK/patch.log" >&2; die "$(basename "$f") does not apply to mediasoup-sys $MEDIASOUP_SYS_VERSION"; }
+done
+
 # --- one worker build for every cargo profile and feature set ----------------
 # build.rs builds the worker in meson's build directory under its OUT_DIR,
 # which differs for each cargo profile and each feature set of the crates
@@ -230,5 +270,41 @@ PY
 mkdir -p "$OUT/wheelhouse"
 python3 -m pip download --quiet --only-binary=:all: --dest "$OUT/wheelhouse" "${WHEELS[@]}"
 
-echo "$STAMP" >"$OUT/stamp"
-log "ready ($(du -sh "$OUT" | cut -f1))"
+# --- into place, keeping the times of every file whose bytes did not change ---
+python3 - "$OUT" "$FINAL" <<'PY'
+import filecmp, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+def same(a, b):
+    if os.path.islink(a) or os.path.islink(b):
+        return os.path.islink(a) and os.path.islink(b) and os.readlink(a) == os.readlink(b)
+    return (os.path.isfile(b) and os.stat(a).st_mode == os.stat(b).st_mode
+            and filecmp.cmp(a, b, shallow=False))
+os.makedirs(dst, exist_ok=True)
+for root, dirs, files in os.walk(dst, topdown=False):
+    rel = os.path.relpath(root, dst)
+    for name in files + dirs:
+        d, s = os.path.join(root, name), os.path.join(src, rel, name)
+        if os.path.lexists(s) and (os.path.isdir(s) and not os.path.islink(s)) == (os.path.isdir(d) and not os.path.islink(d)):
+            continue
+        if os.path.isdir(d) and not os.path.islink(d):
+            shutil.rmtree(d)
+        else:
+            os.remove(d)
+for root, dirs, files in os.walk(src):
+    rel = os.path.relpath(root, src)
+    os.makedirs(os.path.join(dst, rel), exist_ok=True)
+    for name in files:
+        s, d = os.path.join(root, name), os.path.join(dst, rel, name)
+        if os.path.lexists(d) and same(s, d):
+            continue
+        if os.path.lexists(d):
+            os.remove(d)
+        if os.path.islink(s):
+            os.symlink(os.readlink(s), d)
+        else:
+            shutil.copyfile(s, d)
+            shutil.copymode(s, d)
+PY
+rm -rf "$OUT"
+echo "$STAMP" >"$FINAL/stamp"
+log "ready ($(du -sh "$FINAL" | cut -f1))"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The worker's hot-path patches, A/B in one run (BENCHMARKS.md, section 2):
+# builds one media-node per worker variant, then alternates them through the
+# capacity set-up (scripts/bench-capacity.sh: Redis, one media node with ONE
+# worker, a coordinator, `loadgen capacity` with one VP8+Opus sender and str0m
+# receivers each consuming both streams) and reports, per variant and step, the
+# worker's CPU per forwarded packet (the worker thread's user+system time over
+# the packets the receivers got in the same window) and the loss.
+#
+#   unshare --net -- sh -c 'ip link set lo up && scripts/bench-worker-ab.sh'
+#
+# VARIANTS   worker variants, space separated (default: "none all" plus each
+#            patch of third_party/mediasoup-patches alone): none = upstream
+#            mediasoup with the offline shims only, all = every patch, NAME =
+#            that patch alone, NAME,NAME = those.
+# ROUNDS     alternations (default 5); the order of the variants turns every
+#            round so none always runs first or last.
+# STEPS      receivers per step (default 100,200 = 200 and 400 consumers, the
+#            range where the receivers keep up on 2 cores).
+# WINDOW_SECS  measured seconds per step (default 15).
+# PROFILE=1  also a perf profile of each variant (scripts/profile-worker.sh 200).
+# BUILD=0    reuse the binaries already in target/worker-ab.
+#
+# Each variant is prepared in .prepared and built in the worker's one meson
+# directory, so a switch recompiles only what the patches touch (a minute or
+# two, not the 8 of a cold worker); .prepared is left at "all" afterwards.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+OUT=target/worker-ab
+mkdir -p "$OUT/runs"
+ROUNDS=${ROUNDS:-5}
+STEPS=${STEPS:-100,200}
+WINDOW=${WINDOW_SECS:-15}
+if [[ -z "${VARIANTS:-}" ]]; then
+  VARIANTS="none all"
+  for f in third_party/mediasoup-patches/*.patch; do
+    [[ -f "$f" ]] && VARIANTS="$VARIANTS $(basename "$f" .patch)"
+  done
+fi
+read -ra VS <<<"$VARIANTS"
+
+log() { printf 'bench-worker-ab: %s\n' "$*" >&2; }
+
+restore() { scripts/prepare-mediasoup.sh >/dev/null; }
+if [[ "${BUILD:-1}" != 0 ]]; then
+  trap restore EXIT
+  cargo build -q --release -p coordinator -p loadgen
+  # "all" last: the tree is then already what it is left at.
+  for v in $(printf '%s\n' "${VS[@]}" | grep -vx all) $(printf '%s\n' "${VS[@]}" | grep -x all); do
+    log "building the worker variant $v"
+    start=$(date +%s)
+    THRONG_MEDIASOUP_PATCHES=$v scripts/prepare-mediasoup.sh
+    cargo build -q --release -p media-node
+    cp target/release/media-node "$OUT/media-node-$v"
+    log "variant $v built in $(( $(date +%s) - start )) s"
+  done
+  restore
+  trap - EXIT
+fi
+
+stamp=$(date -u +%Y%m%dT%H%M)
+echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, variants ${VS[*]}, $ROUNDS rounds, steps $STEPS receivers, ${WINDOW}s windows"
+for ((r = 0; r < ROUNDS; r++)); do
+  n=${#VS[@]}
+  for ((i = 0; i < n; i++)); do
+    v=${VS[$(( (i + r) % n ))]}
+    log "round $((r + 1))/$ROUNDS: $v"
+    NODE_BIN="$OUT/media-node-$v" DIRECT=0 WINDOW_SECS=$WINDOW scripts/bench-capacity.sh "$STEPS" >"$OUT/runs/$stamp-$v-$r.txt" 2>&1 \
+      || { tail -20 "$OUT/runs/$stamp-$v-$r.txt" >&2; exit 1; }
+    cp /tmp/throng-capacity-cluster.json "$OUT/runs/$stamp-$v-$r.json"
+  done
+done
+
+if [[ "${PROFILE:-0}" = 1 ]]; then
+  for v in "${VS[@]}"; do
+    NODE_BIN="$OUT/media-node-$v" scripts/profile-worker.sh 200 >"$OUT/runs/$stamp-$v-profile.txt" 2>&1 || true
+    echo "--- profile of $v (400 consumers): $OUT/runs/$stamp-$v-profile.txt"
+    grep -E '^ +[0-9]' "$OUT/runs/$stamp-$v-profile.txt" | head -15 || true
+  done
+fi
+
+python3 - "$OUT/runs" "$stamp" "${VS[@]}" <<'PY'
+import glob, json, statistics, sys
+runs, stamp, variants = sys.argv[1], sys.argv[2], sys.argv[3:]
+res = {}  # variant -> consumers -> [(us per packet, cpu %, loss %)]
+for v in variants:
+    for f in sorted(glob.glob(f"{runs}/{stamp}-{v}-*.json")):
+        for s in json.load(open(f))["steps"]:
+            us = s["workerCpuPct"] / 100 / s["packetsPerSec"] * 1e6 if s["packetsPerSec"] else float("nan")
+            res.setdefault(v, {}).setdefault(s["consumers"], []).append((us, s["workerCpuPct"], s["lossPct"]))
+base = res.get("none", {})
+print("worker CPU per forwarded packet, microseconds: median of the rounds (each round's figures)")
+print(f'{"variant":<28} {"consumers":>9} {"us/packet":>9} {"vs none":>8} {"cpu %":>6} {"max loss %":>10}  rounds')
+for v in variants:
+    for c, xs in sorted(res.get(v, {}).items()):
+        med = statistics.median(x[0] for x in xs)
+        b = statistics.median(x[0] for x in base[c]) if c in base else None
+        ratio = f"{b / med:8.3f}" if b else "       -"
+        print(f'{v:<28} {c:>9} {med:>9.2f} {ratio} {statistics.median(x[1] for x in xs):>6.1f} '
+              f'{max(x[2] for x in xs):>10.2f}  {" ".join(f"{x[0]:.2f}" for x in xs)}')
+print('"vs none" is upstream\'s CPU per packet over the variant\'s: 1.2 means 1.2x the packets, i.e. consumers, per core.')
+PY
