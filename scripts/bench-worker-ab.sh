@@ -7,7 +7,9 @@
 # worker's CPU per forwarded packet (the worker thread's user+system time over
 # the packets the receivers got in the same window) and the loss.
 #
-#   unshare --net -- sh -c 'ip link set lo up && scripts/bench-worker-ab.sh'
+#   scripts/bench-worker-ab.sh        (as root: the builds need the package
+#                                      registries; the runs then go into a
+#                                      loopback-only network namespace of their own)
 #
 # VARIANTS   worker variants, space separated (default: "none all" plus each
 #            patch of third_party/mediasoup-patches alone): none = upstream
@@ -19,6 +21,9 @@
 #            range where the receivers keep up on 2 cores).
 # WINDOW_SECS  measured seconds per step (default 15).
 # PROFILE=1  also a perf profile of each variant (scripts/profile-worker.sh 200).
+# PIN=0      let the scheduler place the worker (default: the media node on the
+#            last CPU, the receivers and the rest on the others; unpinned, the
+#            same build measured 15-30 % apart from one run to the next).
 # BUILD=0    reuse the binaries already in target/worker-ab.
 #
 # Each variant is prepared in .prepared and built in the worker's one meson
@@ -59,14 +64,20 @@ if [[ "${BUILD:-1}" != 0 ]]; then
   trap - EXIT
 fi
 
+# The runs: inside a network namespace with only loopback, so nothing leaves.
+if [[ -z "${THRONG_AB_ISOLATED:-}" ]]; then
+  exec unshare --net -- env THRONG_AB_ISOLATED=1 BUILD=0 VARIANTS="${VS[*]}" ROUNDS="$ROUNDS" STEPS="$STEPS" \
+    WINDOW_SECS="$WINDOW" PROFILE="${PROFILE:-0}" PIN="${PIN:-1}" sh -c 'ip link set lo up && exec "$0"' "$0"
+fi
+
 stamp=$(date -u +%Y%m%dT%H%M)
-echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, variants ${VS[*]}, $ROUNDS rounds, steps $STEPS receivers, ${WINDOW}s windows"
+echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, variants ${VS[*]}, $ROUNDS rounds, steps $STEPS receivers, ${WINDOW}s windows, pinned: ${PIN:-1}"
 for ((r = 0; r < ROUNDS; r++)); do
   n=${#VS[@]}
   for ((i = 0; i < n; i++)); do
     v=${VS[$(( (i + r) % n ))]}
     log "round $((r + 1))/$ROUNDS: $v"
-    NODE_BIN="$OUT/media-node-$v" DIRECT=0 WINDOW_SECS=$WINDOW scripts/bench-capacity.sh "$STEPS" >"$OUT/runs/$stamp-$v-$r.txt" 2>&1 \
+    NODE_BIN="$OUT/media-node-$v" DIRECT=0 PIN="${PIN:-1}" WINDOW_SECS=$WINDOW scripts/bench-capacity.sh "$STEPS" >"$OUT/runs/$stamp-$v-$r.txt" 2>&1 \
       || { tail -20 "$OUT/runs/$stamp-$v-$r.txt" >&2; exit 1; }
     cp /tmp/throng-capacity-cluster.json "$OUT/runs/$stamp-$v-$r.json"
   done

@@ -9,6 +9,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEB_PACKAGES=(
   # mediasoup worker build inputs (scripts/prepare-mediasoup.sh)
   libssl-dev flatbuffers-compiler libflatbuffers-dev libabsl-dev pkg-config dpkg-dev
+  # upstream's C++ unit tests of what our worker patches touch
+  # (scripts/test-worker-patches.py): Catch2 2, header only
+  catch2
   # gRPC codegen
   protobuf-compiler
   # real components started by tests and by `make run`

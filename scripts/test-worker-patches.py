@@ -93,8 +93,12 @@ def build_dir():
 def test_flags(bdir):
     """The worker's compile flags for its own test binary, from meson."""
     commands = json.load(open(os.path.join(bdir, "compile_commands.json")))
-    for c in commands:
-        if c["file"].endswith("test/src/RTC/BWE/TestSendPacketHistory.cpp") and "mediasoup-worker-test.p" in c["command"]:
+    # The test binary's entry when meson defined it, else the library's own.
+    wanted = [("test/src/RTC/BWE/TestSendPacketHistory.cpp", "mediasoup-worker-test.p"),
+              ("src/RTC/BWE/SendPacketHistory.cpp", "libmediasoup-worker.a.p")]
+    for c in sorted(commands, key=lambda c: [i for i, w in enumerate(wanted)
+                                             if c["file"].endswith(w[0]) and w[1] in c["command"]] or [9]):
+        if any(c["file"].endswith(f) and t in c["command"] for f, t in wanted):
             args = shlex.split(c["command"])
             flags, skip = [], False
             for a in args[1:]:

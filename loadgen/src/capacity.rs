@@ -151,7 +151,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// A mediasoup WebRtcTransport as a `createTransport` answer.
-fn transport_json(t: &WebRtcTransport) -> Value {
+pub fn transport_json(t: &WebRtcTransport) -> Value {
     json!({
         "id": t.id().to_string(),
         "iceParameters": to_value(t.ice_parameters()),
@@ -160,7 +160,7 @@ fn transport_json(t: &WebRtcTransport) -> Value {
     })
 }
 
-async fn connected_peer(
+pub async fn connected_peer(
     router: &Router,
     server: &WebRtcServer,
     caps: &Value,

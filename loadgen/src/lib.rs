@@ -6,6 +6,7 @@
 pub mod capacity;
 pub mod failover;
 pub mod leave;
+pub mod link;
 pub mod measure;
 pub mod otlp;
 pub mod participant;

@@ -101,6 +101,15 @@ pub struct SentTimes {
 /// Shared [`SentTimes`].
 pub type SentLog = Arc<Mutex<SentTimes>>;
 
+/// Hashes of the payloads that arrived, per SSRC, in arrival order
+/// ([`Peer::log_payloads`]).
+pub type PayloadLog = Arc<Mutex<HashMap<u32, Vec<u64>>>>;
+
+/// The hash [`PayloadLog`] keeps of a payload.
+pub fn payload_hash(payload: &[u8]) -> u64 {
+    payload_key(payload)
+}
+
 const SENT_LOG_MAX: usize = 20_000;
 
 fn payload_key(payload: &[u8]) -> u64 {
@@ -150,6 +159,10 @@ enum Command {
     },
     /// Record send times of written payloads into this log.
     LogSends(SentLog),
+    /// Record every arriving payload's hash, per SSRC, in arrival order.
+    LogPayloads(PayloadLog),
+    /// Impair what arrives from now on.
+    Impair(crate::link::Impairment),
     /// Look up arrivals in this log and keep their latency.
     LogLatency(SentLog),
     Write {
@@ -532,6 +545,18 @@ impl Peer {
         let _ = self.cmd.send(Command::LogLatency(log));
     }
 
+    /// Keeps the hash of every payload arriving from now on ([`payload_hash`]).
+    pub fn log_payloads(&self) -> PayloadLog {
+        let log = PayloadLog::default();
+        let _ = self.cmd.send(Command::LogPayloads(log.clone()));
+        log
+    }
+
+    /// Impairs what arrives from now on (see [`crate::link`]).
+    pub fn impair(&self, imp: crate::link::Impairment) {
+        let _ = self.cmd.send(Command::Impair(imp));
+    }
+
     /// Sends one RTP packet on a declared stream (our own sequence numbers and timestamps).
     pub fn write(&self, ssrc: u32, pt: u8, seq: u64, time: u32, marker: bool, payload: Arc<[u8]>) {
         let _ = self.cmd.send(Command::Write {
@@ -561,7 +586,27 @@ async fn drive(
     let mut nackable: HashMap<u32, bool> = HashMap::new();
     let mut sends_log: Option<SentLog> = None;
     let mut latency_log: Option<SentLog> = None;
+    let mut payload_log: Option<PayloadLog> = None;
+    let mut link: Option<crate::link::Link> = None;
     loop {
+        // What got through the impaired link by now.
+        while let Some((at, source, data)) = link.as_mut().and_then(|l| l.pop_due(Instant::now())) {
+            let Ok(contents) = data.as_slice().try_into() else {
+                continue;
+            };
+            let input = Input::Receive(
+                at,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination: local,
+                    contents,
+                },
+            );
+            if rtc.handle_input(input).is_err() {
+                return;
+            }
+        }
         let deadline = loop {
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break t,
@@ -584,6 +629,13 @@ async fn drive(
                     }
                     Event::RtpPacket(pkt) => {
                         let ssrc = *pkt.header.ssrc;
+                        if let Some(log) = &payload_log {
+                            log.lock()
+                                .expect("payload log")
+                                .entry(ssrc)
+                                .or_default()
+                                .push(payload_key(&pkt.payload));
+                        }
                         let sent = latency_log
                             .as_ref()
                             .and_then(|l| l.lock().expect("sent log").sent_at(&pkt.payload));
@@ -626,6 +678,10 @@ async fn drive(
                 }
             }
         };
+        let deadline = match link.as_ref().and_then(|l| l.next_due()) {
+            Some(due) => deadline.min(due),
+            None => deadline,
+        };
         let wait = deadline.saturating_duration_since(Instant::now());
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
@@ -639,6 +695,11 @@ async fn drive(
                     Some(_) => continue,
                     None => (source, std::borrow::Cow::Borrowed(&buf[..n])),
                 };
+                if let Some(l) = link.as_mut() {
+                    if l.arrive(Instant::now(), source, &data) != crate::link::Arrival::Now {
+                        continue;
+                    }
+                }
                 let Ok(contents) = data.as_ref().try_into() else { continue };
                 let input = Input::Receive(Instant::now(), Receive {
                     proto: Protocol::Udp,
@@ -669,6 +730,8 @@ async fn drive(
                     }
                     Command::LogSends(l) => sends_log = Some(l),
                     Command::LogLatency(l) => latency_log = Some(l),
+                    Command::LogPayloads(l) => payload_log = Some(l),
+                    Command::Impair(imp) => link = Some(crate::link::Link::new(imp)),
                     Command::Write { ssrc, pt, seq, time, marker, payload } => {
                         if let Some(l) = &sends_log {
                             l.lock().expect("sent log").record(&payload, Instant::now());
