@@ -591,19 +591,7 @@ async fn drive(
     loop {
         // What got through the impaired link by now.
         while let Some((at, source, data)) = link.as_mut().and_then(|l| l.pop_due(Instant::now())) {
-            let Ok(contents) = data.as_slice().try_into() else {
-                continue;
-            };
-            let input = Input::Receive(
-                at,
-                Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: local,
-                    contents,
-                },
-            );
-            if rtc.handle_input(input).is_err() {
+            if !hand_over(&mut rtc, at, source, local, &data) {
                 return;
             }
         }
@@ -700,14 +688,7 @@ async fn drive(
                         continue;
                     }
                 }
-                let Ok(contents) = data.as_ref().try_into() else { continue };
-                let input = Input::Receive(Instant::now(), Receive {
-                    proto: Protocol::Udp,
-                    source,
-                    destination: local,
-                    contents,
-                });
-                if rtc.handle_input(input).is_err() {
+                if !hand_over(&mut rtc, Instant::now(), source, local, &data) {
                     return;
                 }
             }
@@ -753,6 +734,30 @@ async fn drive(
             }
         }
     }
+}
+
+/// Gives str0m a datagram that arrived at `at`; false when the connection is
+/// over (a datagram str0m cannot parse is skipped).
+fn hand_over(
+    rtc: &mut Rtc,
+    at: Instant,
+    source: SocketAddr,
+    local: SocketAddr,
+    data: &[u8],
+) -> bool {
+    let Ok(contents) = data.try_into() else {
+        return true;
+    };
+    let input = Input::Receive(
+        at,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination: local,
+            contents,
+        },
+    );
+    rtc.handle_input(input).is_ok()
 }
 
 fn tracing_log(msg: &str) {

@@ -208,30 +208,24 @@ async fn the_worker_forwards_every_payload_in_order_answers_nacks_and_estimates_
             // 20 ms ticks: audio every tick, video on two ticks of three (30 fps).
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let (mut a, mut v) = (0u32, 0u32);
+            // Payload `n` of a kind, noted as sent and written (one packet a frame).
+            let send = |video: bool, n: u32| {
+                let p = payload(video, n);
+                let mut sent = sent.lock().unwrap();
+                let (list, ssrc, pt, ticks) = if video {
+                    (&mut sent.video, VIDEO_SSRC, payloads.vp8, 3000)
+                } else {
+                    (&mut sent.audio, AUDIO_SSRC, payloads.opus, 960)
+                };
+                list.push(payload_hash(&p));
+                peer.write(ssrc, pt, u64::from(n) + 1, n * ticks, true, p);
+            };
             for t in 0u64.. {
                 tick.tick().await;
-                let p = payload(false, a);
-                sent.lock().unwrap().audio.push(payload_hash(&p));
-                peer.write(
-                    AUDIO_SSRC,
-                    payloads.opus,
-                    u64::from(a) + 1,
-                    a * 960,
-                    true,
-                    p,
-                );
+                send(false, a);
                 a += 1;
                 if t % 3 != 2 {
-                    let p = payload(true, v);
-                    sent.lock().unwrap().video.push(payload_hash(&p));
-                    peer.write(
-                        VIDEO_SSRC,
-                        payloads.vp8,
-                        u64::from(v) + 1,
-                        v * 3000,
-                        true,
-                        p,
-                    );
+                    send(true, v);
                     v += 1;
                 }
             }
