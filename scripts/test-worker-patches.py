@@ -147,11 +147,13 @@ def main():
     cxx, flags = test_flags(bdir)
     patches = sorted(os.path.basename(p) for p in glob.glob(os.path.join(PATCHES, "*.patch")))
     log(f"worker library {lib}; patches applied: {', '.join(patches) or 'none'}")
-    # Objects are cached by what went into them, so a second run compiles nothing.
+    # Objects are cached by what went into them (the source, the flags, and the
+    # library's time standing for the patched headers), so a second run against
+    # the same library compiles nothing; the others are removed.
     cache = os.path.join(ROOT, "target", "worker-patch-tests")
     os.makedirs(cache, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        shim = os.path.join(tmp, "shim")
+        shim = os.path.join(cache, "shim")
         # Every other Catch2 3 header the tests include is in Catch2 2's one header.
         for src in UPSTREAM_TESTS + [os.path.join(PREPARED, "test/include/catch2Macros.hpp")]:
             for line in open(src):
@@ -165,10 +167,10 @@ def main():
         base = ["-I" + shim] + flags + ["-DMS_TEST", "-I" + os.path.join(PREPARED, "test/include"),
                                          "-I" + os.path.join(PREPARED, "mocks/include")]
 
-        def obj(src, extra):
-            key = hashlib.sha256(
-                (open(src, "rb").read().hex() + " ".join(extra + base) + str(os.path.getmtime(lib))).encode()
-            ).hexdigest()[:20]
+        def obj(src):
+            h = hashlib.sha256(open(src, "rb").read())
+            h.update((" ".join(base) + str(os.path.getmtime(lib))).encode())
+            key = h.hexdigest()[:20]
             return os.path.join(cache, f"{os.path.basename(src)}.{key}.o")
 
         # 1. upstream's unit tests.
@@ -182,11 +184,14 @@ def main():
             "namespace Channel\n{\n\tChannelSocket::ChannelSocket()\n\t{\n\t}\n} // namespace Channel\n"
         )
         for src in UPSTREAM_TESTS + TEST_SUPPORT + [main_src, extra]:
-            o = obj(src, [])
+            o = obj(src)
             objs.append(o)
             if not os.path.exists(o):
                 jobs.append((base + ["-c", src, "-o", o], os.path.relpath(src, PREPARED)))
         log(f"upstream unit tests: {len(UPSTREAM_TESTS)} files, {len(jobs)} to compile")
+        for stale in glob.glob(os.path.join(cache, "*.o")):
+            if stale not in objs:
+                os.remove(stale)
         compile_all(cxx, jobs)
         exe = os.path.join(tmp, "mediasoup-worker-test")
         r = subprocess.run([cxx, "-o", exe] + objs + [lib, "-pthread", "-ldl"], capture_output=True, text=True)

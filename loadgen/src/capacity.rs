@@ -151,7 +151,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// A mediasoup WebRtcTransport as a `createTransport` answer.
-pub fn transport_json(t: &WebRtcTransport) -> Value {
+fn transport_json(t: &WebRtcTransport) -> Value {
     json!({
         "id": t.id().to_string(),
         "iceParameters": to_value(t.ice_parameters()),

@@ -105,14 +105,10 @@ pub type SentLog = Arc<Mutex<SentTimes>>;
 /// ([`Peer::log_payloads`]).
 pub type PayloadLog = Arc<Mutex<HashMap<u32, Vec<u64>>>>;
 
-/// The hash [`PayloadLog`] keeps of a payload.
-pub fn payload_hash(payload: &[u8]) -> u64 {
-    payload_key(payload)
-}
-
 const SENT_LOG_MAX: usize = 20_000;
 
-fn payload_key(payload: &[u8]) -> u64 {
+/// The hash a payload is known by ([`SentTimes`], [`PayloadLog`]).
+pub fn payload_hash(payload: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     payload.hash(&mut h);
@@ -121,7 +117,7 @@ fn payload_key(payload: &[u8]) -> u64 {
 
 impl SentTimes {
     fn record(&mut self, payload: &[u8], at: Instant) {
-        let k = payload_key(payload);
+        let k = payload_hash(payload);
         // A payload seen twice (identical audio frames) is ambiguous: drop it.
         if self.at.insert(k, at).is_some() {
             self.at.remove(&k);
@@ -136,7 +132,7 @@ impl SentTimes {
     }
 
     fn sent_at(&self, payload: &[u8]) -> Option<Instant> {
-        self.at.get(&payload_key(payload)).copied()
+        self.at.get(&payload_hash(payload)).copied()
     }
 }
 
@@ -622,7 +618,7 @@ async fn drive(
                                 .expect("payload log")
                                 .entry(ssrc)
                                 .or_default()
-                                .push(payload_key(&pkt.payload));
+                                .push(payload_hash(&pkt.payload));
                         }
                         let sent = latency_log
                             .as_ref()
