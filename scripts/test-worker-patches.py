@@ -61,6 +61,12 @@ DIFF_TESTS = {
         "header": "include/RTC/BWE/SendPacketHistory.hpp",
         "macro": "UPSTREAM_SEND_PACKET_HISTORY_HPP",
     },
+    "robust_throughput_estimator_diff.cpp": {
+        "class": "RobustThroughputEstimator",
+        "sources": ["src/RTC/BWE/RobustThroughputEstimator.cpp"],
+        "header": "include/RTC/BWE/RobustThroughputEstimator.hpp",
+        "macro": "UPSTREAM_ROBUST_THROUGHPUT_ESTIMATOR_HPP",
+    },
 }
 
 # Catch2 3's headers the tests include, on Debian's single-header Catch2 2.
