@@ -211,6 +211,9 @@ def main():
 
         # 2. differential tests against upstream's original code.
         crate = upstream_crate(os.path.join(tmp, "crate"))
+        present = sorted(os.path.basename(f) for f in glob.glob(os.path.join(PATCHES, "tests", "*_diff.cpp")))
+        if present != sorted(DIFF_TESTS):
+            fail(f"differential tests on disk {present} are not those DIFF_TESTS describes {sorted(DIFF_TESTS)}")
         for test, spec in DIFF_TESTS.items():
             src = os.path.join(PATCHES, "tests", test)
             header = os.path.join(crate, spec["header"])

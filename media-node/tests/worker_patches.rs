@@ -23,10 +23,29 @@ fn upstream_unit_tests_and_differential_tests_pass_on_the_patched_worker() {
         out.status.success(),
         "scripts/test-worker-patches.py failed:\n{stderr}"
     );
-    // It ran both kinds, and the differential test compared something.
+    // It ran both kinds, and every differential test there is compared something.
     assert!(
         stderr.contains("upstream unit tests: All tests passed"),
         "{stderr}"
     );
-    assert!(stderr.contains("all the same"), "{stderr}");
+    let tests = root.join("third_party/mediasoup-patches/tests");
+    let mut diffs = 0;
+    for entry in std::fs::read_dir(&tests).expect("the differential tests' directory") {
+        let name = entry.expect("a directory entry").file_name();
+        let name = name.to_string_lossy();
+        if let Some(test) = name.strip_suffix("_diff.cpp") {
+            diffs += 1;
+            assert!(
+                stderr
+                    .lines()
+                    .any(|l| l.contains(&format!("{test}_diff: ")) && l.ends_with("all the same")),
+                "{name} did not run or did not compare everything:\n{stderr}"
+            );
+        }
+    }
+    assert!(
+        diffs >= 2,
+        "{diffs} differential tests in {}",
+        tests.display()
+    );
 }
