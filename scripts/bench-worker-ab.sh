@@ -14,7 +14,11 @@
 # VARIANTS   worker variants, space separated (default: "none all" plus each
 #            patch of third_party/mediasoup-patches alone): none = upstream
 #            mediasoup with the offline shims only, all = every patch, NAME =
-#            that patch alone, NAME,NAME = those.
+#            that patch alone, NAME,NAME = those, none-again = the A/A control:
+#            upstream's binary once more as if it were a variant, so the run
+#            measures its own run-to-run spread (what a patch must beat);
+#            list it half the list away from none, so it runs as far from none
+#            as the farthest variant and its spread is not flattered.
 # ROUNDS     alternations (default 5); the order of the variants turns every
 #            round so none always runs first or last.
 # STEPS      receivers per step (default 100,200 = 200 and 400 consumers, the
@@ -48,11 +52,17 @@ read -ra VS <<<"$VARIANTS"
 log() { printf 'bench-worker-ab: %s\n' "$*" >&2; }
 
 restore() { scripts/prepare-mediasoup.sh >/dev/null; }
+# none-again is upstream's binary under another name (the A/A control).
+binary() { if [[ "$1" = none-again ]]; then echo "$OUT/media-node-none"; else echo "$OUT/media-node-$1"; fi; }
+if printf '%s\n' "${VS[@]}" | grep -qx none-again && ! printf '%s\n' "${VS[@]}" | grep -qx none; then
+  echo "bench-worker-ab: none-again is the A/A control of none; list none too" >&2
+  exit 2
+fi
 if [[ "${BUILD:-1}" != 0 ]]; then
   trap restore EXIT
   cargo build -q --release -p coordinator -p loadgen
   # "all" last: the tree is then already what it is left at.
-  for v in $(printf '%s\n' "${VS[@]}" | grep -vx all) $(printf '%s\n' "${VS[@]}" | grep -x all); do
+  for v in $(printf '%s\n' "${VS[@]}" | grep -vx -e all -e none-again) $(printf '%s\n' "${VS[@]}" | grep -x all); do
     log "building the worker variant $v"
     start=$(date +%s)
     THRONG_MEDIASOUP_PATCHES=$v scripts/prepare-mediasoup.sh
@@ -77,7 +87,7 @@ for ((r = 0; r < ROUNDS; r++)); do
   for ((i = 0; i < n; i++)); do
     v=${VS[$(( (i + r) % n ))]}
     log "round $((r + 1))/$ROUNDS: $v"
-    NODE_BIN="$OUT/media-node-$v" DIRECT=0 PIN="${PIN:-1}" WINDOW_SECS=$WINDOW scripts/bench-capacity.sh "$STEPS" >"$OUT/runs/$stamp-$v-$r.txt" 2>&1 \
+    NODE_BIN="$(binary "$v")" DIRECT=0 PIN="${PIN:-1}" WINDOW_SECS=$WINDOW scripts/bench-capacity.sh "$STEPS" >"$OUT/runs/$stamp-$v-$r.txt" 2>&1 \
       || { tail -20 "$OUT/runs/$stamp-$v-$r.txt" >&2; exit 1; }
     cp /tmp/throng-capacity-cluster.json "$OUT/runs/$stamp-$v-$r.json"
   done
@@ -85,18 +95,22 @@ done
 
 if [[ "${PROFILE:-0}" = 1 ]]; then
   for v in "${VS[@]}"; do
-    NODE_BIN="$OUT/media-node-$v" scripts/profile-worker.sh 200 >"$OUT/runs/$stamp-$v-profile.txt" 2>&1 || true
+    [[ "$v" = none-again ]] && continue
+    NODE_BIN="$(binary "$v")" scripts/profile-worker.sh 200 >"$OUT/runs/$stamp-$v-profile.txt" 2>&1 || true
     echo "--- profile of $v (400 consumers): $OUT/runs/$stamp-$v-profile.txt"
     grep -E '^ +[0-9]' "$OUT/runs/$stamp-$v-profile.txt" | head -15 || true
   done
 fi
 
 python3 - "$OUT/runs" "$stamp" "${VS[@]}" <<'PY'
-import glob, json, statistics, sys
+import glob, json, os, re, statistics, sys
 runs, stamp, variants = sys.argv[1], sys.argv[2], sys.argv[3:]
+def files(v):  # this variant's rounds only ("none-*" would also take none-again's)
+    pat = re.compile(rf"{re.escape(stamp)}-{re.escape(v)}-\d+\.json")
+    return sorted(f for f in glob.glob(f"{runs}/{stamp}-*.json") if pat.fullmatch(os.path.basename(f)))
 res = {}  # variant -> consumers -> [(us per packet, cpu %, loss %)]
 for v in variants:
-    for f in sorted(glob.glob(f"{runs}/{stamp}-{v}-*.json")):
+    for f in files(v):
         for s in json.load(open(f))["steps"]:
             us = s["workerCpuPct"] / 100 / s["packetsPerSec"] * 1e6 if s["packetsPerSec"] else float("nan")
             res.setdefault(v, {}).setdefault(s["consumers"], []).append((us, s["workerCpuPct"], s["lossPct"]))
@@ -111,4 +125,43 @@ for v in variants:
         print(f'{v:<28} {c:>9} {med:>9.2f} {ratio} {statistics.median(x[1] for x in xs):>6.1f} '
               f'{max(x[2] for x in xs):>10.2f}  {" ".join(f"{x[0]:.2f}" for x in xs)}')
 print('"vs none" is upstream\'s CPU per packet over the variant\'s: 1.2 means 1.2x the packets, i.e. consumers, per core.')
+
+# Paired: each round runs every variant once, back to back, so the ratio
+# none/variant within a round cancels the machine's slow drift (the same binary
+# measured 15-30 % apart from one run to the next). Geometric mean of the
+# paired ratios with a bootstrap 95 % interval; a variant whose interval lies
+# above 1 wins by more than the run-to-run spread, and none-again (the same
+# binary as none) shows how wide that spread is.
+import math, random
+rng = random.Random(17)
+def paired(v, c):
+    out = []
+    for f in files(v):
+        r = f.rsplit("-", 1)[1].split(".")[0]
+        fb = f"{runs}/{stamp}-none-{r}.json"
+        try:
+            sv = {s["consumers"]: s for s in json.load(open(f))["steps"]}[c]
+            sb = {s["consumers"]: s for s in json.load(open(fb))["steps"]}[c]
+        except (OSError, KeyError):
+            continue
+        us = lambda s: s["workerCpuPct"] / s["packetsPerSec"]
+        if sv["packetsPerSec"] and sb["packetsPerSec"]:
+            out.append(us(sb) / us(sv))
+    return out
+if base:
+    print()
+    print("paired, round by round: none's CPU per packet over the variant's in the same round")
+    print(f'{"variant":<38} {"consumers":>9} {"geomean":>8} {"95 % interval":>14} {"median":>7} {"wins":>6}  rounds')
+    for v in variants:
+        if v == "none":
+            continue
+        for c in sorted(res.get(v, {})):
+            xs = paired(v, c)
+            if len(xs) < 2:
+                continue
+            logs = [math.log(x) for x in xs]
+            boots = sorted(math.exp(statistics.mean(rng.choices(logs, k=len(logs)))) for _ in range(4000))
+            lo, hi = boots[int(0.025 * len(boots))], boots[int(0.975 * len(boots)) - 1]
+            print(f'{v:<38} {c:>9} {math.exp(statistics.mean(logs)):>8.3f} {f"{lo:.3f}-{hi:.3f}":>14} '
+                  f'{statistics.median(xs):>7.3f} {sum(x > 1 for x in xs):>3}/{len(xs):<2}  {" ".join(f"{x:.2f}" for x in xs)}')
 PY
