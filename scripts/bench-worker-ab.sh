@@ -105,15 +105,17 @@ fi
 python3 - "$OUT/runs" "$stamp" "${VS[@]}" <<'PY'
 import glob, json, os, re, statistics, sys
 runs, stamp, variants = sys.argv[1], sys.argv[2], sys.argv[3:]
-def files(v):  # this variant's rounds only ("none-*" would also take none-again's)
-    pat = re.compile(rf"{re.escape(stamp)}-{re.escape(v)}-\d+\.json")
-    return sorted(f for f in glob.glob(f"{runs}/{stamp}-*.json") if pat.fullmatch(os.path.basename(f)))
-res = {}  # variant -> consumers -> [(us per packet, cpu %, loss %)]
+res = {}  # variant -> consumers -> [(us per packet, cpu %, loss %, round)]
 for v in variants:
-    for f in files(v):
+    # this variant's rounds only ("none-*" would also take none-again's)
+    pat = re.compile(rf"{re.escape(stamp)}-{re.escape(v)}-(\d+)\.json")
+    for f in sorted(glob.glob(f"{runs}/{stamp}-*.json")):
+        m = pat.fullmatch(os.path.basename(f))
+        if not m:
+            continue
         for s in json.load(open(f))["steps"]:
             us = s["workerCpuPct"] / 100 / s["packetsPerSec"] * 1e6 if s["packetsPerSec"] else float("nan")
-            res.setdefault(v, {}).setdefault(s["consumers"], []).append((us, s["workerCpuPct"], s["lossPct"]))
+            res.setdefault(v, {}).setdefault(s["consumers"], []).append((us, s["workerCpuPct"], s["lossPct"], m[1]))
 base = res.get("none", {})
 print("worker CPU per forwarded packet, microseconds: median of the rounds (each round's figures)")
 print(f'{"variant":<28} {"consumers":>9} {"us/packet":>9} {"vs none":>8} {"cpu %":>6} {"max loss %":>10}  rounds')
@@ -135,19 +137,10 @@ print('"vs none" is upstream\'s CPU per packet over the variant\'s: 1.2 means 1.
 import math, random
 rng = random.Random(17)
 def paired(v, c):
-    out = []
-    for f in files(v):
-        r = f.rsplit("-", 1)[1].split(".")[0]
-        fb = f"{runs}/{stamp}-none-{r}.json"
-        try:
-            sv = {s["consumers"]: s for s in json.load(open(f))["steps"]}[c]
-            sb = {s["consumers"]: s for s in json.load(open(fb))["steps"]}[c]
-        except (OSError, KeyError):
-            continue
-        us = lambda s: s["workerCpuPct"] / s["packetsPerSec"]
-        if sv["packetsPerSec"] and sb["packetsPerSec"]:
-            out.append(us(sb) / us(sv))
-    return out
+    # none's figure of the same round (missing when that round of none failed)
+    nb = {x[3]: x[0] for x in base.get(c, [])}
+    return [nb[x[3]] / x[0] for x in res[v][c]
+            if x[3] in nb and not math.isnan(nb[x[3]]) and not math.isnan(x[0])]
 if base:
     print()
     print("paired, round by round: none's CPU per packet over the variant's in the same round")
